@@ -1,0 +1,1 @@
+"""ttc's base layer: the step format, problem and label records, answer grading, benchmarks and the synthetic world."""

@@ -1,0 +1,174 @@
+"""`ttc-data`: write the synthetic datasets, validate benchmark files and convert them to Problem JSONL."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections import Counter
+from pathlib import Path
+
+from data_prep.benchmarks import BENCHMARK_NAMES, FieldMapping, load_benchmark, load_gsm8k, load_math500, load_problems
+from data_prep.io import write_jsonl
+from data_prep.records import Problem, StepLabels
+
+logger = logging.getLogger(__name__)
+
+_FIELD_OPTIONS = ("problem_field", "answer_field", "id_field", "level_field", "answer_after", "answer_regex", "source")
+
+
+class UsageError(Exception):
+    """A command line that argparse rejects."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting, so `main` prints one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "path",
+        help=f"a benchmark name ({', '.join(BENCHMARK_NAMES)}) or a .jsonl/.parquet file",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("math500", "gsm8k", "generic"),
+        help="how to read a file PATH: MATH-500 fields, GSM8K fields, or the field mapping below "
+        "(default: generic)",
+    )
+    mapping = parser.add_argument_group("field mapping (generic format only)")
+    mapping.add_argument("--problem-field", help="column with the problem text (default: problem)")
+    mapping.add_argument("--answer-field", help="column with the gold answer (default: answer)")
+    mapping.add_argument("--id-field", help="column with a unique id (default: number the rows)")
+    mapping.add_argument("--level-field", help="column with the level 1-5 (default: no levels)")
+    mapping.add_argument("--answer-after", help="take the answer after the last occurrence of this marker, e.g. ####")
+    mapping.add_argument("--answer-regex", help="take the answer from this regex's first capture group")
+    mapping.add_argument("--source", help="source name stored in each problem (default: the file stem)")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ttc-data", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    synth = commands.add_parser(
+        "synth",
+        help="write the synthetic arithmetic-chain datasets",
+        description="Write train.jsonl and test.jsonl (Problem rows) and gold_train.jsonl (gold step solutions "
+        "as stepwise-supervision rows, every step labelled correct) into DIR.",
+    )
+    synth.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory (created)")
+    synth.add_argument("--num-per-level-train", type=int, default=200, metavar="N", help="train problems per level (default: 200)")
+    synth.add_argument("--num-per-level-test", type=int, default=100, metavar="N", help="test problems per level (default: 100)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+    validate = commands.add_parser(
+        "validate",
+        help="load a benchmark and print its problem count per level",
+        description="Load a benchmark, print its problem count and per-level counts; exit 1 with the first "
+        "problem found (file, line, field) when the input is malformed.",
+    )
+    _add_source_options(validate)
+
+    convert = commands.add_parser(
+        "convert",
+        help="convert a benchmark to normalised Problem JSONL",
+        description="Load a benchmark and write one Problem per line (id, problem, answer, level, source).",
+    )
+    _add_source_options(convert)
+    convert.add_argument("--out", required=True, type=Path, metavar="OUT.jsonl", help="output file (written atomically)")
+    convert.add_argument("--limit", type=int, help="keep only the first N problems")
+    return parser
+
+
+def _load_from_args(args: argparse.Namespace, limit: int | None = None) -> list[Problem]:
+    given = ["--" + name.replace("_", "-") for name in _FIELD_OPTIONS if getattr(args, name) is not None]
+    if args.path in BENCHMARK_NAMES:
+        if given or args.format:
+            options = ", ".join(given + (["--format"] if args.format else []))
+            raise UsageError(f"{options}: these options apply to files, not to the named benchmark {args.path!r}")
+        return load_benchmark(args.path, limit=limit)
+    file_format = args.format or "generic"
+    if given and file_format != "generic":
+        raise UsageError(f"{', '.join(given)}: field options apply only to --format generic, not --format {file_format}")
+    if file_format == "math500":
+        problems = load_math500(args.path)
+    elif file_format == "gsm8k":
+        problems = load_gsm8k(args.path)
+    else:
+        try:
+            fields = FieldMapping(
+                problem=args.problem_field or "problem",
+                answer=args.answer_field or "answer",
+                id=args.id_field,
+                level=args.level_field,
+                answer_after=args.answer_after,
+                answer_regex=args.answer_regex,
+            )
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        problems = load_problems(args.path, fields=fields, source=args.source)
+    return problems[:limit] if limit is not None else problems
+
+
+def _synth(args: argparse.Namespace) -> None:
+    from data_prep.synthetic import generate_problems, gold_steps
+
+    for flag, value in (("--num-per-level-train", args.num_per_level_train), ("--num-per-level-test", args.num_per_level_test)):
+        if value < 1:
+            raise UsageError(f"{flag} must be >= 1, got {value}")
+    train = generate_problems("train", args.num_per_level_train, seed=args.seed)
+    test = generate_problems("test", args.num_per_level_test, seed=args.seed)
+    gold = []
+    for problem in train:
+        steps = gold_steps(problem)
+        gold.append(StepLabels(prompt=problem.problem, completions=steps, labels=[True] * len(steps)))
+    write_jsonl(args.out / "train.jsonl", train)
+    write_jsonl(args.out / "test.jsonl", test)
+    write_jsonl(args.out / "gold_train.jsonl", gold)
+    print(f"wrote {len(train)} train, {len(test)} test and {len(gold)} gold-step rows to {args.out}")
+
+
+def _validate(args: argparse.Namespace) -> None:
+    problems = _load_from_args(args)
+    sources = ", ".join(sorted({problem.source for problem in problems}))
+    print(f"{args.path}: {len(problems)} problems (source: {sources})")
+    levels = Counter(problem.level for problem in problems)
+    for level in sorted(level for level in levels if level is not None):
+        print(f"  level {level}: {levels[level]}")
+    if None in levels:
+        print(f"  level unknown: {levels[None]}")
+
+
+def _convert(args: argparse.Namespace) -> None:
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be >= 1, got {args.limit}")
+    problems = _load_from_args(args, limit=args.limit)
+    count = write_jsonl(args.out, problems)
+    print(f"wrote {count} problems to {args.out}")
+
+
+_COMMANDS = {"synth": _synth, "validate": _validate, "convert": _convert}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `ttc-data`; return 0 on success, 1 for bad input data, 2 for a bad command line."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args = make_parser().parse_args(argv)
+        _COMMANDS[args.command](args)
+    except SystemExit as exit_:  # --help
+        return exit_.code if isinstance(exit_.code, int) else 0
+    except UsageError as error:
+        print(f"ttc-data: error: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as error:
+        print(f"ttc-data: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

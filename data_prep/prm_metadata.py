@@ -1,0 +1,74 @@
+"""The metadata file a PRM checkpoint carries so the inference arm loads it with no extra flags."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from data_prep.steps import STEP_SEPARATOR
+
+METADATA_FILENAME = "ttc_prm.json"
+
+PRMStyle = Literal["token_classification", "chat_plus_minus", "step_tag"]
+"""(a) TRL-style token classification head, label on each step separator's last token;
+(b) causal LM answering `+`/`-` after each step in a chat turn (RLHFlow);
+(c) causal LM with a step-tag token whose next-token distribution over `+`/`-` is the score (Math-Shepherd)."""
+
+PRM_STYLES: tuple[str, ...] = ("token_classification", "chat_plus_minus", "step_tag")
+
+
+@dataclass(frozen=True)
+class PRMMetadata:
+    prm_style: PRMStyle
+    step_separator: str = STEP_SEPARATOR
+    base_model: str | None = None
+    """Path or hub id of the model the PRM was fine-tuned from (for LoRA: the adapter's base)."""
+    is_peft_adapter: bool = False
+    """True when the checkpoint directory holds a peft adapter rather than full weights."""
+    positive_label: int = 1
+    """Token-classification class index that means 'step is good'."""
+    good_token: str = "+"
+    bad_token: str = "-"
+    step_tag: str | None = None
+    """Step-tag PRMs only: the tag placed after each step."""
+    system_prompt: str | None = None
+    """System prompt used to build training prompts, if any (recorded for reproducibility)."""
+    train_config: dict | None = None
+    """Key settings of the training run (label kind, dataset, seed)."""
+
+    def __post_init__(self) -> None:
+        if self.prm_style not in PRM_STYLES:
+            raise ValueError(f"prm_style must be one of {PRM_STYLES}, got {self.prm_style!r}")
+        if not self.step_separator:
+            raise ValueError("step_separator is empty")
+        if self.prm_style == "step_tag" and not self.step_tag:
+            raise ValueError("prm_style 'step_tag' needs step_tag")
+
+    def save(self, checkpoint_dir: str | Path) -> Path:
+        path = Path(checkpoint_dir) / METADATA_FILENAME
+        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, checkpoint_dir: str | Path) -> "PRMMetadata":
+        """Read the metadata file; a missing or malformed file raises naming the path."""
+        path = Path(checkpoint_dir) / METADATA_FILENAME
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: {checkpoint_dir} is not a PRM written by training/train_prm.py; "
+                "for a public PRM set prm_style explicitly in the config"
+            )
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: invalid JSON ({error})") from error
+        known = set(cls.__dataclass_fields__)
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+        try:
+            return cls(**raw)
+        except TypeError as error:
+            raise ValueError(f"{path}: {error}") from error

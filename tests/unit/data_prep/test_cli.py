@@ -1,0 +1,128 @@
+"""Tests for the `ttc-data` CLI, run in-process through `main([...])`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from data_prep.cli import main
+from data_prep.io import read_jsonl
+from data_prep.records import Problem, validate_step_labels
+from data_prep.synthetic import check_solution
+
+MATH_ROW = {"problem": "What is $1+1$?", "answer": "2", "level": 1, "unique_id": "u/1"}
+
+
+def write_lines(path: Path, rows: list) -> Path:
+    path.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_synth_writes_train_test_and_gold_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "synth"
+    assert main(["synth", "--out", str(out), "--num-per-level-train", "3", "--num-per-level-test", "2", "--seed", "1"]) == 0
+    train = [Problem(**row) for _, row in read_jsonl(out / "train.jsonl")]
+    test = [Problem(**row) for _, row in read_jsonl(out / "test.jsonl")]
+    gold = [row for _, row in read_jsonl(out / "gold_train.jsonl")]
+    assert (len(train), len(test), len(gold)) == (15, 10, 15)
+    assert [sum(p.level == level for p in train) for level in range(1, 6)] == [3, 3, 3, 3, 3]
+    assert not {p.problem for p in train} & {p.problem for p in test}
+    for problem, row in zip(train, gold):
+        validate_step_labels(row["prompt"], row["completions"], row["labels"])
+        assert row["prompt"] == problem.problem
+        assert row["labels"] == [True] * len(row["completions"])
+        check = check_solution(problem, row["completions"])
+        assert (check.first_wrong_step, check.final_correct) == (None, True)
+    assert "wrote 15 train, 10 test and 15 gold-step rows" in capsys.readouterr().out
+
+
+def test_synth_is_deterministic_for_a_seed(tmp_path: Path) -> None:
+    args = ["--num-per-level-train", "2", "--num-per-level-test", "1", "--seed", "3"]
+    assert main(["synth", "--out", str(tmp_path / "a"), *args]) == 0
+    assert main(["synth", "--out", str(tmp_path / "b"), *args]) == 0
+    for name in ("train.jsonl", "test.jsonl", "gold_train.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_validate_prints_count_and_levels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [MATH_ROW, dict(MATH_ROW, unique_id="u/2", level=3), dict(MATH_ROW, unique_id="u/3", level=3)]
+    path = write_lines(tmp_path / "m.jsonl", rows)
+    assert main(["validate", str(path), "--format", "math500"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: 3 problems (source: math500)",
+        "  level 1: 1",
+        "  level 3: 2",
+    ]
+
+
+def test_validate_generic_with_field_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_lines(tmp_path / "g.jsonl", [{"question": "Q", "answer": "r\n#### 1,234"}])
+    argv = ["validate", str(path), "--problem-field", "question", "--answer-after", "####", "--source", "mine"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{path}: 1 problems (source: mine)", "  level unknown: 1"]
+
+
+def test_validate_bad_input_prints_one_line_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_lines(tmp_path / "m.jsonl", [MATH_ROW, dict(MATH_ROW, unique_id="u/2", level=9)])
+    assert main(["validate", str(path), "--format", "math500"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith(f"ttc-data: error: {path}: line 2: field 'level' (level) must be an integer 1-5")
+    assert "Traceback" not in captured.err
+
+
+def test_missing_file_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(tmp_path / "nope.jsonl")]) == 1
+    assert capsys.readouterr().err == f"ttc-data: error: {tmp_path / 'nope.jsonl'}: no such file\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["validate", "x.jsonl", "--format", "foo"], "argument --format: invalid choice: 'foo'"),
+        (["validate", "x.jsonl", "--format", "math500", "--problem-field", "q"], "--problem-field: field options apply only to --format generic"),
+        (["validate", "math500", "--format", "math500"], "--format: these options apply to files, not to the named benchmark 'math500'"),
+        (["validate", "x.jsonl", "--answer-after", "#", "--answer-regex", "(x)"], "at most one of"),
+        (["convert", "x.jsonl"], "the following arguments are required: --out"),
+        (["convert", "x.jsonl", "--out", "y.jsonl", "--limit", "0"], "--limit must be >= 1, got 0"),
+        (["synth", "--out", "d", "--num-per-level-test", "0"], "--num-per-level-test must be >= 1, got 0"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        ([], "the following arguments are required: COMMAND"),
+    ],
+)
+def test_usage_errors_print_one_line_and_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ttc-data: error: ")
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(command in out for command in ("synth", "validate", "convert"))
+    assert main(["convert", "--help"]) == 0
+    assert "--answer-field" in capsys.readouterr().out
+
+
+def test_convert_gsm8k_to_problem_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_lines(tmp_path / "g.jsonl", [{"question": f"Q{i}", "answer": f"r\n#### {i + 1},000"} for i in range(3)])
+    out = tmp_path / "out" / "problems.jsonl"
+    assert main(["convert", str(path), "--format", "gsm8k", "--out", str(out), "--limit", "2"]) == 0
+    assert [row for _, row in read_jsonl(out)] == [
+        {"id": "gsm8k/0", "problem": "Q0", "answer": "1000", "level": None, "source": "gsm8k"},
+        {"id": "gsm8k/1", "problem": "Q1", "answer": "2000", "level": None, "source": "gsm8k"},
+    ]
+    assert capsys.readouterr().out == f"wrote 2 problems to {out}\n"
+
+
+def test_convert_synthetic_benchmark_by_name(tmp_path: Path) -> None:
+    out = tmp_path / "syn.jsonl"
+    assert main(["convert", "synthetic-test", "--out", str(out), "--limit", "4"]) == 0
+    rows = [row for _, row in read_jsonl(out)]
+    assert len(rows) == 4
+    assert {row["source"] for row in rows} == {"synthetic"}

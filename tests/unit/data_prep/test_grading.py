@@ -1,0 +1,155 @@
+"""Tests for answer grading: normalisation, math-verify equivalence, grouping, threads and timeouts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from data_prep.grading import Grader, answers_match, group_equivalent, normalize_answer
+from data_prep.steps import extract_boxed_answer
+
+MATH500_PATH = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "math500_test.jsonl"
+
+# (gold, prediction, expected) — verdicts observed from math-verify 0.9 through answers_match.
+EQUIVALENCE_TABLE = [
+    (r"\frac{1}{2}", "0.5", True),
+    (r"\left( 3, \frac{\pi}{2} \right)", r"(3,\frac{\pi}{2})", True),
+    (r"10\%", "10", True),
+    (r"\text{(C)}", "C", True),
+    ("x=5", "5", True),
+    ("5", "x = 5", True),
+    ("1,000", "1000", True),
+    (r"1,\!000", "1000", True),
+    (r"\dfrac{1}{2}", r"\frac12", True),
+    (r"2\sqrt{2}", r"\sqrt{8}", True),
+    (r"\{1,2\}", r"\{2,1\}", True),
+    ("x^2+2x+1", "(x+1)^2", True),
+    ("3", "3.0", True),
+    ("18", "18.", True),
+    (r"90^\circ", "90", True),
+    (r"5\text{ cm}", "5", True),
+    (r"\$18", "18", True),
+    ("18", r"\boxed{18}", True),
+    (r"\left( 3, \frac{\pi}{2} \right)", r"(3.0, \frac{\pi}{2})", True),
+    ("2", "3", False),
+    (r"\frac{1}{2}", "2", False),
+    ("(1,2)", "(2,1)", False),
+    (r"\text{(A)}", r"\text{(B)}", False),
+    ("y=5", "x=5", False),
+    (r"\pi", "3.14159", False),
+    (r"\frac{1}{3}", "0.333", False),
+    (r"(3,\frac{\pi}{2})", "(3, 1.5708)", False),
+    ("5", None, False),
+    ("5", "   ", False),
+]
+
+
+@pytest.mark.parametrize(("gold", "pred", "expected"), EQUIVALENCE_TABLE)
+def test_answers_match_table(gold: str, pred: str | None, expected: bool) -> None:
+    assert answers_match(gold, pred) is expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [
+        (r"$\left( 3, \frac{\pi}{2} \right)$", r"(3,\frac{\pi}{2})"),
+        (r"\dfrac{1}{2}", r"\frac{1}{2}"),
+        (r"\tfrac{1}{2}.", r"\frac{1}{2}"),
+        (r"\text{(C)}", "C"),
+        ("(C)", "C"),
+        ("1,000", "1000"),
+        (r"1,\!000,\!000", "1000000"),
+        ("1{,}000", "1000"),
+        ("(1,000)", "(1,000)"),
+        ("1,2", "1,2"),
+        (r"10\%", "10"),
+        (r"\boxed{ 7 }", "7"),
+        (r"\textbf{\text{Evelyn}}", "Evelyn"),
+        (r"\$18", "18"),
+        (r"x \in [1, 2]", r"x\in[1,2]"),
+        (r"\rightarrow", r"\rightarrow"),
+    ],
+)
+def test_normalize_answer(raw: str, normal: str) -> None:
+    assert normalize_answer(raw) == normal
+
+
+def test_group_equivalent_assigns_ids_in_first_occurrence_order() -> None:
+    answers = ["0.5", r"\frac12", None, "2", "1/2", " ", "2.0", r"\text{(C)}", "C", "1,000", "1000"]
+    assert group_equivalent(answers) == [0, 0, None, 1, 0, None, 1, 2, 2, 3, 3]
+
+
+def test_group_equivalent_empty_list() -> None:
+    assert group_equivalent([]) == []
+
+
+def test_answers_match_works_outside_the_main_thread() -> None:
+    results: list[bool] = []
+    errors: list[BaseException] = []
+
+    def grade() -> None:
+        try:
+            results.append(answers_match(r"\left( 3, \frac{\pi}{2} \right)", r"(3.0,\frac{\pi}{2})"))
+            results.append(answers_match(r"\frac{1}{2}", "2"))
+        except BaseException as error:  # noqa: BLE001 - surfaced below
+            errors.append(error)
+
+    thread = threading.Thread(target=grade)
+    thread.start()
+    thread.join(timeout=60)
+    assert errors == []
+    assert results == [True, False]
+
+
+def test_pathological_comparison_times_out_and_worker_recovers() -> None:
+    # math-verify spends well over 20 s on 9^(9^9) vs 1 (measured); the grader must give up on time.
+    with Grader(timeout_s=5.0) as grader:
+        assert grader.match(r"\frac{1}{2}", "0.5") is True  # starts the worker outside the timed part
+        start = time.monotonic()
+        assert grader.match("9^{9^{9}}", "1", timeout_s=0.5) is False
+        elapsed = time.monotonic() - start
+        assert elapsed < 2.0
+        assert grader.num_timeouts == 1
+        assert grader.match(r"\frac{3}{4}", "0.75") is True  # a fresh worker answers afterwards
+        assert grader.match("2", "3") is False
+
+
+def test_fast_path_needs_no_worker() -> None:
+    grader = Grader()
+    assert grader.match(r"$\dfrac{1}{2}$", r"\frac{1}{2}") is True
+    assert grader.match("1,000", "1000") is True
+    assert grader._process is None
+
+
+def test_verdicts_are_cached() -> None:
+    with Grader() as grader:
+        assert grader.match(r"\frac{1}{2}", "0.5") is True
+        grader.close()  # a cached verdict must not need the worker again
+        assert grader.match(r"\frac{1}{2}", "0.5") is True
+        assert grader._process is None
+
+
+@pytest.mark.parametrize("bad_gold", ["", "   "])
+def test_blank_gold_is_an_error(bad_gold: str) -> None:
+    with pytest.raises(ValueError, match="gold answer must be a non-empty string"):
+        answers_match(bad_gold, "1")
+
+
+def test_non_positive_timeout_is_an_error() -> None:
+    with pytest.raises(ValueError, match="timeout_s must be > 0"):
+        Grader(timeout_s=0)
+
+
+@pytest.mark.skipif(not MATH500_PATH.is_file(), reason=f"MATH-500 file not found at {MATH500_PATH}")
+def test_math500_gold_solutions_grade_as_correct() -> None:
+    rows = [json.loads(line) for line in MATH500_PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert len(rows) == 500
+    # fast_path=False sends every pair through math-verify, so this measures the parser, not string equality.
+    with Grader(fast_path=False, timeout_s=10.0) as grader:
+        correct = sum(grader.match(row["answer"], extract_boxed_answer(row["solution"])) for row in rows)
+    print(f"MATH-500 gold solutions graded correct: {correct}/500")
+    assert correct >= 495
