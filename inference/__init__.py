@@ -1,0 +1,1 @@
+"""ttc's inference arm: generation backends, PRM scorers, search strategies, evaluation and reports."""

@@ -1,0 +1,242 @@
+"""`ttc-infer`: run a strategy sweep, merge shard results, evaluate and report (thin wrappers over the library)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import logging
+import signal
+import sys
+import threading
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from inference.config import CliValue, ConfigError, MergeConfig, RunConfig, default_value, field_docs, parse_config
+
+logger = logging.getLogger(__name__)
+
+SUBCOMMANDS = ("run", "merge", "eval", "report")
+"""`ttc-infer` with no subcommand means `run`."""
+
+DELEGATED = {
+    "eval": ("inference.evaluation", "EvalConfig", "evaluate", "accuracy at N per strategy, level and compute"),
+    "report": ("inference.reporting", "ReportConfig", "report", "plots and an HTML page from evaluated metrics"),
+}
+"""Subcommands whose config dataclass and entry function live in other packages: (module, config, function, help)."""
+
+
+class UsageError(Exception):
+    """A command line argparse refuses."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (a scheduler stopping the job)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:  # argparse would print usage and exit
+        raise UsageError(f"{self.prog}: {message}")
+
+
+# --------------------------------------------------------------------------- parser built from config dataclasses
+
+
+def _short(value: Any) -> str:
+    text = repr(list(value) if isinstance(value, tuple) else value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_list(hint: Any) -> bool:
+    if typing.get_origin(hint) in (typing.Union, typing.get_origin(int | None)):
+        return any(_is_list(a) for a in typing.get_args(hint))
+    return typing.get_origin(hint) in (tuple, list)
+
+
+def _add_flag(group: Any, dotted: str, hint: Any, doc: str, default: Any) -> None:
+    group.add_argument(
+        f"--{dotted}",
+        dest=dotted,
+        default=argparse.SUPPRESS,
+        nargs="+" if _is_list(hint) else None,
+        metavar="V",
+        help=f"{doc} (default: {_short(default)})".replace("%", "%%"),
+    )
+
+
+def _dict_keys(cls: type, name: str) -> tuple[list[str], Any, str]:
+    """Known keys, value type and docs of a dict-valued field that gets one flag per key."""
+    if name == "min_n_by_strategy":
+        from inference.strategies import STRATEGIES
+
+        return list(STRATEGIES), int, "smallest N of this strategy"
+    if name == "fields":
+        from data_prep.benchmarks import FieldMapping
+
+        return [f.name for f in dataclasses.fields(FieldMapping)], str | None, "column mapping entry"
+    return [], Any, ""
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "", group: Any = None) -> None:
+    """One `--section.key` flag per config field (help = the field's attribute docstring)."""
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    group = group or parser.add_argument_group(f"{cls.__name__} keys")
+    for spec in dataclasses.fields(cls):
+        hint, dotted, doc = hints[spec.name], prefix + spec.name, docs.get(spec.name, "")
+        if dataclasses.is_dataclass(hint):
+            add_config_arguments(parser, hint, dotted + ".", parser.add_argument_group(f"{dotted}: {doc.rstrip('.')}"))
+        elif cls is RunConfig and spec.name == "strategies":
+            _add_strategy_arguments(parser, default_value(spec))
+        else:
+            _add_flag(group, dotted, hint, doc, default_value(spec))
+            keys, value_hint, key_doc = _dict_keys(cls, spec.name)
+            for key in keys:
+                default = (default_value(spec) or {}).get(key)
+                _add_flag(group, f"{dotted}.{key}", value_hint, f"{key_doc} ({spec.name}[{key}])", default)
+
+
+def _add_strategy_arguments(parser: argparse.ArgumentParser, defaults: dict[str, dict[str, Any]]) -> None:
+    from inference.config import RESERVED_STRATEGY_KEYS
+    from inference.strategies import STRATEGIES
+
+    for name, strategy in STRATEGIES.items():
+        group = parser.add_argument_group(f"strategies.{name}: settings of {name} (n and seed come from sweep and run)")
+        docs, hints = field_docs(strategy.settings), typing.get_type_hints(strategy.settings)
+        for spec in dataclasses.fields(strategy.settings):
+            if spec.name not in RESERVED_STRATEGY_KEYS:
+                default = defaults.get(name, {}).get(spec.name, default_value(spec))
+                _add_flag(group, f"strategies.{name}.{spec.name}", hints[spec.name], docs.get(spec.name, ""), default)
+
+
+def _delegate(command: str) -> tuple[Any, Any]:
+    """The (config class, entry function) another package provides for `command`."""
+    module_name, config_name, function_name, _ = DELEGATED[command]
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, config_name), getattr(module, function_name)
+    except (ImportError, AttributeError):
+        raise NotImplementedError(
+            f"`ttc-infer {command}` needs {module_name}.{config_name} (a config dataclass) and "
+            f"{module_name}.{function_name}(config); this installation does not provide them yet"
+        ) from None
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The `ttc-infer` parser: subcommands run (default), merge, eval, report; flags mirror each config."""
+    parser = _Parser(prog="ttc-infer", description=__doc__, allow_abbrev=False)
+    common = _Parser(add_help=False, allow_abbrev=False)
+    common.add_argument("--config", help="YAML file with config keys (flags override it)")
+    common.add_argument("--log_level", default="info", choices=("debug", "info", "warning"), help="logging level")
+    sub = parser.add_subparsers(dest="command", metavar="{run,merge,eval,report}", parser_class=_Parser)
+    run = sub.add_parser("run", parents=[common], allow_abbrev=False, help="run strategies x budgets, append rows",
+                         description=(RunConfig.__doc__ or "") + " Rerun the same command to resume.")
+    add_config_arguments(run, RunConfig)
+    merge = sub.add_parser("merge", parents=[common], allow_abbrev=False, help="merge shard result files",
+                           description=MergeConfig.__doc__)
+    add_config_arguments(merge, MergeConfig)
+    for command, (_, _, _, text) in DELEGATED.items():
+        delegated = sub.add_parser(command, parents=[common], allow_abbrev=False, help=text, description=text)
+        try:
+            add_config_arguments(delegated, _delegate(command)[0])
+        except Exception:  # noqa: BLE001 - a broken or missing delegate is reported when its subcommand runs
+            logger.debug("no config flags for `%s`", command, exc_info=True)
+    return parser
+
+
+# --------------------------------------------------------------------------- subcommands
+
+
+def _overrides(args: argparse.Namespace, extras: Sequence[str]) -> dict[str, Any]:
+    """Dotted config keys from parsed flags, plus unrecognised `--key value` pairs (the config names them)."""
+    cli: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if key not in ("command", "config", "log_level"):
+            cli[key] = [CliValue(v) for v in value] if isinstance(value, list) else CliValue(value)
+    flag = None
+    for token in extras:
+        if token.startswith("--"):
+            flag, _, inline = token[2:].partition("=")
+            cli[flag] = [CliValue(inline)] if inline else []
+        elif flag is not None:
+            cli[flag].append(CliValue(token))
+        else:
+            raise UsageError(f"unexpected argument {token!r}; config keys are given as --key value")
+    for key, value in cli.items():
+        if value == []:
+            raise UsageError(f"--{key} needs a value")
+    return {k: (v[0] if isinstance(v, list) and len(v) == 1 else v) for k, v in cli.items()}
+
+
+def _run(args: argparse.Namespace, cli: dict[str, Any]) -> int:
+    from inference import runner
+
+    config = parse_config(RunConfig, args.config, cli)
+    problems = runner.load_problems(config)
+    runner.check_prm_path(config)
+    config_file = runner.write_run_config(config)
+    logger.info("run %s: %d problems, config in %s", config.name, len(problems), config_file)
+    generator, scorer = runner.build_generator(config), runner.build_scorer(config)
+    summary = runner.run_sweep(config, problems, generator, scorer, runner.results_path(config))
+    written, skipped = summary.rows_written, summary.rows_skipped
+    print(f"results: {summary.results_path} ({written} rows written, {skipped} already there)")
+    return 0
+
+
+def _merge(args: argparse.Namespace, cli: dict[str, Any]) -> int:
+    from inference.results import merge_results
+
+    config = parse_config(MergeConfig, args.config, cli)
+    summary = merge_results(config.inputs, config.out)
+    print(f"merged {len(summary.inputs)} files into {config.out}: {summary.rows_written} rows, "
+          f"{summary.duplicates_dropped} exact duplicates dropped")
+    return 0
+
+
+def _delegated(args: argparse.Namespace, cli: dict[str, Any]) -> int:
+    config_cls, function = _delegate(args.command)
+    result = function(parse_config(config_cls, args.config, cli))
+    if result is not None:
+        print(f"{args.command}: {result}")
+    return 0
+
+
+HANDLERS = {"run": _run, "merge": _merge, "eval": _delegated, "report": _delegated}
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `ttc-infer`; returns 0, 1 (runtime error), 2 (usage or config error) or 130/143 (stopped)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
+        argv = ["run", *argv]
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signals can only be set there
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    try:
+        args, extras = make_parser().parse_known_args(argv)
+        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return HANDLERS[args.command](args, _overrides(args, extras))
+    except (UsageError, ConfigError) as error:
+        print(f"ttc-infer: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as stop:
+        print(f"ttc-infer: stopped by {'SIGTERM' if isinstance(stop, Terminated) else 'Ctrl-C'}; "
+              "rerun the same command to resume", file=sys.stderr)
+        return 143 if isinstance(stop, Terminated) else 130
+    except SystemExit as exit_:  # --help
+        return int(exit_.code or 0)
+    except Exception as error:  # noqa: BLE001 - the CLI reports any failure as one line
+        logger.debug("traceback", exc_info=True)
+        print(f"ttc-infer: error: {' '.join(str(error).split()) or type(error).__name__}", file=sys.stderr)
+        return 1
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The config of `ttc-infer eval` (YAML file + CLI flags, unknown keys are errors)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inference.config import ConfigError
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """`ttc-infer eval`: accuracy at N per strategy, level and compute; difficulty bins; compute-optimal routing."""
+
+    inputs: tuple[str, ...] = ()
+    """Result files, glob patterns, or directories (each contributes its results*.jsonl)."""
+    output_dir: str = ""
+    """Directory for metrics.jsonl, outcomes.jsonl, compute_optimal.json and routers/ (read by `ttc-infer report`)."""
+    ns: tuple[int, ...] | None = None
+    """Budgets N at which sampling strategies are subsampled; null uses 1, 2, 4, ... up to the stored N."""
+    num_subsamples: int = 32
+    """Random size-N subsets of the stored samples averaged per problem (all subsets when there are fewer)."""
+    seed: int = 0
+    """Seed of the subsets and of the fit / held-out split of problems."""
+    derive_sampling: bool = False
+    """Compute majority, best_of_n and weighted_best_of_n from any one sampling row of a problem when the
+    others are missing (they differ only in how the answer is selected)."""
+    policy_params: int | None = None
+    """Parameters of the policy, for FLOPs (2 x parameters x tokens); null leaves FLOPs out."""
+    prm_params: dict[str, int] | None = None
+    """Parameters of each PRM by its name in the rows, for FLOPs; null leaves PRM FLOPs out."""
+    compute_optimal: bool = True
+    """Fit and compare compute-optimal routing (oracle bins, and predicted bins when predicted_k is set)."""
+    fit_fraction: float = 0.5
+    """Share of problems the router is fitted on; the rest are held out for the comparison."""
+    predicted_k: int | None = 4
+    """Predicted difficulty = mean PRM score of each problem's first k samples (needs scored samples);
+    null skips predicted bins."""
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise ConfigError("eval needs --inputs: result files, globs or directories written by `ttc-infer run`")
+        if not self.output_dir:
+            raise ConfigError("eval needs --output_dir: where to write metrics.jsonl and the compute-optimal results")
+        if self.ns is not None and (not self.ns or min(self.ns) < 1):
+            raise ConfigError(f"ns must be budgets >= 1, got {list(self.ns)}; e.g. ns: [1, 2, 4, 8]")
+        if self.num_subsamples < 1:
+            raise ConfigError(f"num_subsamples must be >= 1, got {self.num_subsamples}")
+        if not 0 < self.fit_fraction < 1:
+            raise ConfigError(f"fit_fraction must be in (0, 1), got {self.fit_fraction}; e.g. 0.5")
+        if self.predicted_k is not None and self.predicted_k < 1:
+            raise ConfigError(f"predicted_k must be >= 1 or null, got {self.predicted_k}")
+        for name, value in {"policy_params": self.policy_params, **(self.prm_params or {})}.items():
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be a positive parameter count, got {value}")

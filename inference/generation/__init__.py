@@ -1,0 +1,50 @@
+"""Policy backends behind the `Generator` protocol: transformers (always there) and vLLM (optional extra)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from inference.types import Generator
+
+BACKENDS: tuple[str, ...] = ("transformers", "vllm")
+"""Backend names `load_generator` accepts."""
+
+
+def _backend_class(backend: str) -> type:
+    # Imported on demand: the vLLM module imports vllm only inside its constructor, but keep both lazy anyway.
+    if backend == "transformers":
+        from inference.generation.transformers_backend import TransformersGenerator
+
+        return TransformersGenerator
+    if backend == "vllm":
+        from inference.generation.vllm_backend import VLLMGenerator
+
+        return VLLMGenerator
+    raise ValueError(f"unknown generation backend {backend!r}; use one of {', '.join(BACKENDS)}")
+
+
+def backend_options(backend: str) -> tuple[str, ...]:
+    """Keyword options the backend's constructor accepts (besides the model)."""
+    parameters = inspect.signature(_backend_class(backend).__init__).parameters
+    return tuple(name for name, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def load_generator(backend: str, model: str, **options: Any) -> Generator:
+    """Build a policy backend; an option the chosen backend does not take is an error, never ignored.
+
+    transformers options: dtype, device, batch_size, seed, system_prompt, trust_remote_code, chat_template.
+    vllm options: dtype, gpu_memory_utilization, max_model_len, seed, system_prompt, trust_remote_code,
+    tensor_parallel_size, enable_prefix_caching, chat_template.
+    """
+    cls = _backend_class(backend)
+    accepted = backend_options(backend)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"option(s) {unknown} are not accepted by the {backend} backend; accepted: {', '.join(accepted)}"
+        )
+    return cls(model, **options)
+
+
+__all__ = ["BACKENDS", "backend_options", "load_generator"]

@@ -1,0 +1,219 @@
+"""Policy backend on plain transformers: left-padded batches through `model.generate`, stop strings kept in the text.
+
+Token accounting (the same rule as the vLLM backend, whose `num_tokens` is `len(output.token_ids)`):
+`Completion.num_tokens` counts every token the model generated for that completion, up to and including
+the token that completed the first stop string (finish "stop"; that token may run past the stop string,
+whose overhang is cut from the text), the EOS token (finish "eos"), or the last token (finish "length").
+Stop strings are matched in the generated text only, never across the prompt/prefix boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from data_prep.steps import SYSTEM_PROMPT
+from inference.generation.common import (
+    SeedStream,
+    check_generate_call,
+    cut_after_first_stop,
+    resolve_device,
+    resolve_dtype,
+)
+from inference.prompts import render_prompt
+from inference.types import Completion, FinishReason, GenerationRequest, SamplingParams
+
+logger = logging.getLogger(__name__)
+
+
+class _StopStringWatcher:
+    """StoppingCriteria-compatible callable: marks a row done when its *generated* text contains a stop string.
+
+    It records, per row, how many tokens had been generated when the stop string completed, which is the
+    exact `num_tokens` of a "stop" completion. Only a short window of the newest tokens is decoded per step.
+    """
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str], prompt_length: int, eos_ids: set[int], batch: int) -> None:
+        self.tokenizer = tokenizer
+        self.stop = list(stop)
+        self.prompt_length = prompt_length
+        self.eos_ids = eos_ids
+        # A stop string of b bytes spans at most b tokens plus one overhanging token on each side.
+        self.window = max(len(item.encode("utf-8")) for item in self.stop) + 2
+        self.stopped_at: list[int | None] = [None] * batch
+        self.ended = [False] * batch
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        generated = input_ids.shape[1] - self.prompt_length
+        start = max(self.prompt_length, input_ids.shape[1] - self.window)
+        tails = input_ids[:, start:].tolist()
+        for row, tail in enumerate(tails):
+            if self.ended[row]:
+                continue
+            if tail and tail[-1] in self.eos_ids:
+                self.ended[row] = True
+                continue
+            text = self.tokenizer.decode(tail, skip_special_tokens=True)
+            if any(item in text for item in self.stop):
+                self.ended[row] = True
+                self.stopped_at[row] = generated
+        return torch.tensor(self.ended, dtype=torch.bool, device=input_ids.device)
+
+
+class TransformersGenerator:
+    """A `Generator` on `AutoModelForCausalLM.generate`; engine settings here, sampling settings per call."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        dtype: str = "auto",
+        device: str = "auto",
+        batch_size: int = 16,
+        seed: int = 0,
+        system_prompt: str | None = SYSTEM_PROMPT,
+        trust_remote_code: bool = False,
+        chat_template: str | None = None,
+    ) -> None:
+        """Load `model` (a local checkpoint directory or a cached hub id) and its tokenizer.
+
+        batch_size: most sequences (requests x n) per `model.generate` call.
+        seed: seeds the stream that gives each call a seed when `SamplingParams.seed` is None.
+        chat_template: used instead of the tokenizer's own template (the tokenizer is not modified).
+        """
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, self.device)
+        self.tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        self.model.to(self.device).eval()
+        self.batch_size = batch_size
+        self.system_prompt = system_prompt
+        self.chat_template = chat_template
+        self.name = Path(str(model).rstrip("/")).name
+        self.num_parameters = int(self.model.num_parameters())
+        self._seeds = SeedStream(seed)
+        self.eos_ids = self._eos_ids()
+        pad_id = self.tokenizer.pad_token_id
+        # Left padding is masked out, so any id works; the EOS id is the usual stand-in when there is no pad.
+        self.pad_id = pad_id if pad_id is not None else min(self.eos_ids)
+        self.generate_calls = 0
+        """`model.generate` calls made so far (batches), for tests and compute accounting."""
+
+    def _eos_ids(self) -> set[int]:
+        configured = self.model.generation_config.eos_token_id
+        if configured is None:
+            configured = self.tokenizer.eos_token_id
+        if configured is None:
+            raise ValueError(f"{self.name}: neither the generation config nor the tokenizer defines an EOS token")
+        return set(configured) if isinstance(configured, (list, tuple)) else {int(configured)}
+
+    def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
+        """Token ids of each request's rendered prompt (chat template + prefix), as fed to the model."""
+        prompts = [render_prompt(self.tokenizer, r, self.system_prompt, chat_template=self.chat_template) for r in requests]
+        return [list(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+
+    def generate(
+        self,
+        requests: list[GenerationRequest],
+        *,
+        n: int,
+        params: SamplingParams,
+        stop: list[str] | None = None,
+    ) -> list[list[Completion]]:
+        """n completions per request, in request order (see the module docstring for `num_tokens`)."""
+        import torch
+
+        stop = list(stop or [])
+        check_generate_call(requests, n, params, stop)
+        if not requests:
+            return []
+        prompt_ids = self.prompt_token_ids(requests)
+        # Greedy samples are all the same: decode each request once and copy it n times.
+        distinct = n if params.temperature > 0 else 1
+        rows = [(index, sample) for index in range(len(requests)) for sample in range(distinct)]
+        # Longest prompts first so each batch holds similar lengths (less padding); the sort is stable.
+        order = sorted(range(len(rows)), key=lambda row: -len(prompt_ids[rows[row][0]]))
+        results: list[list[Completion | None]] = [[None] * n for _ in requests]
+        fork_devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(self._seeds.next(params.seed))
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                completions = self._generate_batch([prompt_ids[rows[row][0]] for row in chunk], params, stop)
+                for row, completion in zip(chunk, completions, strict=True):
+                    index, sample = rows[row]
+                    results[index][sample] = completion
+        if distinct == 1:
+            return [[per_request[0]] * n for per_request in results]
+        return [[completion for completion in per_request if completion is not None] for per_request in results]
+
+    def _generation_config(self, params: SamplingParams) -> Any:
+        from transformers import GenerationConfig
+
+        settings: dict[str, Any] = {
+            "max_new_tokens": params.max_tokens,
+            "do_sample": params.temperature > 0,
+            "pad_token_id": self.pad_id,
+            "eos_token_id": sorted(self.eos_ids),
+            "use_cache": True,
+            # Neutral values so a checkpoint's generation_config.json cannot add processing the caller did not ask
+            # for (transformers would otherwise also apply top_k=50 when sampling); vLLM applies none of these.
+            "repetition_penalty": 1.0,
+            "no_repeat_ngram_size": 0,
+        }
+        if params.temperature > 0:
+            settings.update(temperature=params.temperature, top_p=params.top_p, top_k=0, typical_p=1.0)
+            if self.model.generation_config.min_p is not None:
+                settings["min_p"] = 0.0
+        return GenerationConfig(**settings)
+
+    def _generate_batch(self, batch: list[list[int]], params: SamplingParams, stop: list[str]) -> list[Completion]:
+        import torch
+        from transformers import StoppingCriteriaList
+
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, width - len(ids) :] = 1
+        watcher = _StopStringWatcher(self.tokenizer, stop, width, self.eos_ids, len(batch)) if stop else None
+        criteria = StoppingCriteriaList([watcher]) if watcher is not None else None
+        with torch.inference_mode():
+            output = self.model.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention_mask.to(self.device),
+                generation_config=self._generation_config(params),
+                stopping_criteria=criteria,
+            )
+        self.generate_calls += 1
+        new_tokens = output[:, width:].tolist()
+        return [
+            self._completion(tokens, watcher.stopped_at[row] if watcher else None, stop)
+            for row, tokens in enumerate(new_tokens)
+        ]
+
+    def _completion(self, tokens: list[int], stopped_at: int | None, stop: list[str]) -> Completion:
+        eos_at = next((position for position, token in enumerate(tokens) if token in self.eos_ids), None)
+        if stopped_at is not None and (eos_at is None or stopped_at <= eos_at):
+            decoded = self.tokenizer.decode(tokens[:stopped_at], skip_special_tokens=True)
+            text = cut_after_first_stop(decoded, stop)
+            if text is None:
+                logger.warning("stop string seen in the decode window but not in the full decode: %r", decoded[-40:])
+                text = decoded
+            return Completion(text=text, num_tokens=stopped_at, finish_reason="stop")
+        reason: FinishReason
+        if eos_at is not None:
+            kept, count, reason = tokens[:eos_at], eos_at + 1, "eos"
+        else:
+            kept, count, reason = tokens, len(tokens), "length"
+        return Completion(text=self.tokenizer.decode(kept, skip_special_tokens=True), num_tokens=count, finish_reason=reason)

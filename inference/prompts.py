@@ -1,0 +1,36 @@
+"""The one place a policy prompt is rendered: the tokenizer's chat template over `build_messages`, plus the prefix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from data_prep.steps import build_messages
+from inference.types import GenerationRequest
+
+
+def render_prompt(
+    tokenizer: Any,
+    request: GenerationRequest,
+    system_prompt: str | None,
+    *,
+    chat_template: str | None = None,
+) -> str:
+    """Chat-templated prompt for `request.problem` with the assistant turn opened, then `request.prefix`.
+
+    `chat_template` overrides the tokenizer's own template for this call only; the tokenizer is never modified.
+    The result already holds the template's special tokens (BOS and role markers): tokenize it with
+    `add_special_tokens=False`.
+    """
+    template = chat_template if chat_template is not None else getattr(tokenizer, "chat_template", None)
+    if not template:
+        name = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
+        raise ValueError(
+            f"tokenizer {name!r} has no chat template; use an instruct/chat checkpoint or pass chat_template"
+        )
+    messages = build_messages(request.problem, system_prompt)
+    rendered = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True, chat_template=template
+    )
+    if not isinstance(rendered, str):
+        raise TypeError(f"apply_chat_template returned {type(rendered).__name__}, expected str")
+    return rendered + request.prefix

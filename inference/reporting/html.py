@@ -1,0 +1,260 @@
+"""One self-contained HTML report: headline numbers, figures embedded as base64 PNG, metric tables, run config."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from inference.evaluation.compute_optimal import COMPUTE_OPTIMAL, ComputeOptimalReport
+from inference.evaluation.metrics import PASS_AT_N, MetricPoint, accuracy_table, select
+from inference.evaluation.processbench import ProcessBenchReport
+from inference.reporting import plots
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILENAME = "report.html"
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px;
+       color: #222; line-height: 1.45; padding: 0 1em; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.6em; }
+.headline { background: #f3f7fb; border-left: 4px solid #2a6fb0; padding: 0.6em 1.2em; }
+.headline li { margin: 0.25em 0; font-size: 1.05em; }
+table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9em; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; }
+"""
+
+
+def figure_png(fig: Figure, *, dpi: int = plots.DPI) -> bytes:
+    """PNG bytes of a figure."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png")
+    return buffer.getvalue()
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return html.escape(f"{value:.4g}")
+    if isinstance(value, (dict, list, tuple)):
+        return html.escape(json.dumps(value, default=str))
+    return html.escape("" if value is None else str(value))
+
+
+def render_table(rows: Sequence[Mapping[str, object]]) -> str:
+    """An HTML table of dicts (columns: union of keys, in first-seen order)."""
+    if not rows:
+        return "<p><em>no rows</em></p>"
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in columns) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_html(
+    *,
+    title: str,
+    headline: Sequence[str],
+    figures: Mapping[str, bytes | Path] | None = None,
+    tables: Mapping[str, Sequence[Mapping[str, object]]] | None = None,
+    config: Mapping[str, object] | None = None,
+) -> str:
+    """The page: headline list, figures (PNG bytes or paths, embedded as data URIs), tables, config."""
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
+        '<h2>Headline</h2><ul class="headline">' + "".join(f"<li>{html.escape(line)}</li>" for line in headline) + "</ul>",
+    ]
+    figures, tables = figures or {}, tables or {}
+    if figures:
+        parts.append("<h2>Figures</h2>")
+    for caption, png in figures.items():
+        data = png.read_bytes() if isinstance(png, Path) else png
+        uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+        parts.append(f'<figure><img src="{uri}" alt="{html.escape(caption)}">'
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    for name, rows in tables.items():
+        parts.append(f"<h2>{html.escape(name)}</h2>{render_table(rows)}")
+    if config is not None:
+        parts.append("<h2>Run configuration</h2><pre>" + html.escape(json.dumps(config, indent=2, default=str)) + "</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def headline(
+    points: Sequence[MetricPoint],
+    *,
+    references: Mapping[str, float] | None = None,
+    compute_optimal: Sequence[ComputeOptimalReport] = (),
+    processbench: Sequence[ProcessBenchReport] = (),
+) -> list[str]:
+    """The few sentences at the top of the report."""
+    overall = select(points)
+    arms = [p for p in overall if p.strategy not in (PASS_AT_N, COMPUTE_OPTIMAL)]
+    lines = []
+    if arms:
+        best = min(arms, key=lambda p: (-p.accuracy, p.n, p.label))
+        lines.append(f"Best accuracy: {best.label} at N={best.n}: {_pct(best.accuracy)} "
+                     f"on {best.num_problems} problems.")
+        singles = [p for p in arms if p.n == 1]
+        if singles:
+            lines.append(f"One sample (N=1): {_pct(max(p.accuracy for p in singles))}.")
+    ceiling = [p for p in overall if p.strategy == PASS_AT_N]
+    if ceiling:
+        top = max(ceiling, key=lambda p: p.n)
+        lines.append(f"Ceiling pass@{top.n} (any correct among {top.n} samples): {_pct(top.accuracy)}.")
+    for name, accuracy in (references or {}).items():
+        reached = [p for p in arms if p.accuracy >= accuracy]
+        if reached:
+            first = min(reached, key=lambda p: (p.n, -p.accuracy, p.label))
+            lines.append(f"{name} ({_pct(accuracy)}) is matched by {first.label} at N={first.n} ({_pct(first.accuracy)}).")
+        else:
+            lines.append(f"{name} ({_pct(accuracy)}) is not matched by any strategy up to "
+                         f"N={max((p.n for p in arms), default=0)}.")
+    for report in compute_optimal:
+        lines += _compute_optimal_lines(report)
+    for r in processbench:
+        auroc = "n/a" if r.step_auroc is None else f"{r.step_auroc:.3f}"
+        lines.append(f"{r.scorer or 'PRM'}: ProcessBench-style F1 {_pct(r.tuned.f1)} at tuned threshold "
+                     f"{r.tuned.threshold:.3g} ({_pct(r.fixed.f1)} at 0.5), step AUROC {auroc}.")
+    return lines or ["No results."]
+
+
+def _compute_optimal_lines(report: ComputeOptimalReport) -> list[str]:
+    """Compute-optimal vs the best single strategy at the largest budget, and the compute it saves."""
+    where = f"Compute-optimal ({report.bin_kind} bins, {len(report.heldout_ids)} held-out problems)"
+    overall = select(report.points)
+    routed = [p for p in overall if p.strategy == COMPUTE_OPTIMAL]
+    if not routed:
+        return []
+    top = max(routed, key=lambda p: p.n)
+    rivals = [p for p in overall if p.n == top.n and p.strategy not in (PASS_AT_N, COMPUTE_OPTIMAL)]
+    line = f"{where}: {_pct(top.accuracy)} at N={top.n}"
+    if rivals:
+        rival = max(rivals, key=lambda p: p.accuracy)
+        line += f" vs {_pct(rival.accuracy)} for the best single strategy there, {rival.label}"
+    lines = [line + "."]
+    reached = [s for s in report.savings if s.compute_optimal_n is not None and s.reference_accuracy > 0]
+    if report.savings and report.savings[0].compute_optimal_n is None:
+        s = report.savings[0]
+        lines.append(f"{where} does not reach the best single strategy's accuracy ({s.reference}, "
+                     f"{_pct(s.reference_accuracy)} at N={s.reference_n}).")
+    if reached:
+        s = reached[0]
+        ratio = s.flops_ratio if s.flops_ratio is not None else s.token_ratio
+        unit = "FLOPs" if s.flops_ratio is not None else "tokens"
+        saving = "" if ratio is None else f": {ratio:.1f}x {'less' if ratio >= 1 else 'more'} compute ({unit})"
+        lines.append(f"{where} reaches {s.reference}'s best {_pct(s.reference_accuracy)} (N={s.reference_n}) "
+                     f"at N={s.compute_optimal_n}{saving}.")
+    return lines
+
+
+def _level_table(points: Sequence[MetricPoint], n: int) -> list[dict]:
+    table: dict[str, dict] = {}
+    for p in points:
+        if p.n == n and p.bin_kind == "level" and p.level is not None:
+            table.setdefault(p.label, {"strategy": p.label})[f"level {p.level}"] = f"{100 * p.accuracy:.1f}"
+    columns = sorted({k for row in table.values() for k in row if k != "strategy"})
+    return [{"strategy": k} | {c: row.get(c, "") for c in columns} for k, row in table.items()]
+
+
+def _compute_table(points: Sequence[MetricPoint]) -> list[dict]:
+    return [
+        {"strategy": p.label, "N": p.n, "accuracy %": 100 * p.accuracy, "policy tokens": p.policy_tokens,
+         "PRM tokens": p.prm_tokens, "FLOPs": p.flops, "problems": p.num_problems}
+        for p in select(points)
+    ]
+
+
+def build_report(
+    out_dir: str | Path,
+    *,
+    points: Sequence[MetricPoint],
+    title: str = "ttc test-time compute report",
+    references: Mapping[str, float] | None = None,
+    prm_points: Mapping[str, Sequence[MetricPoint]] | None = None,
+    processbench: Sequence[ProcessBenchReport] = (),
+    compute_optimal: Sequence[ComputeOptimalReport] = (),
+    config: Mapping[str, object] | None = None,
+    level_n: int | None = None,
+    dpi: int = plots.DPI,
+) -> Path:
+    """Make every figure that the inputs allow, write them as PNGs under `out_dir/figures`, and the HTML page.
+
+    `level_n` picks the N of the per-level bars (default: the largest N that a sampling strategy reached).
+    Returns the path of `report.html`.
+    """
+    out_dir = Path(out_dir)
+    figures: dict[str, Figure] = {
+        "Accuracy vs generation budget N": plots.plot_accuracy_vs_n(points, references=references),
+    }
+    overall = select(points)
+    if overall and all(p.flops is not None for p in overall):
+        figures["Accuracy vs FLOPs per problem"] = plots.plot_accuracy_vs_compute(points, references=references)
+    elif overall:
+        figures["Accuracy vs tokens per problem"] = plots.plot_accuracy_vs_compute(points, x="tokens", references=references)
+    level_points = [p for p in points if p.bin_kind == "level"]
+    if level_points:
+        if level_n is None:
+            sampled = [p.n for p in level_points if p.strategy == PASS_AT_N]
+            level_n = max(sampled or [p.n for p in level_points])
+        figures[f"Accuracy per level at N={level_n}"] = plots.plot_accuracy_by_level(points, n=level_n)
+    if prm_points and len(prm_points) > 1:
+        figures["PRM comparison"] = plots.plot_prm_comparison(prm_points)
+    if processbench:
+        figures["PRM robustness (ProcessBench-style)"] = plots.plot_processbench(processbench)
+    for report in compute_optimal:
+        figures[f"Compute-optimal with {report.bin_kind} bins (held-out)"] = plots.plot_compute_optimal(report)
+    pngs = {}
+    for index, (caption, fig) in enumerate(figures.items()):
+        path = plots.save_figure(fig, out_dir / "figures" / f"{index:02d}_{_slug(caption)}.png", dpi=dpi)
+        pngs[caption] = path
+    tables: dict[str, list[dict]] = {"Accuracy, all problems (%)": accuracy_table(points)}
+    if level_points:
+        tables[f"Accuracy per level at N={level_n} (%)"] = _level_table(points, level_n)
+    tables["Compute per problem"] = _compute_table(points)
+    for report in compute_optimal:
+        tables[f"Router ({report.bin_kind} bins)"] = [
+            {"bin": b, "N": n, "strategy": c.label, "fit accuracy %": 100 * c.fit_accuracy,
+             "fit problems": c.num_fit_problems}
+            for (b, n), c in sorted(report.router.choice.items())
+        ]
+        tables[f"Compute saved ({report.bin_kind} bins)"] = [
+            {"single strategy": s.reference, "its N": s.reference_n, "its best accuracy %": 100 * s.reference_accuracy,
+             "compute-optimal N": s.compute_optimal_n, "token ratio": s.token_ratio, "FLOPs ratio": s.flops_ratio}
+            for s in report.savings
+        ]
+    if processbench:
+        tables["ProcessBench-style PRM evaluation"] = [
+            {"PRM": r.scorer, "threshold": r.tuned.threshold, "error acc %": 100 * r.tuned.error_accuracy,
+             "correct acc %": 100 * r.tuned.correct_accuracy, "F1 %": 100 * r.tuned.f1, "F1 @0.5 %": 100 * r.fixed.f1,
+             "step AUROC": r.step_auroc, "fit / eval records": f"{r.num_fit} / {r.num_eval}"}
+            for r in processbench
+        ]
+    page = render_html(
+        title=title,
+        headline=headline(points, references=references, compute_optimal=compute_optimal, processbench=processbench),
+        figures=pngs, tables=tables, config=config,
+    )
+    path = out_dir / REPORT_FILENAME
+    path.write_text(page, encoding="utf-8")
+    logger.info("wrote %s (%d figures)", path, len(pngs))
+    return path
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")[:60]

@@ -1,0 +1,364 @@
+"""Orchestration of `ttc-infer run`: problems and shards, resume, chunked strategy calls, result and config files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from data_prep.records import Problem
+from inference.config import RunConfig, dump_config, parse_shard
+from inference.results import ResultKey, append_results, read_result_dicts, row_key
+from inference.types import Completion, GenerationRequest, Generator, PRMScore, PRMScorer, SamplingParams
+
+logger = logging.getLogger(__name__)
+
+SAMPLING_STRATEGIES: tuple[str, ...] = ("majority", "best_of_n", "weighted_best_of_n")
+"""Strategies that sample N full solutions at once and may share one sample set (`share_samples`)."""
+
+
+# --------------------------------------------------------------------------- problems, shards and paths
+
+
+def select_shard(problems: Sequence[Problem], shard: str | None) -> list[Problem]:
+    """Shard `i/k` (0-based) of `problems`: problem j goes to shard j mod k, so shards mix all difficulties."""
+    if shard is None:
+        return list(problems)
+    index, count = parse_shard(shard)
+    return list(problems[index::count])
+
+
+def shard_suffix(shard: str | None) -> str:
+    """`""` or `.shard-i-of-k`, the infix of a shard's file names."""
+    if shard is None:
+        return ""
+    index, count = parse_shard(shard)
+    return f".shard-{index}-of-{count}"
+
+
+def results_path(config: RunConfig) -> Path:
+    """`<output_dir>/results.jsonl`, or `results.shard-i-of-k.jsonl` for a shard."""
+    return Path(config.output_dir) / f"results{shard_suffix(config.shard)}.jsonl"
+
+
+def config_copy_path(config: RunConfig) -> Path:
+    """`<output_dir>/config.yaml`, or `config.shard-i-of-k.yaml` for a shard."""
+    return Path(config.output_dir) / f"config{shard_suffix(config.shard)}.yaml"
+
+
+def write_run_config(config: RunConfig) -> Path:
+    """Write the resolved config next to the results (it reads back with `--config`)."""
+    path = config_copy_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dump_config(config), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def load_problems(config: RunConfig) -> list[Problem]:
+    """The benchmark's problems (after `limit`), then this run's shard of them."""
+    from data_prep.benchmarks import load_benchmark
+
+    bench = config.benchmark
+    problems = load_benchmark(bench.name_or_path, limit=bench.limit, **bench.loader_options())
+    ids = Counter(p.id for p in problems)
+    repeated = sorted(i for i, count in ids.items() if count > 1)
+    if repeated:
+        raise ValueError(f"benchmark {bench.name_or_path}: problem ids repeat ({repeated[:3]}); ids must be unique")
+    return select_shard(problems, config.shard)
+
+
+def needs_prm(config: RunConfig) -> bool:
+    """False only when every swept strategy is majority vote without PRM scoring."""
+    return any(
+        name != "majority" or config.strategies.get("majority", {}).get("score_with_prm", True)
+        for name in config.sweep.strategies
+    )
+
+
+def check_prm_path(config: RunConfig) -> None:
+    """Fail before the (slow) policy load when the PRM directory is missing."""
+    if needs_prm(config) and not Path(config.prm.path).is_dir():
+        raise FileNotFoundError(
+            f"prm.path={config.prm.path!r} is not a directory; train a PRM there or point prm.path at a local PRM "
+            "checkpoint (public PRMs: download them to a folder first)"
+        )
+
+
+def build_generator(config: RunConfig) -> Generator:
+    """The policy backend the config names, seeded with the run's seed."""
+    from inference.generation import load_generator
+
+    policy = config.policy
+    try:
+        return load_generator(policy.backend, policy.model_name_or_path, **policy.generator_options(config.seed))
+    except OSError as error:
+        if Path(policy.model_name_or_path).exists():
+            raise
+        raise FileNotFoundError(
+            f"policy.model_name_or_path={policy.model_name_or_path!r} is neither a local directory nor a model in "
+            f"the local Hugging Face cache ({str(error).splitlines()[0]}); point it at a checkpoint directory"
+        ) from error
+
+
+def build_scorer(config: RunConfig) -> PRMScorer | None:
+    """The PRM the config names (None when no swept strategy uses one); `prm.name` renames it in rows."""
+    if not needs_prm(config):
+        return None
+    from inference.scoring.loader import load_scorer
+
+    prm = config.prm
+    options: dict[str, Any] = {
+        "prm_style": prm.prm_style,
+        "dtype": prm.dtype,
+        "device": prm.device,
+        "max_tokens_per_batch": prm.max_tokens_per_batch,
+        "trust_remote_code": prm.trust_remote_code,
+    }
+    for key in ("step_tag", "good_token", "bad_token"):
+        if getattr(prm, key) is not None:
+            options[key] = getattr(prm, key)
+    scorer = load_scorer(prm.path, **options)
+    if prm.name is not None:
+        scorer.name = prm.name
+    return scorer
+
+
+# --------------------------------------------------------------------------- the sample pool
+
+
+class _PoolGenerator:
+    """A Generator that answers repeated (request, params, stop) asks from its cache, cutting to the first n."""
+
+    def __init__(self, generator: Generator) -> None:
+        self.generator = generator
+        self.name = generator.name
+        self.num_parameters = generator.num_parameters
+        self.cache: dict[tuple, list[Completion]] = {}
+        self.calls = 0
+
+    def generate(
+        self, requests: list[GenerationRequest], *, n: int, params: SamplingParams, stop: list[str] | None = None
+    ) -> list[list[Completion]]:
+        seen: Counter = Counter()
+        keys = []
+        for request in requests:
+            # The occurrence number keeps two identical requests in one call from sharing samples.
+            keys.append((request, params, tuple(stop) if stop else None, seen[request]))
+            seen[request] += 1
+        missing = [i for i, key in enumerate(keys) if len(self.cache.get(key, ())) < n]
+        if missing:
+            self.calls += 1
+            outputs = self.generator.generate([requests[i] for i in missing], n=n, params=params, stop=stop)
+            for i, output in zip(missing, outputs, strict=True):
+                self.cache[keys[i]] = list(output)
+        return [self.cache[key][:n] for key in keys]
+
+
+class _PoolScorer:
+    """A PRMScorer that scores each distinct (problem, steps) once and answers repeats from its cache."""
+
+    def __init__(self, scorer: PRMScorer) -> None:
+        self.scorer = scorer
+        self.name = scorer.name
+        self.num_parameters = scorer.num_parameters
+        self.cache: dict[tuple[str, tuple[str, ...]], PRMScore] = {}
+
+    def score(self, problems: list[str], step_lists: list[list[str]]) -> list[PRMScore]:
+        keys = [(problem, tuple(steps)) for problem, steps in zip(problems, step_lists, strict=True)]
+        missing = list(dict.fromkeys(key for key in keys if key not in self.cache))
+        if missing:
+            scores = self.scorer.score([k[0] for k in missing], [list(k[1]) for k in missing])
+            self.cache.update(zip(missing, scores, strict=True))
+        return [self.cache[key] for key in keys]
+
+
+@dataclass
+class SamplePool:
+    """Wrappers of one generator and scorer that share samples and scores across sampling strategies and N.
+
+    With `share_samples` on, majority, best_of_n and weighted_best_of_n run per chunk of problems from the
+    largest N down through one pool: the policy is asked once for the largest N and smaller N get the first N
+    of those samples; the PRM scores each distinct solution once. This is the reference method's sharing (one
+    sample set, every selection rule, every N a prefix) and it is exact: each row holds the completions and
+    token counters a lone run on those samples would; only `compute.seconds` of replayed calls is smaller.
+    Requests with different sampling settings (temperature, max_tokens, seed) have different keys and never
+    share.
+    """
+
+    generator: _PoolGenerator
+    scorer: _PoolScorer | None
+
+    @classmethod
+    def wrap(cls, generator: Generator, scorer: PRMScorer | None) -> "SamplePool":
+        return cls(_PoolGenerator(generator), _PoolScorer(scorer) if scorer is not None else None)
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+@dataclass(frozen=True)
+class Job:
+    """One strategy at one budget N."""
+
+    strategy: str
+    n: int
+    settings: Any
+
+    def key(self, problem: Problem) -> ResultKey:
+        return (problem.id, self.strategy, self.n, getattr(self.settings, "beam_width", None), self.settings.seed)
+
+    @property
+    def settings_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self.settings), sort_keys=True)
+
+    @property
+    def label(self) -> str:
+        return f"{self.strategy} N={self.n}"
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """What `run_sweep` did."""
+
+    results_path: Path
+    rows_written: int
+    rows_skipped: int
+    """Rows already in the results file (resumed)."""
+    correct: int
+    """Correct rows among those written."""
+
+
+def plan_jobs(config: RunConfig) -> list[Job]:
+    """Every (strategy, N) of the sweep, strategies in sweep order and N ascending."""
+    return [
+        Job(name, n, config.settings_for(name, n))
+        for name in config.sweep.strategies
+        for n in config.sweep.budgets_for(name)
+    ]
+
+
+def _check_existing(existing: dict[ResultKey, dict], jobs: Sequence[Job], generator: Generator, path: Path) -> None:
+    """Rows already on disk must come from the same settings and policy as this run would use."""
+    by_spec = {(j.strategy, j.n, getattr(j.settings, "beam_width", None), j.settings.seed): j for j in jobs}
+    for key, data in existing.items():
+        job = by_spec.get(key[1:])
+        if job is None:
+            continue
+        if data["settings_json"] != job.settings_json:
+            stored, now = json.loads(data["settings_json"]), json.loads(job.settings_json)
+            changed = [k for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k)]
+            diff = ", ".join(f"{k}: {stored.get(k)!r} -> {now.get(k)!r}" for k in changed)
+            raise ValueError(
+                f"{path} holds {job.label} rows made with other settings ({diff}); use a new output_dir for them"
+            )
+        if data["policy"] != generator.name:
+            raise ValueError(
+                f"{path} holds {job.label} rows of policy {data['policy']!r} but this run's policy is "
+                f"{generator.name!r}; use a new output_dir for another policy"
+            )
+
+
+def _chunks(items: Sequence[Problem], size: int) -> list[list[Problem]]:
+    return [list(items[start : start + size]) for start in range(0, len(items), size)]
+
+
+def _run_job(job: Job, problems: list[Problem], generator: Generator, scorer: PRMScorer | None) -> list:
+    from inference.strategies import get_strategy
+
+    rows = get_strategy(job.strategy).run(problems, generator, scorer, job.settings)
+    got = [row_key(row) for row in rows]
+    want = [job.key(problem) for problem in problems]
+    if got != want:
+        raise RuntimeError(f"{job.label} returned rows with keys {got[:2]}... for problems keyed {want[:2]}...; "
+                           "a strategy must return one row per problem, in order, with its settings' n/beam_width/seed")
+    return rows
+
+
+@dataclass
+class _Writer:
+    """Appends rows to the results file and keeps the done keys and counts up to date."""
+
+    path: Path
+    done: set[ResultKey]
+    written: int = 0
+    correct: int = 0
+
+    def write(self, rows: list) -> None:
+        append_results(self.path, rows)
+        self.done.update(row_key(row) for row in rows)
+        self.written += len(rows)
+        self.correct += sum(row.correct for row in rows)
+
+
+def _bar(total: int, desc: str, progress: bool) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="problem", disable=not progress or not total)
+
+
+def _run_shared(jobs: list[Job], problems: Sequence[Problem], generator: Generator, scorer: PRMScorer | None,
+                writer: _Writer, chunk_size: int, progress: bool) -> None:
+    """Sampling jobs chunk by chunk through one SamplePool per chunk, largest N first; one append per chunk."""
+    todo = [p for p in problems if any(j.key(p) not in writer.done for j in jobs)]
+    names = ", ".join(dict.fromkeys(j.strategy for j in jobs))
+    with _bar(len(todo), f"{names} N<={max(j.n for j in jobs)}", progress) as bar:
+        for chunk in _chunks(todo, chunk_size):
+            pool = SamplePool.wrap(generator, scorer)
+            rows = []
+            for job in sorted(jobs, key=lambda j: -j.n):  # smaller N reuse the samples of the largest
+                chunk_todo = [p for p in chunk if job.key(p) not in writer.done]
+                if chunk_todo:
+                    rows += _run_job(job, chunk_todo, pool.generator, pool.scorer)
+            writer.write(rows)
+            bar.update(len(chunk))
+
+
+def _run_alone(job: Job, problems: Sequence[Problem], generator: Generator, scorer: PRMScorer | None,
+               writer: _Writer, chunk_size: int, progress: bool) -> None:
+    """One job chunk by chunk; one append per chunk."""
+    todo = [p for p in problems if job.key(p) not in writer.done]
+    with _bar(len(todo), job.label, progress) as bar:
+        for chunk in _chunks(todo, chunk_size):
+            writer.write(_run_job(job, chunk, generator, scorer))
+            bar.update(len(chunk))
+
+
+def run_sweep(
+    config: RunConfig,
+    problems: Sequence[Problem],
+    generator: Generator,
+    scorer: PRMScorer | None,
+    results_path: str | Path,
+    *,
+    progress: bool = True,
+) -> SweepSummary:
+    """Run every (strategy, N) of the sweep on `problems`, appending each chunk's rows to `results_path`.
+
+    Rows already in the file are skipped (resume); they must have been made with the same settings and
+    policy. Sampling strategies share samples through a `SamplePool` when `config.share_samples` is on.
+    """
+    path = Path(results_path)
+    for unused in config.unused_strategy_sections():
+        logger.warning("%s is set but the strategy is not in sweep.strategies; it is not used", unused)
+    jobs = plan_jobs(config)
+    existing = {row_key(data): data for _, data in read_result_dicts(path)} if path.is_file() else {}
+    _check_existing(existing, jobs, generator, path)
+    writer = _Writer(path, set(existing))
+    skipped = sum(1 for job in jobs for p in problems if job.key(p) in writer.done)
+    if skipped:
+        logger.info("%s: resuming; %d of %d rows are already there", path, skipped, len(jobs) * len(problems))
+    shared = [j for j in jobs if config.share_samples and j.strategy in SAMPLING_STRATEGIES]
+    if shared:
+        _run_shared(shared, problems, generator, scorer, writer, config.chunk_size, progress)
+    for job in jobs:
+        if job not in shared:
+            _run_alone(job, problems, generator, scorer, writer, config.chunk_size, progress)
+    logger.info("%s: wrote %d rows (%d correct), %d were already there", path, writer.written, writer.correct, skipped)
+    return SweepSummary(results_path=path, rows_written=writer.written, rows_skipped=skipped, correct=writer.correct)

@@ -1,0 +1,114 @@
+"""Token-budget batching and the forward loop shared by every PRM scorer style."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inference.types import PRMScore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PRMInput:
+    """One (problem, steps) pair as the PRM sees it."""
+
+    input_ids: tuple[int, ...]
+    score_positions: tuple[int, ...]
+    """Index in `input_ids` whose output scores each step, one per step in step order."""
+
+
+def token_budget_batches(lengths: Sequence[int], max_tokens_per_batch: int) -> list[list[int]]:
+    """Group indices into batches whose padded size (rows x longest row) fits the budget.
+
+    Longest first, so each batch holds similar lengths; a sequence longer than the budget gets a batch of its own.
+    """
+    if max_tokens_per_batch < 1:
+        raise ValueError(f"max_tokens_per_batch must be >= 1, got {max_tokens_per_batch}")
+    order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
+    batches: list[list[int]] = []
+    for index in order:
+        # The first index of a batch is its longest, so the padded size is rows x that length.
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_tokens_per_batch:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
+class BatchedPRMScorer:
+    """The `PRMScorer` loop: build inputs, batch by token budget, one forward per batch, scores in input order.
+
+    Subclasses implement `build_input` (the style's text layout) and `step_probabilities` (the style's head).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        path: str,
+        device: Any,
+        max_tokens_per_batch: int,
+    ) -> None:
+        if max_tokens_per_batch < 1:
+            raise ValueError(f"max_tokens_per_batch must be >= 1, got {max_tokens_per_batch}")
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.device = device
+        self.max_tokens_per_batch = max_tokens_per_batch
+        self.name = Path(str(path).rstrip("/")).name
+        self.num_parameters = int(model.num_parameters())
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        # Right padding is masked out and never read, so any id works when the tokenizer has no pad token.
+        self.pad_id = pad_id if pad_id is not None else 0
+        self.max_length: int | None = getattr(model.config, "max_position_embeddings", None)
+        self.forward_passes = 0
+        """Model forward passes made so far (one per token-budget batch)."""
+
+    def build_input(self, problem: str, steps: Sequence[str]) -> PRMInput:
+        raise NotImplementedError
+
+    def step_probabilities(self, model_inputs: dict[str, Any], batch: list[PRMInput]) -> list[list[float]]:
+        raise NotImplementedError
+
+    def score(self, problems: list[str], step_lists: list[list[str]]) -> list[PRMScore]:
+        """Per-step scores in [0, 1] for each (problem, steps) pair, in input order."""
+        if len(problems) != len(step_lists):
+            raise ValueError(f"{len(problems)} problems but {len(step_lists)} step lists; pass one step list per problem")
+        inputs = []
+        for index, (problem, steps) in enumerate(zip(problems, step_lists, strict=True)):
+            if not steps:
+                raise ValueError(f"pair {index} has no steps; a PRM scores at least one step")
+            prm_input = self.build_input(problem, steps)
+            if len(prm_input.score_positions) != len(steps):
+                raise RuntimeError(f"pair {index}: {len(prm_input.score_positions)} score positions for {len(steps)} steps")
+            if self.max_length is not None and len(prm_input.input_ids) > self.max_length:
+                raise ValueError(
+                    f"pair {index} is {len(prm_input.input_ids)} tokens, longer than the PRM's context "
+                    f"({self.max_length}); shorten the solution (max_tokens) or use a longer-context PRM"
+                )
+            inputs.append(prm_input)
+        results: list[PRMScore | None] = [None] * len(inputs)
+        for batch_indices in token_budget_batches([len(x.input_ids) for x in inputs], self.max_tokens_per_batch):
+            batch = [inputs[index] for index in batch_indices]
+            probabilities = self.step_probabilities(self._collate(batch), batch)
+            self.forward_passes += 1
+            for index, prm_input, scores in zip(batch_indices, batch, probabilities, strict=True):
+                results[index] = PRMScore(step_scores=tuple(scores), num_tokens=len(prm_input.input_ids))
+        return [result for result in results if result is not None]
+
+    def _collate(self, batch: list[PRMInput]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(x.input_ids) for x in batch)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, prm_input in enumerate(batch):
+            input_ids[row, : len(prm_input.input_ids)] = torch.tensor(prm_input.input_ids, dtype=torch.long)
+            attention_mask[row, : len(prm_input.input_ids)] = 1
+        return {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device)}

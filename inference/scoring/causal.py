@@ -1,0 +1,93 @@
+"""What the +/- chat and step-tag PRM styles share: a causal LM read as P(good) / (P(good) + P(bad)) at given positions."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any
+
+from inference.scoring.batching import BatchedPRMScorer, PRMInput
+
+logger = logging.getLogger(__name__)
+
+
+def label_token_id(tokenizer: Any, text: str, *, role: str) -> int:
+    """Id of the single token `text` encodes to (its last token, with a warning, when it encodes to several)."""
+    ids = list(tokenizer.encode(text, add_special_tokens=False))
+    if not ids:
+        raise ValueError(f"{role} {text!r} encodes to no tokens; set {role} in ttc_prm.json to a token the PRM knows")
+    if len(ids) > 1:
+        logger.warning("%s %r encodes to %d tokens %s; reading the last one", role, text, len(ids), ids)
+    return ids[-1]
+
+
+def token_index_at(offsets: list[tuple[int, int]], char_index: int, *, last: bool = False) -> int | None:
+    """Index of the first (or last) token whose character span covers `char_index`.
+
+    A multi-byte character can be split over several byte-level tokens that all report its span; `last=True`
+    gives the one that completes it. Special tokens (empty spans) never cover a character.
+    """
+    found = None
+    for index, (start, end) in enumerate(offsets):
+        if start <= char_index < end:
+            if not last:
+                return index
+            found = index
+        elif found is not None:
+            break
+    return found
+
+
+def encode_with_offsets(tokenizer: Any, text: str, *, add_special_tokens: bool) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids and character offsets; needs a fast (Rust) tokenizer."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"{type(tokenizer).__name__} is a slow tokenizer; the causal-LM PRM styles locate steps by character "
+            "offsets, which need a fast tokenizer (tokenizer.json in the checkpoint)"
+        )
+    encoded = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+    return list(encoded["input_ids"]), [tuple(span) for span in encoded["offset_mapping"]]
+
+
+class CausalJudgeScorer(BatchedPRMScorer):
+    """Scores each step by the next-token distribution at its position, restricted to the good and bad tokens."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        path: str,
+        device: Any,
+        max_tokens_per_batch: int,
+        good_token: str = "+",
+        bad_token: str = "-",
+    ) -> None:
+        super().__init__(model, tokenizer, path=path, device=device, max_tokens_per_batch=max_tokens_per_batch)
+        self.good_token = good_token
+        self.bad_token = bad_token
+        self.good_id = label_token_id(tokenizer, good_token, role="good_token")
+        self.bad_id = label_token_id(tokenizer, bad_token, role="bad_token")
+        if self.good_id == self.bad_id:
+            raise ValueError(f"good_token {good_token!r} and bad_token {bad_token!r} map to the same token id {self.good_id}")
+        # Only the logits at score positions are needed; computing all of them costs batch x length x vocab floats.
+        self._can_select_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+
+    def step_probabilities(self, model_inputs: dict[str, Any], batch: list[PRMInput]) -> list[list[float]]:
+        import torch
+
+        wanted = sorted({position for prm_input in batch for position in prm_input.score_positions})
+        with torch.inference_mode():
+            if self._can_select_logits:
+                keep = torch.tensor(wanted, dtype=torch.long, device=self.device)
+                logits = self.model(**model_inputs, logits_to_keep=keep).logits
+                column = {position: index for index, position in enumerate(wanted)}
+            else:
+                logits = self.model(**model_inputs).logits
+                column = {position: position for position in wanted}
+            pair = logits[..., [self.good_id, self.bad_id]].float()
+        scores = []
+        for row, prm_input in enumerate(batch):
+            at_steps = pair[row, [column[position] for position in prm_input.score_positions]]
+            scores.append(torch.softmax(at_steps, dim=-1)[:, 0].tolist())
+        return scores

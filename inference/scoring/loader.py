@@ -1,0 +1,178 @@
+"""`load_scorer`: a PRM checkpoint directory -> the scorer of its declared style, with clear errors for the wrong kind."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from data_prep.prm_metadata import METADATA_FILENAME, PRM_STYLES, PRMMetadata
+from inference.generation.common import resolve_device, resolve_dtype
+from inference.types import PRMScorer
+
+logger = logging.getLogger(__name__)
+
+_CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+_TOKEN_CLASSIFICATION_SUFFIX = "ForTokenClassification"
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+
+
+def _architectures(directory: Path) -> list[str]:
+    config = directory / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(
+            f"{config} not found: {directory} is not a transformers checkpoint; "
+            "point the PRM path at a directory written by save_pretrained (or by training/train_prm.py)"
+        )
+    return list(json.loads(config.read_text(encoding="utf-8")).get("architectures") or [])
+
+
+def _check_architecture(directory: Path, style: str) -> None:
+    """A full checkpoint's declared class must fit the style (a causal LM would get a random token head)."""
+    architectures = _architectures(directory)
+    if not architectures:
+        logger.warning("%s/config.json declares no architectures; cannot check it fits prm_style %r", directory, style)
+        return
+    if style == "token_classification":
+        if not any(name.endswith(_TOKEN_CLASSIFICATION_SUFFIX) for name in architectures):
+            raise ValueError(
+                f"{directory} is a {', '.join(architectures)} checkpoint, not a token-classification PRM: loading it "
+                "as one would attach an untrained head; use prm_style 'chat_plus_minus' or 'step_tag' for a causal "
+                "LM PRM, or point at a checkpoint written by training/train_prm.py"
+            )
+    elif not any(name.endswith(_CAUSAL_SUFFIXES) for name in architectures):
+        raise ValueError(
+            f"{directory} is a {', '.join(architectures)} checkpoint, but prm_style {style!r} reads a causal LM's "
+            "next-token distribution; use prm_style 'token_classification' for a token-classification PRM"
+        )
+
+
+def _adapter_head_labels(directory: Path) -> int:
+    """Rows of the classification head saved in a peft adapter (the head is trained, so it must be there)."""
+    from safetensors import safe_open
+
+    config_path = directory / "adapter_config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found: ttc_prm.json says is_peft_adapter but there is no adapter")
+    saved = [name for name in (json.loads(config_path.read_text(encoding="utf-8")).get("modules_to_save") or [])]
+    weights = directory / "adapter_model.safetensors"
+    if saved and weights.is_file():
+        pattern = re.compile(r"\.(" + "|".join(re.escape(name) for name in saved) + r")\.weight$")
+        with safe_open(str(weights), framework="pt") as handle:
+            for key in handle.keys():
+                if pattern.search(key):
+                    return int(handle.get_slice(key).get_shape()[0])
+    raise ValueError(
+        f"{directory}: the peft adapter holds no classification head (modules_to_save={saved}), so the head would be "
+        "random; train the LoRA with the head in modules_to_save (TaskType.TOKEN_CLS does this)"
+    )
+
+
+def _resolve(name: str, explicit: Any, from_metadata: Any, default: Any, metadata: PRMMetadata | None) -> Any:
+    if explicit is not None and metadata is not None and explicit != from_metadata:
+        raise ValueError(
+            f"{name}={explicit!r} contradicts {name}={from_metadata!r} in the checkpoint's {METADATA_FILENAME}; "
+            f"drop {name} from the config"
+        )
+    if explicit is not None:
+        return explicit
+    return from_metadata if metadata is not None else default
+
+
+def _load_tokenizer(directory: Path, base_model: str | None, trust_remote_code: bool) -> Any:
+    from transformers import AutoTokenizer
+
+    source = str(directory)
+    if not any((directory / name).is_file() for name in _TOKENIZER_FILES):
+        if base_model is None:
+            raise FileNotFoundError(f"{directory} has no tokenizer files ({', '.join(_TOKENIZER_FILES)})")
+        logger.info("%s has no tokenizer; using the base model's (%s)", directory, base_model)
+        source = base_model
+    return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+
+
+def _load_model(directory: Path, style: str, metadata: PRMMetadata | None, torch_dtype: Any, trust_remote_code: bool) -> Any:
+    from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
+
+    auto_class = AutoModelForTokenClassification if style == "token_classification" else AutoModelForCausalLM
+    if metadata is None or not metadata.is_peft_adapter:
+        _check_architecture(directory, style)
+        return auto_class.from_pretrained(str(directory), dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    from peft import PeftModel
+
+    if not metadata.base_model:
+        raise ValueError(f"{directory}/{METADATA_FILENAME}: is_peft_adapter is true but base_model is not set")
+    extra: dict[str, Any] = {}
+    if style == "token_classification":
+        extra["num_labels"] = _adapter_head_labels(directory)
+    base = auto_class.from_pretrained(metadata.base_model, dtype=torch_dtype, trust_remote_code=trust_remote_code, **extra)
+    return PeftModel.from_pretrained(base, str(directory)).merge_and_unload()
+
+
+def load_scorer(
+    path: str | Path,
+    *,
+    prm_style: str | None = None,
+    dtype: str = "auto",
+    device: str = "auto",
+    max_tokens_per_batch: int = 8192,
+    trust_remote_code: bool = False,
+    step_tag: str | None = None,
+    good_token: str | None = None,
+    bad_token: str | None = None,
+) -> PRMScorer:
+    """Load a PRM from a local checkpoint directory.
+
+    The style comes from the checkpoint's ttc_prm.json; `prm_style` is needed only for a checkpoint without
+    one (a public PRM) and must agree with it otherwise. `step_tag` (step_tag style) and `good_token` /
+    `bad_token` (causal styles) likewise default to the metadata, then to Math-Shepherd's `ки` and `+`/`-`.
+    max_tokens_per_batch: padded tokens (rows x longest row) per forward pass.
+    """
+    directory = Path(path)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"PRM path {directory} is not a directory; download the checkpoint to a local folder")
+    metadata = PRMMetadata.load(directory) if (directory / METADATA_FILENAME).is_file() else None
+    if prm_style is not None and prm_style not in PRM_STYLES:
+        raise ValueError(f"prm_style={prm_style!r} is not one of {', '.join(PRM_STYLES)}")
+    if metadata is None and prm_style is None:
+        raise ValueError(
+            f"{directory} has no {METADATA_FILENAME} and no prm_style was given; set prm_style to one of "
+            f"{', '.join(PRM_STYLES)}"
+        )
+    style = _resolve("prm_style", prm_style, metadata.prm_style if metadata else None, None, metadata)
+    if style == "token_classification" and (step_tag, good_token, bad_token) != (None, None, None):
+        raise ValueError("step_tag, good_token and bad_token apply to the causal PRM styles, not token_classification")
+    if style == "chat_plus_minus" and step_tag is not None:
+        raise ValueError("step_tag applies only to prm_style 'step_tag', not chat_plus_minus")
+
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    base_model = metadata.base_model if metadata is not None and metadata.is_peft_adapter else None
+    model = _load_model(directory, style, metadata, torch_dtype, trust_remote_code)
+    tokenizer = _load_tokenizer(directory, base_model, trust_remote_code)
+    common = {"path": str(directory), "device": torch_device, "max_tokens_per_batch": max_tokens_per_batch}
+    if style == "token_classification":
+        from inference.scoring.token_classification import TokenClassificationScorer
+
+        return TokenClassificationScorer(
+            model,
+            tokenizer,
+            step_separator=metadata.step_separator if metadata else PRMMetadata.step_separator,
+            positive_label=metadata.positive_label if metadata else PRMMetadata.positive_label,
+            **common,
+        )
+    tokens = {
+        "good_token": _resolve("good_token", good_token, metadata.good_token if metadata else None, "+", metadata),
+        "bad_token": _resolve("bad_token", bad_token, metadata.bad_token if metadata else None, "-", metadata),
+    }
+    if style == "chat_plus_minus":
+        from inference.scoring.chat_plus_minus import ChatPlusMinusScorer
+
+        return ChatPlusMinusScorer(model, tokenizer, **tokens, **common)
+    from data_prep.labels import MATH_SHEPHERD_STEP_TAG
+    from inference.scoring.step_tag import StepTagScorer
+
+    tag = _resolve("step_tag", step_tag, metadata.step_tag if metadata else None, MATH_SHEPHERD_STEP_TAG, metadata)
+    return StepTagScorer(model, tokenizer, step_tag=tag, **tokens, **common)

@@ -1,0 +1,132 @@
+"""Compute-optimal routing on a hand-made accuracy table: choices, route(), held-out comparison, savings, JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from inference.evaluation.bins import quantile_bins
+from inference.evaluation.compute_optimal import (
+    COMPUTE_OPTIMAL,
+    Router,
+    StrategyChoice,
+    apply_router,
+    compute_savings,
+    evaluate_compute_optimal,
+    fit_router,
+)
+from inference.evaluation.metrics import PASS_AT_N, ProblemOutcome, aggregate, select
+
+# Eight problems; predicted difficulty (higher = easier): q0-q3 easy, q4-q7 hard.
+VALUES = {"q0": 0.9, "q1": 0.75, "q2": 0.7, "q3": 0.6, "q4": 0.25, "q5": 0.2, "q6": 0.15, "q7": 0.1}
+EASY = {"q0", "q1", "q2", "q3"}
+# Accuracy per (strategy, N) on easy / hard problems. Majority costs 10 policy tokens per sample, beam search
+# the same plus 20 PRM tokens per sample. pass@N is perfect everywhere but is never a candidate.
+TABLE = {
+    ("majority", None, 4): (1.0, 0.0),
+    ("majority", None, 16): (1.0, 0.0),
+    ("beam_search", 4, 4): (0.5, 1.0),
+    ("beam_search", 4, 16): (1.0, 1.0),
+    (PASS_AT_N, None, 4): (1.0, 1.0),
+}
+
+
+def outcomes() -> list[ProblemOutcome]:
+    result = []
+    for (strategy, beam_width, n), (easy, hard) in TABLE.items():
+        for pid in VALUES:
+            result.append(
+                ProblemOutcome(
+                    problem_id=pid, level=None, strategy=strategy, n=n, beam_width=beam_width,
+                    accuracy=easy if pid in EASY else hard, variance=0.0,
+                    policy_tokens=10.0 * n, prm_tokens=20.0 * n if strategy == "beam_search" else 0.0,
+                )
+            )
+    return result
+
+
+def fitted() -> Router:
+    binning = quantile_bins(VALUES, kind="predicted", num_bins=2)
+    return fit_router(outcomes(), binning, ["q0", "q1", "q4", "q5"])
+
+
+def test_choices_per_bin_and_budget():
+    router = fitted()
+    # Fitting values .9 .75 | .25 .2 -> threshold (.75 + .25) / 2 = .5.
+    assert router.bin_edges == (0.5,)
+    assert router.budgets == [4, 16]
+    assert router.choice[(1, 4)] == StrategyChoice("majority", None, 1.0, 2)
+    assert router.choice[(2, 4)] == StrategyChoice("beam_search", 4, 1.0, 2)
+    # Easy at N=16: majority and beam search tie at 1.0; majority is cheaper (160 vs 480 tokens).
+    assert router.choice[(1, 16)].strategy == "majority"
+    assert router.choice[(2, 16)].label == "beam_search (M=4)"
+    assert router.choice[(2, 16)].settings == {"beam_width": 4}
+    assert router.k is None
+    binning = replace(quantile_bins(VALUES, kind="predicted", num_bins=2), k=3)
+    assert fit_router(outcomes(), binning, ["q0", "q1", "q4", "q5"]).k == 3  # the inference arm averages 3 scores
+
+
+def test_route_by_predicted_score():
+    router = fitted()
+    assert router.route(0.95, 4).strategy == "majority"
+    assert router.route(0.5, 4).strategy == "majority"  # on the threshold: the easier bin
+    assert router.route(0.49, 4).strategy == "beam_search"
+    assert router.route(0.0, 16).beam_width == 4
+    with pytest.raises(ValueError, match=r"budget 8 is not in the router's budgets \[4, 16\]"):
+        router.route(0.5, 8)
+
+
+def test_held_out_comparison_and_savings():
+    router = fitted()
+    heldout = ["q2", "q3", "q6", "q7"]
+    routed = apply_router(router, outcomes(), VALUES, heldout)
+    assert {o.problem_id: o.strategy for o in routed} == {pid: COMPUTE_OPTIMAL for pid in heldout}
+    points = aggregate(outcomes() + routed, problem_ids=heldout, policy_params=2, prm_params=3)
+    overall = {(p.label, p.n): p for p in select(points)}
+    assert overall[(COMPUTE_OPTIMAL, 4)].accuracy == 1.0
+    assert overall[("majority", 4)].accuracy == 0.5
+    assert overall[("beam_search (M=4)", 4)].accuracy == 0.75
+    # Compute-optimal at N=4: easy -> majority (40 tokens), hard -> beam (40 + 80): mean 40 policy, 40 PRM.
+    assert (overall[(COMPUTE_OPTIMAL, 4)].policy_tokens, overall[(COMPUTE_OPTIMAL, 4)].prm_tokens) == (40.0, 40.0)
+    savings = {s.reference: s for s in compute_savings(points)}
+    assert list(savings)[0] == "beam_search (M=4)"  # the best single strategy comes first
+    beam = savings["beam_search (M=4)"]
+    assert (beam.reference_n, beam.reference_accuracy, beam.compute_optimal_n) == (16, 1.0, 4)
+    # Beam @16: 160 policy + 320 PRM tokens vs 80; FLOPs 2(2*160 + 3*320) = 2560 vs 2(2*40 + 3*40) = 400.
+    assert beam.token_ratio == pytest.approx(6.0)
+    assert beam.flops_ratio == pytest.approx(6.4)
+    assert savings["majority"].reference_n == 4 and savings["majority"].token_ratio == pytest.approx(0.5)
+    assert PASS_AT_N not in savings
+
+
+def test_evaluate_compute_optimal_fits_on_its_split():
+    binning = quantile_bins(VALUES, kind="predicted", num_bins=2)
+    report = evaluate_compute_optimal(outcomes(), binning, fit_fraction=0.5, seed=3)
+    assert sorted(report.fit_ids + report.heldout_ids) == sorted(VALUES)
+    assert len(report.fit_ids) == 4 and not set(report.fit_ids) & set(report.heldout_ids)
+    assert report.router == fit_router(outcomes(), binning, report.fit_ids)
+    co = {p.n: p for p in select(report.points, strategy=COMPUTE_OPTIMAL)}
+    assert co[4].num_problems == 4
+    assert co[16].accuracy == 1.0
+    per_bin = [p for p in report.points if p.strategy == COMPUTE_OPTIMAL and p.level is not None]
+    assert {p.bin_kind for p in per_bin} == {"predicted"}
+
+
+def test_json_round_trip_and_errors(tmp_path):
+    router = fitted()
+    path = tmp_path / "router.json"
+    router.save(path)
+    assert Router.load(path) == router
+    with_k = replace(router, k=4)
+    with_k.save(path)
+    assert Router.load(path).k == 4
+    data = json.loads(path.read_text())
+    data["extra"] = 1
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"router.json: not a ttc-router/1 router file"):
+        Router.load(path)
+    gappy = Router("predicted", (0.6,), 2, {(1, 4): StrategyChoice("majority", None, 1.0, 2)})
+    with pytest.raises(ValueError, match="no choice for bin 2 at budget 4"):
+        gappy.route(0.1, 4)

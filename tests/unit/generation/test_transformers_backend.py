@@ -1,0 +1,179 @@
+"""TransformersGenerator on a tiny random Llama: order, stop strings, finish reasons, token counts, seeding, batching."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from inference.generation.common import cut_after_first_stop
+from inference.generation.transformers_backend import TransformersGenerator, _StopStringWatcher
+from inference.types import GenerationRequest, SamplingParams
+
+GREEDY = SamplingParams(temperature=0.0, max_tokens=16)
+REQUESTS = [
+    GenerationRequest(problem="What is 2+3?"),
+    GenerationRequest(problem="Compute 7*8 then add 1.", prefix="First, 7*8 = 56.\n\n"),
+    GenerationRequest(problem="Find 9-4."),
+]
+
+
+def raw_greedy_tokens(generator: TransformersGenerator, request: GenerationRequest, max_tokens: int) -> list[int]:
+    """The reference: the same prompt through model.generate alone, greedy, no stop strings, EOS ignored."""
+    ids = torch.tensor([generator.prompt_token_ids([request])[0]])
+    with torch.inference_mode():
+        output = generator.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=False,
+            max_new_tokens=max_tokens,
+            min_new_tokens=max_tokens,
+            pad_token_id=generator.pad_id,
+        )
+    return output[0, ids.shape[1] :].tolist()
+
+
+def tokens_to_first_stop(tokenizer, tokens: list[int], stop: list[str]) -> int:
+    """The documented rule: the smallest k whose decoded first k tokens contain a stop string."""
+    for k in range(1, len(tokens) + 1):
+        if cut_after_first_stop(tokenizer.decode(tokens[:k], skip_special_tokens=True), stop) is not None:
+            return k
+    raise AssertionError("no stop string in the reference tokens")
+
+
+def clean_piece(tokenizer, tokens: list[int], start: int, next_chars: int = 1) -> int:
+    """Index >= start of a token whose text and the next token's (>= next_chars long) are printable ASCII."""
+    for index in range(start, len(tokens) - 1):
+        text = tokenizer.decode(tokens[index : index + 2])
+        following = tokenizer.decode(tokens[index + 1 : index + 2])
+        if text.isascii() and text.isprintable() and len(text.strip()) >= 2 and len(following) >= next_chars:
+            return index
+    raise AssertionError("no clean piece in the greedy output")
+
+
+def test_identity_and_parameter_count(tiny_generator, tiny_policy_dir):
+    assert tiny_generator.name == tiny_policy_dir.name
+    assert tiny_generator.num_parameters == sum(p.numel() for p in tiny_generator.model.parameters())
+
+
+def test_n_completions_per_request_in_request_order(tiny_generator):
+    batched = tiny_generator.generate(REQUESTS, n=2, params=GREEDY)
+    assert [len(completions) for completions in batched] == [2, 2, 2]
+    for request, completions in zip(REQUESTS, batched, strict=True):
+        alone = tiny_generator.generate([request], n=1, params=GREEDY)[0][0]
+        assert completions[0] == alone
+        assert completions[1] == alone  # greedy: every sample is the same
+
+
+def test_length_finish_counts_every_token(tiny_generator):
+    reference = raw_greedy_tokens(tiny_generator, REQUESTS[0], 16)
+    (completion,) = tiny_generator.generate(REQUESTS[:1], n=1, params=GREEDY)[0]
+    assert completion.finish_reason == "length"
+    assert completion.num_tokens == 16
+    assert completion.text == tiny_generator.tokenizer.decode(reference, skip_special_tokens=True)
+
+
+@pytest.mark.parametrize("overhang", [False, True], ids=["whole-tokens", "stop-ends-inside-a-token"])
+def test_stop_string_is_kept_and_counted_to_the_completing_token(tiny_generator, overhang):
+    tokenizer = tiny_generator.tokenizer
+    overhangs = 0
+    for request in REQUESTS:
+        reference = raw_greedy_tokens(tiny_generator, request, 16)
+        index = clean_piece(tokenizer, reference, 2, next_chars=2 if overhang else 1)
+        if overhang:
+            # Last character of one token + first character of the next: the completing token runs past the stop.
+            stop = tokenizer.decode(reference[index : index + 1])[-1] + tokenizer.decode(reference[index + 1 : index + 2])[0]
+        else:
+            stop = tokenizer.decode(reference[index : index + 2])
+        expected_tokens = tokens_to_first_stop(tokenizer, reference, [stop])
+        expected_text = cut_after_first_stop(tokenizer.decode(reference[:expected_tokens], skip_special_tokens=True), [stop])
+
+        (completion,) = tiny_generator.generate([request], n=1, params=GREEDY, stop=[stop])[0]
+        assert completion.finish_reason == "stop"
+        assert completion.text == expected_text
+        assert completion.text.endswith(stop)
+        assert completion.num_tokens == expected_tokens
+        overhangs += len(tokenizer.decode(reference[:expected_tokens], skip_special_tokens=True)) > len(completion.text)
+    assert (overhangs > 0) == overhang
+
+
+def test_stop_strings_are_matched_in_generated_text_only(tiny_tokenizer):
+    newline = tiny_tokenizer.encode("\n", add_special_tokens=False)
+    prompt = tiny_tokenizer.encode("Step 1.\n", add_special_tokens=False)
+    watcher = _StopStringWatcher(tiny_tokenizer, ["\n\n"], len(prompt), eos_ids={tiny_tokenizer.eos_token_id}, batch=1)
+    first = watcher(torch.tensor([prompt + newline]), None)
+    assert first.tolist() == [False]  # "\n" + generated "\n" spans the boundary: not a stop
+    second = watcher(torch.tensor([prompt + newline + newline]), None)
+    assert second.tolist() == [True]
+    assert watcher.stopped_at == [2]
+
+
+def test_eos_finish_cuts_before_eos_and_counts_it(tiny_generator, tiny_policy_dir, tmp_path):
+    reference = raw_greedy_tokens(tiny_generator, REQUESTS[0], 16)
+    # Declare the 4th greedy token the EOS of a copy of the checkpoint; the backend reads generation_config.
+    eos_at = next(i for i in range(3, 16) if reference[i] not in reference[:i])
+    copy = tmp_path / "eos_policy"
+    shutil.copytree(tiny_policy_dir, copy)
+    model = AutoModelForCausalLM.from_pretrained(copy)
+    model.generation_config.eos_token_id = reference[eos_at]
+    model.generation_config.save_pretrained(copy)
+    generator = TransformersGenerator(str(copy), device="cpu")
+    (completion,) = generator.generate(REQUESTS[:1], n=1, params=GREEDY, stop=["\n\n\n\n\n"])[0]
+    assert completion.finish_reason == "eos"
+    assert completion.num_tokens == eos_at + 1
+    assert completion.text == generator.tokenizer.decode(reference[:eos_at], skip_special_tokens=True)
+
+
+def test_greedy_is_deterministic(tiny_generator):
+    assert tiny_generator.generate(REQUESTS, n=1, params=GREEDY) == tiny_generator.generate(REQUESTS, n=1, params=GREEDY)
+
+
+def test_same_seed_same_samples_other_seed_other_samples(tiny_generator):
+    params = SamplingParams(temperature=1.0, top_p=0.95, max_tokens=12, seed=11)
+    first = tiny_generator.generate(REQUESTS, n=3, params=params)
+    again = tiny_generator.generate(REQUESTS, n=3, params=params)
+    other = tiny_generator.generate(REQUESTS, n=3, params=SamplingParams(temperature=1.0, top_p=0.95, max_tokens=12, seed=12))
+    assert first == again
+    assert first != other
+    texts = [completion.text for completion in first[0]]
+    assert len(set(texts)) == 3  # n samples of one request differ
+
+
+def test_unseeded_calls_draw_from_the_backend_seed(tiny_policy_dir):
+    params = SamplingParams(temperature=1.0, max_tokens=10, seed=None)
+    one = TransformersGenerator(str(tiny_policy_dir), device="cpu", seed=5)
+    two = TransformersGenerator(str(tiny_policy_dir), device="cpu", seed=5)
+    first_calls = [one.generate(REQUESTS[:1], n=2, params=params) for _ in range(2)]
+    assert first_calls == [two.generate(REQUESTS[:1], n=2, params=params) for _ in range(2)]
+    assert first_calls[0] != first_calls[1]
+
+
+def test_batch_size_splits_into_generate_calls_with_the_same_greedy_result(tiny_policy_dir, tiny_generator):
+    small = TransformersGenerator(str(tiny_policy_dir), device="cpu", batch_size=2)
+    result = small.generate(REQUESTS, n=1, params=GREEDY)
+    assert small.generate_calls == 2  # 3 sequences, 2 per call
+    assert result == tiny_generator.generate(REQUESTS, n=1, params=GREEDY)
+    small.generate(REQUESTS, n=2, params=SamplingParams(temperature=1.0, max_tokens=4, seed=0))
+    assert small.generate_calls == 2 + 3  # 6 sampled sequences, 2 per call
+
+
+def test_greedy_decodes_each_request_once_whatever_n(tiny_policy_dir):
+    one_per_call = TransformersGenerator(str(tiny_policy_dir), device="cpu", batch_size=1)
+    (completions,) = one_per_call.generate(REQUESTS[:1], n=3, params=GREEDY)
+    assert one_per_call.generate_calls == 1
+    assert len(completions) == 3 and completions[0] == completions[1] == completions[2]
+
+
+def test_prefix_is_appended_after_the_open_assistant_turn(tiny_generator):
+    ids = tiny_generator.prompt_token_ids(REQUESTS[1:2])[0]
+    text = tiny_generator.tokenizer.decode(ids)
+    assert text.endswith("<|assistant|>\nFirst, 7*8 = 56.\n\n")
+    assert ids.count(tiny_generator.tokenizer.bos_token_id) == 1
+
+
+def test_empty_request_list_and_bad_batch_size(tiny_generator, tiny_policy_dir):
+    assert tiny_generator.generate([], n=2, params=GREEDY) == []
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        TransformersGenerator(str(tiny_policy_dir), device="cpu", batch_size=0)

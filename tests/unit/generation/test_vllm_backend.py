@@ -1,0 +1,176 @@
+"""VLLMGenerator against a stand-in `vllm` module: engine and sampling arguments, stop handling, fan-out and order."""
+
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import dataclass
+
+import pytest
+
+from inference.generation import load_generator
+from inference.generation.vllm_backend import VLLMGenerator, finish_reason_of
+from inference.types import Completion, GenerationRequest, SamplingParams
+
+
+@dataclass
+class FakeCompletionOutput:
+    index: int
+    text: str
+    token_ids: list[int]
+    finish_reason: str | None
+    stop_reason: int | str | None
+
+
+@dataclass
+class FakeRequestOutput:
+    prompt_token_ids: list[int]
+    outputs: list[FakeCompletionOutput]
+
+
+def scripted_output(prompt_index: int, sample: int, stop: list[str]) -> FakeCompletionOutput:
+    """Sample 0 stops on the first stop string, sample 1 ends with EOS, later samples run out of tokens."""
+    if sample == 0 and stop:
+        return FakeCompletionOutput(sample, f"p{prompt_index} step{stop[0]}", [7, 8, 9], "stop", stop[0])
+    if sample == 1:
+        return FakeCompletionOutput(sample, f"p{prompt_index} done", [7, 8, 2], "stop", None)
+    return FakeCompletionOutput(sample, f"p{prompt_index} s{sample} long", [5] * 4, "length", None)
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch, tiny_tokenizer):
+    """Insert a recording `vllm` module (LLM + SamplingParams) into sys.modules."""
+    module = types.ModuleType("vllm")
+    record: dict = {"engines": [], "calls": []}
+
+    class SamplingParams:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+
+    class LLM:
+        def __init__(self, **kwargs):
+            record["engines"].append(kwargs)
+
+        def get_tokenizer(self):
+            return tiny_tokenizer
+
+        def generate(self, prompts, sampling_params, use_tqdm=True):
+            record["calls"].append({"prompts": prompts, "params": [p.kwargs for p in sampling_params]})
+            outputs = []
+            for index, (prompt, params) in enumerate(zip(prompts, sampling_params, strict=True)):
+                samples = [scripted_output(index, sample, params.kwargs["stop"]) for sample in range(params.kwargs["n"])]
+                outputs.append(FakeRequestOutput(prompt["prompt_token_ids"], list(reversed(samples))))
+            return outputs
+
+    module.LLM = LLM
+    module.SamplingParams = SamplingParams
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    return record
+
+
+REQUESTS = [GenerationRequest(problem="What is 2+3?"), GenerationRequest(problem="Find 9-4.", prefix="9-4 = 5.\n\n")]
+
+
+def test_engine_settings_are_passed_to_llm(fake_vllm, tiny_policy_dir):
+    generator = VLLMGenerator(
+        str(tiny_policy_dir), dtype="bfloat16", gpu_memory_utilization=0.4, max_model_len=2048, seed=3, tensor_parallel_size=2
+    )
+    assert fake_vllm["engines"] == [
+        {
+            "model": str(tiny_policy_dir),
+            "dtype": "bfloat16",
+            "gpu_memory_utilization": 0.4,
+            "enable_prefix_caching": True,
+            "seed": 3,
+            "trust_remote_code": False,
+            "tensor_parallel_size": 2,
+            "max_model_len": 2048,
+        }
+    ]
+    assert generator.name == tiny_policy_dir.name
+    from transformers import AutoModelForCausalLM
+
+    assert generator.num_parameters == AutoModelForCausalLM.from_pretrained(tiny_policy_dir).num_parameters()
+
+
+def test_sampling_params_are_translated_with_explicit_max_tokens_and_stop_kept(fake_vllm, tiny_policy_dir):
+    generator = VLLMGenerator(str(tiny_policy_dir))
+    generator.generate(REQUESTS, n=3, params=SamplingParams(temperature=0.7, top_p=0.9, max_tokens=64, seed=100), stop=["\n\n"])
+    (call,) = fake_vllm["calls"]
+    common = {"n": 3, "temperature": 0.7, "top_p": 0.9, "max_tokens": 64, "stop": ["\n\n"], "include_stop_str_in_output": True}
+    # One seed per request, n apart: vLLM seeds child i with seed + i, so no two samples share a seed.
+    assert call["params"] == [{**common, "seed": 100}, {**common, "seed": 103}]
+
+
+def test_prompts_are_rendered_token_ids_without_a_second_bos(fake_vllm, tiny_policy_dir, tiny_tokenizer):
+    generator = VLLMGenerator(str(tiny_policy_dir), system_prompt=None)
+    generator.generate(REQUESTS, n=1, params=SamplingParams(max_tokens=8))
+    prompts = fake_vllm["calls"][0]["prompts"]
+    assert prompts[1]["prompt_token_ids"] == tiny_tokenizer.encode(
+        "<|bos|><|user|>\nFind 9-4.<|end|>\n<|assistant|>\n9-4 = 5.\n\n", add_special_tokens=False
+    )
+    assert [p["prompt_token_ids"].count(tiny_tokenizer.bos_token_id) for p in prompts] == [1, 1]
+
+
+def test_completions_fan_out_in_order_with_finish_reasons_and_token_counts(fake_vllm, tiny_policy_dir):
+    generator = VLLMGenerator(str(tiny_policy_dir))
+    result = generator.generate(REQUESTS, n=3, params=SamplingParams(max_tokens=4, seed=1), stop=["\n\n"])
+    assert result == [
+        [
+            Completion(text=f"p{i} step\n\n", num_tokens=3, finish_reason="stop"),
+            Completion(text=f"p{i} done", num_tokens=3, finish_reason="eos"),
+            Completion(text=f"p{i} s2 long", num_tokens=4, finish_reason="length"),
+        ]
+        for i in range(2)
+    ]
+    assert generator.generate_calls == 1
+
+
+def test_unseeded_calls_draw_distinct_reproducible_seeds(fake_vllm, tiny_policy_dir):
+    params = SamplingParams(max_tokens=4, seed=None)
+    for _ in range(2):
+        generator = VLLMGenerator(str(tiny_policy_dir), seed=9)
+        generator.generate(REQUESTS[:1], n=1, params=params)
+        generator.generate(REQUESTS[:1], n=1, params=params)
+    seeds = [call["params"][0]["seed"] for call in fake_vllm["calls"]]
+    assert seeds[:2] == seeds[2:]
+    assert seeds[0] != seeds[1]
+
+
+@pytest.mark.parametrize(
+    ("finish_reason", "stop_reason", "expected"),
+    [("stop", "\n\n", "stop"), ("stop", None, "eos"), ("stop", 128009, "eos"), ("length", None, "length")],
+)
+def test_finish_reason_mapping(finish_reason, stop_reason, expected):
+    assert finish_reason_of(FakeCompletionOutput(0, "", [], finish_reason, stop_reason)) == expected
+
+
+def test_aborted_output_is_an_error():
+    with pytest.raises(RuntimeError, match="finish_reason='abort'"):
+        finish_reason_of(FakeCompletionOutput(0, "", [], "abort", None))
+
+
+def test_missing_vllm_gives_install_hint(monkeypatch, tiny_policy_dir):
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    with pytest.raises(ImportError, match=r"pip install -e \.\[vllm\].*scripts/vllm_cpu_env\.sh"):
+        VLLMGenerator(str(tiny_policy_dir))
+
+
+def test_load_generator_rejects_options_the_backend_does_not_take(fake_vllm, tiny_policy_dir):
+    with pytest.raises(ValueError, match=r"\['batch_size'\] are not accepted by the vllm backend"):
+        load_generator("vllm", str(tiny_policy_dir), batch_size=8)
+    with pytest.raises(ValueError, match="unknown generation backend 'sglang'; use one of transformers, vllm"):
+        load_generator("sglang", str(tiny_policy_dir))
+    generator = load_generator("vllm", str(tiny_policy_dir), gpu_memory_utilization=0.3)
+    assert isinstance(generator, VLLMGenerator)
+    assert fake_vllm["engines"][0]["gpu_memory_utilization"] == 0.3
+
+
+def test_load_generator_builds_the_transformers_backend(tiny_policy_dir):
+    from inference.generation.transformers_backend import TransformersGenerator
+
+    generator = load_generator("transformers", str(tiny_policy_dir), device="cpu", batch_size=2)
+    assert isinstance(generator, TransformersGenerator)
+    assert generator.batch_size == 2
+    with pytest.raises(ValueError, match=r"\['gpu_memory_utilization'\] are not accepted by the transformers backend"):
+        load_generator("transformers", str(tiny_policy_dir), gpu_memory_utilization=0.5)

@@ -1,0 +1,66 @@
+"""The HTML report is one self-contained page: headline numbers, embedded PNGs, tables, config."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+from inference.evaluation.metrics import MetricPoint
+from inference.reporting.html import build_report, headline, render_html, render_table
+
+
+def point(strategy: str, n: int, accuracy: float, *, beam_width: int | None = None) -> MetricPoint:
+    return MetricPoint(strategy, n, None, None, accuracy, None, 100.0 * n, 0.0, None, 50, beam_width=beam_width)
+
+
+def test_headline_from_hand_made_points():
+    points = [
+        point("majority", 1, 0.30), point("majority", 16, 0.45), point("weighted_best_of_n", 16, 0.55),
+        point("beam_search", 4, 0.50, beam_width=4), point("pass@n", 16, 0.80),
+    ]
+    lines = headline(points, references={"Llama-3.1-8B greedy": 0.50, "Llama-3.1-70B greedy": 0.68})
+    assert lines == [
+        "Best accuracy: weighted_best_of_n at N=16: 55.0% on 50 problems.",
+        "One sample (N=1): 30.0%.",
+        "Ceiling pass@16 (any correct among 16 samples): 80.0%.",
+        "Llama-3.1-8B greedy (50.0%) is matched by beam_search (M=4) at N=4 (50.0%).",
+        "Llama-3.1-70B greedy (68.0%) is not matched by any strategy up to N=16.",
+    ]
+
+
+def test_render_table_escapes_and_formats():
+    table = render_table([{"strategy": "<b>x</b>", "acc": 0.123456}, {"strategy": "y", "extra": None}])
+    assert "&lt;b&gt;x&lt;/b&gt;" in table and "<td>0.1235</td>" in table
+    assert "<th>strategy</th><th>acc</th><th>extra</th>" in table
+
+
+def test_render_html_embeds_png_bytes():
+    png = b"\x89PNG-bytes"
+    page = render_html(title="T & U", headline=["55.0% at N=16"], figures={"fig": png}, config={"seed": 1})
+    assert "<title>T &amp; U</title>" in page and "<li>55.0% at N=16</li>" in page
+    assert f'src="data:image/png;base64,{base64.b64encode(png).decode()}"' in page
+    assert "&quot;seed&quot;: 1" in page
+
+
+def test_build_report_is_self_contained(run, co_report, pb_reports, tmp_path):
+    rows, _, points = run
+    path = build_report(
+        tmp_path / "report", points=points, references={"Llama-3.1-8B greedy": 0.6},
+        prm_points={"prm-a": points, "prm-b": points}, processbench=pb_reports, compute_optimal=[co_report],
+        config={"policy": "tiny-policy", "num_subsamples": 32}, dpi=40,
+    )
+    assert path == tmp_path / "report" / "report.html"
+    page = path.read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "<script" not in page and "<link" not in page
+    images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    # vs N, vs FLOPs, per level, PRM comparison, ProcessBench, compute-optimal.
+    assert len(images) == 6
+    assert all(base64.b64decode(image)[:8] == b"\x89PNG\r\n\x1a\n" for image in images)
+    assert len(list((tmp_path / "report" / "figures").glob("*.png"))) == 6
+    for line in headline(points, references={"Llama-3.1-8B greedy": 0.6}, compute_optimal=[co_report],
+                         processbench=pb_reports):
+        assert line.replace("'", "&#x27;") in page
+    best = max((p for p in points if p.level is None and p.strategy != "pass@n"), key=lambda p: p.accuracy)
+    assert f"{100 * best.accuracy:.1f}%" in page
+    assert "tiny-policy" in page and "Router (oracle bins)" in page and "ProcessBench-style PRM evaluation" in page

@@ -1,0 +1,1 @@
+"""Unit tests of the search strategies and their test fakes."""
