@@ -1,0 +1,161 @@
+"""PRM configs: YAML + CLI parsing, unknown keys, validation, the 8B configs and accelerate/DeepSpeed launch files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from data_prep.steps import STEP_SEPARATOR
+from training.config import (
+    MODEL_SHAPES,
+    DataArguments,
+    ModelArguments,
+    effective_batch_size,
+    read_accelerate_config,
+)
+from training.prm import lora_config, parse_args
+
+REPO = Path(__file__).resolve().parents[3]
+TINY = str(REPO / "configs/prm/tiny.yaml")
+FULL = str(REPO / "configs/prm/llama31_8b_full.yaml")
+LORA = str(REPO / "configs/prm/llama31_8b_lora.yaml")
+# The 8B configs ask for bf16, which TrainingArguments only accepts on a CPU machine together with use_cpu.
+ON_CPU = ["--use_cpu", "true"]
+
+
+def test_tiny_config_is_a_cpu_config_with_ttc_separator() -> None:
+    model_args, data_args, args, name = parse_args(["--config", TINY])
+    assert name == "tiny"
+    assert model_args.init_from_config == "tiny"
+    assert model_args.model_name_or_path is None
+    assert model_args.use_peft is False
+    assert data_args.train_files == ["runs/default/labels/train.jsonl"]
+    assert data_args.data_format == "stepwise"
+    assert args.step_separator == STEP_SEPARATOR == "\n\n"
+    assert args.bf16 is False
+    assert args.gradient_checkpointing is False
+    assert args.use_cpu is True
+    assert args.soft_labels is True
+    assert args.report_to == []  # "none"
+
+
+def test_cli_overrides_yaml_values() -> None:
+    model_args, data_args, args, _ = parse_args(
+        ["--config", TINY, "--max_steps", "3", "--use_peft", "--lora_r", "4", "--train_files", "a.jsonl", "b.jsonl",
+         "--train_weights", "2", "1", "--resume"]
+    )
+    assert args.max_steps == 3
+    assert model_args.use_peft is True
+    assert model_args.lora_r == 4
+    assert data_args.train_files == ["a.jsonl", "b.jsonl"]
+    assert data_args.train_weights == [2.0, 1.0]
+    assert args.resume is True
+
+
+def test_unknown_yaml_key_is_an_error(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(Path(TINY).read_text() + "\nbeam_width: 4\n")
+    with pytest.raises(ValueError, match="beam_width"):
+        parse_args(["--config", str(config)])
+
+
+def test_unknown_cli_flag_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no_such_flag"):
+        parse_args(["--config", TINY, "--no_such_flag", "1"])
+
+
+def test_step_separator_from_bash_is_rejected() -> None:
+    with pytest.raises(ValueError, match="differs from data_prep.steps.STEP_SEPARATOR"):
+        parse_args(["--config", TINY, "--step_separator", "\\n\\n"])
+
+
+def test_none_on_the_cli_unsets_a_yaml_path() -> None:
+    model_args, *_ = parse_args(["--config", LORA, *ON_CPU, "--model_name_or_path", "none",
+                                 "--init_from_config", "llama31_8b", "--num_hidden_layers", "2"])
+    assert model_args.model_name_or_path is None
+    assert model_args.init_from_config == "llama31_8b"
+    assert model_args.num_hidden_layers == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"model_name_or_path": "m", "init_from_config": "tiny"}, "set exactly one"),
+        ({}, "set exactly one"),
+        ({"model_name_or_path": "m", "num_hidden_layers": 2}, "only applies with init_from_config"),
+        ({"init_from_config": "tiny", "torch_dtype": "fp32"}, "torch_dtype must be one of"),
+        ({"init_from_config": "tiny", "use_peft": True, "lora_target_modules": []}, "lora_target_modules is empty"),
+    ],
+)
+def test_model_arguments_validation(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ModelArguments(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"train_files": ["a", "b"], "train_weights": [1.0]}, "1 train_weights for 2 train_files"),
+        ({"train_files": ["a"], "train_weights": [0.0]}, "not all 0"),
+        ({"train_files": []}, "train_files is empty"),
+        ({"max_train_samples": 0}, "max_train_samples must be >= 1"),
+    ],
+)
+def test_data_arguments_validation(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DataArguments(**kwargs)
+
+
+def test_full_8b_config_is_zero3_full_fine_tune_with_batch_128() -> None:
+    model_args, data_args, args, name = parse_args(["--config", FULL, *ON_CPU])
+    assert name == "llama31_8b_full"
+    assert model_args.model_name_or_path == "meta-llama/Llama-3.1-8B"
+    assert model_args.use_peft is False
+    assert model_args.torch_dtype == "bfloat16"
+    assert args.bf16 is True
+    assert args.gradient_checkpointing is True
+    assert args.learning_rate == pytest.approx(2e-6)
+    assert args.max_length == 2048
+    assert args.report_to == ["wandb"]
+    launch = read_accelerate_config(REPO / "configs/accelerate/deepspeed_zero3.yaml")
+    assert launch.distributed_type == "DEEPSPEED"
+    assert launch.zero_stage == 3
+    assert launch.zero3_save_16bit_model is True
+    # Launched with --num_processes 8 on 8 GPUs.
+    assert effective_batch_size(args, 8) == 4 * 4 * 8 == 128
+
+
+def test_lora_8b_config_targets_every_projection_with_batch_128() -> None:
+    from peft import TaskType
+
+    model_args, _, args, _ = parse_args(["--config", LORA, *ON_CPU])
+    assert model_args.use_peft is True
+    assert model_args.lora_r == 16
+    config = lora_config(model_args)
+    assert config.task_type == TaskType.TOKEN_CLS
+    assert set(config.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert config.r == 16
+    assert config.lora_alpha == 32
+    assert args.bf16 is True
+    assert effective_batch_size(args, 1) == 8 * 16 == 128
+
+
+def test_accelerate_configs() -> None:
+    cpu = read_accelerate_config(REPO / "configs/accelerate/cpu.yaml")
+    assert (cpu.distributed_type, cpu.use_cpu, cpu.num_processes, cpu.zero_stage) == ("NO", True, 1, None)
+    zero2 = read_accelerate_config(REPO / "configs/accelerate/deepspeed_zero2.yaml")
+    assert (zero2.distributed_type, zero2.zero_stage, zero2.num_processes) == ("DEEPSPEED", 2, 1)
+
+
+def test_llama31_8b_shape_matches_the_published_architecture() -> None:
+    shape = MODEL_SHAPES["llama31_8b"]
+    assert (shape["hidden_size"], shape["num_hidden_layers"], shape["num_attention_heads"]) == (4096, 32, 32)
+    assert (shape["num_key_value_heads"], shape["intermediate_size"], shape["vocab_size"]) == (8, 14336, 128256)
+    assert shape["rope_parameters"]["rope_theta"] == 500000.0
+
+
+def test_effective_batch_size_rejects_zero_processes() -> None:
+    _, _, args, _ = parse_args(["--config", TINY])
+    with pytest.raises(ValueError, match="num_processes must be >= 1"):
+        effective_batch_size(args, 0)

@@ -1,0 +1,490 @@
+"""PRM training around TRL's PRMTrainer: model and tokenizer building, soft-label tokenization and loss, saving."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, TrainerCallback, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+# trl.experimental.prm exists in trl 0.26-1.13 only (pinned in pyproject): PRMTrainer is used here only
+# (training/config.py subclasses its PRMConfig).
+from trl import TrlParser
+from trl.experimental.prm import PRMTrainer
+
+from data_prep.labels import load_step_labels, tokenize_steps
+from data_prep.prm_metadata import PRMMetadata
+from data_prep.records import StepLabels
+from data_prep.steps import STEP_SEPARATOR
+from training.config import MODEL_SHAPES, DataArguments, ModelArguments, TtcPRMConfig
+
+logger = logging.getLogger(__name__)
+
+NUM_LABELS = 2
+ID2LABEL = {0: "bad", 1: "good"}
+POSITIVE_LABEL = 1
+IGNORE_INDEX = -100
+BASE_SUBDIR = "base"
+"""Where a LoRA run on a random `init_from_config` base saves that base, so the adapter loads offline."""
+PROMPT_FORMAT = "raw problem text, no system prompt or chat template; input = [bos] + prompt + (step + separator)*"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((ModelArguments, DataArguments, TtcPRMConfig))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[ModelArguments, DataArguments, TtcPRMConfig, str | None]:
+    """Parse `--config x.yaml` plus CLI overrides (unknown keys are errors); also return the config's name."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config_name = Path(argv[argv.index("--config") + 1]).stem if "--config" in argv[:-1] else None
+    model_args, data_args, training_args = make_parser().parse_args_and_config(argv)
+    return model_args, data_args, training_args, config_name
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Tokenizer and model
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def load_tokenizer(model_args: ModelArguments) -> Any:
+    """The tokenizer named by the config; the tiny shape without a tokenizer path gets the built-in tiny tokenizer."""
+    source = model_args.tokenizer_name_or_path or model_args.model_name_or_path
+    if source is None:
+        if model_args.init_from_config != "tiny":
+            raise ValueError(
+                f"init_from_config={model_args.init_from_config!r} needs tokenizer_name_or_path "
+                "(only the `tiny` shape has a built-in tokenizer)"
+            )
+        from data_prep.tokenizer import build_tiny_tokenizer
+
+        tokenizer = build_tiny_tokenizer()
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=model_args.trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        logger.warning("tokenizer has no pad token; padding with eos %r (padding is masked out)", tokenizer.eos_token)
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def _torch_dtype(name: str) -> torch.dtype | str:
+    return name if name == "auto" else getattr(torch, name)
+
+
+def build_model_config(model_args: ModelArguments, tokenizer: Any) -> Any:
+    """The config of a random model: a named shape from MODEL_SHAPES or a config.json, with 2 PRM classes."""
+    source = model_args.init_from_config
+    if source in MODEL_SHAPES:
+        shape = dict(MODEL_SHAPES[source])
+        shape.setdefault("vocab_size", len(tokenizer))
+        config = AutoConfig.for_model("llama", **shape)
+    elif source is not None and Path(source).exists():
+        config = AutoConfig.from_pretrained(source, trust_remote_code=model_args.trust_remote_code)
+    else:
+        raise ValueError(
+            f"init_from_config={source!r} is neither a named shape {sorted(MODEL_SHAPES)} nor an existing config "
+            "file or directory; fix the name or the path"
+        )
+    if len(tokenizer) > config.vocab_size:
+        raise ValueError(
+            f"the tokenizer has {len(tokenizer)} tokens but the {source!r} shape has vocab_size={config.vocab_size}; "
+            "use a tokenizer that fits or a larger shape"
+        )
+    if model_args.num_hidden_layers is not None:
+        config.num_hidden_layers = model_args.num_hidden_layers
+    config.pad_token_id = tokenizer.pad_token_id
+    config.bos_token_id = tokenizer.bos_token_id
+    config.eos_token_id = tokenizer.eos_token_id
+    config.num_labels = NUM_LABELS
+    config.id2label = dict(ID2LABEL)
+    config.label2id = {label: index for index, label in ID2LABEL.items()}
+    return config
+
+
+@contextlib.contextmanager
+def _without_zero3_init() -> Iterator[None]:
+    """Build a model with whole (unpartitioned) weights even while a ZeRO-3 config is active, then restore it."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    reference = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = reference
+
+
+def build_random_model(model_args: ModelArguments, tokenizer: Any, seed: int) -> Any:
+    """A randomly initialised token-classification PRM from `init_from_config`; the same seed gives the same weights."""
+    set_seed(seed)
+    config = build_model_config(model_args, tokenizer)
+    if model_args.attn_implementation:
+        config._attn_implementation = model_args.attn_implementation
+    return AutoModelForTokenClassification.from_config(
+        config, dtype=_torch_dtype(model_args.torch_dtype), trust_remote_code=model_args.trust_remote_code
+    )
+
+
+def _load_model(path: str, model_args: ModelArguments) -> Any:
+    kwargs: dict[str, Any] = {
+        "num_labels": NUM_LABELS,
+        "id2label": dict(ID2LABEL),
+        "label2id": {label: index for index, label in ID2LABEL.items()},
+        "dtype": _torch_dtype(model_args.torch_dtype),
+        "trust_remote_code": model_args.trust_remote_code,
+    }
+    if model_args.attn_implementation:
+        kwargs["attn_implementation"] = model_args.attn_implementation
+    return AutoModelForTokenClassification.from_pretrained(path, **kwargs)
+
+
+def resolve_local_base(model_name_or_path: str) -> str:
+    """An absolute local path for the base model: a directory as is, a hub id via its cached snapshot."""
+    path = Path(model_name_or_path)
+    if path.exists():
+        return str(path.resolve())
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(model_name_or_path, local_files_only=True)
+    except Exception as error:  # noqa: BLE001 - any failure means "not in the local cache"
+        logger.warning("base model %r is not in the local hub cache (%s); metadata records the hub id, so loading "
+                       "the adapter will need the hub or a copy of the base", model_name_or_path, error)
+        return model_name_or_path
+
+
+def build_model(
+    model_args: ModelArguments, tokenizer: Any, training_args: TtcPRMConfig
+) -> tuple[Any, str | None]:
+    """The token-classification model to train and the base path recorded in the metadata.
+
+    A random `init_from_config` model is built with `seed`. With LoRA it is first saved to `<output_dir>/base` and
+    reloaded from there, so the adapter's base is a local directory and the checkpoint loads offline.
+    """
+    if model_args.model_name_or_path is not None:
+        base = model_args.model_name_or_path
+        if model_args.use_peft:
+            base = resolve_local_base(base)
+        return _load_model(model_args.model_name_or_path, model_args), base
+    if not model_args.use_peft:
+        return build_random_model(model_args, tokenizer, training_args.seed), None
+    base_dir = (Path(training_args.output_dir) / BASE_SUBDIR).resolve()
+    if training_args.process_index == 0 and not (base_dir / "config.json").is_file():
+        with _without_zero3_init():
+            model = build_random_model(model_args, tokenizer, training_args.seed)
+        model.save_pretrained(base_dir)
+        tokenizer.save_pretrained(base_dir)
+        del model
+    _wait_for_everyone()
+    return _load_model(str(base_dir), model_args), str(base_dir)
+
+
+def _wait_for_everyone() -> None:
+    from accelerate import PartialState
+
+    PartialState().wait_for_everyone()
+
+
+def lora_config(model_args: ModelArguments) -> Any:
+    """peft LoraConfig for a token-classification PRM; the head (`score`) is trained and saved with the adapter."""
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(
+        task_type=TaskType.TOKEN_CLS,
+        r=model_args.lora_r,
+        lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout,
+        target_modules=list(model_args.lora_target_modules),
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Data: float labels end to end
+# --------------------------------------------------------------------------------------------------------------------
+
+LABEL_FEATURES = datasets.Features(
+    {"input_ids": datasets.Sequence(datasets.Value("int64")), "labels": datasets.Sequence(datasets.Value("float32"))}
+)
+
+
+def harden_labels(records: Sequence[StepLabels], threshold: float) -> list[StepLabels]:
+    """Soft labels -> `p > threshold` (bools unchanged); warns once with how many labels changed kind."""
+    changed = 0
+    hardened = []
+    for record in records:
+        labels = []
+        for label in record.labels:
+            if isinstance(label, bool):
+                labels.append(label)
+            else:
+                changed += 1
+                labels.append(float(label) > threshold)
+        hardened.append(StepLabels(record.prompt, list(record.completions), labels, meta=record.meta))
+    if changed:
+        logger.warning("soft_labels=false: %d float labels turned into bools with p > %s", changed, threshold)
+    return hardened
+
+
+def build_dataset(
+    records: Sequence[StepLabels], tokenizer: Any, args: TtcPRMConfig, *, is_eval: bool = False
+) -> datasets.Dataset:
+    """Tokenize stepwise records with float labels (TRL's own tokenize_row would apply int() to them).
+
+    Runs `datasets.map` with `dataset_num_proc` workers, the main process first (as PRMTrainer does).
+    """
+    from accelerate import PartialState
+
+    raw = datasets.Dataset.from_dict({
+        "prompt": [record.prompt for record in records],
+        "completions": [list(record.completions) for record in records],
+        "labels": [[float(label) for label in record.labels] for record in records],
+    })
+
+    def tokenize(row: dict[str, Any]) -> dict[str, Any]:
+        tokens = tokenize_steps(
+            tokenizer,
+            row["prompt"],
+            row["completions"],
+            row["labels"],
+            separator=args.step_separator,
+            max_length=args.max_length,
+            max_completion_length=args.max_completion_length,
+            train_on_last_step_only=args.train_on_last_step_only and not is_eval,
+        )
+        return {"input_ids": tokens.input_ids, "labels": tokens.labels,
+                "truncated": len(tokens.step_positions) < len(row["completions"])}
+
+    features = datasets.Features({**LABEL_FEATURES, "truncated": datasets.Value("bool")})
+    with PartialState().main_process_first():
+        dataset = raw.map(tokenize, remove_columns=raw.column_names, features=features,
+                          num_proc=args.dataset_num_proc, desc="Tokenizing eval set" if is_eval else "Tokenizing")
+    truncated = sum(dataset["truncated"])
+    if truncated:
+        logger.warning("%d of %d examples lost steps to max_length=%s / max_completion_length=%s",
+                       truncated, len(records), args.max_length, args.max_completion_length)
+    return dataset.remove_columns("truncated")
+
+
+@dataclass
+class StepLabelCollator:
+    """Right-pads input_ids with the pad token and labels with -100, keeping labels float32."""
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        length = max(len(feature["input_ids"]) for feature in features)
+        if self.pad_to_multiple_of:
+            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        input_ids = torch.full((len(features), length), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(features), length), dtype=torch.long)
+        labels = torch.full((len(features), length), float(IGNORE_INDEX), dtype=torch.float32)
+        for row, feature in enumerate(features):
+            size = len(feature["input_ids"])
+            input_ids[row, :size] = torch.as_tensor(feature["input_ids"], dtype=torch.long)
+            attention_mask[row, :size] = 1
+            if "labels" in feature:
+                labels[row, :size] = torch.as_tensor(feature["labels"], dtype=torch.float32)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "labels" in features[0]:
+            batch["labels"] = labels
+        return batch
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Loss, trainer, metrics
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def soft_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean over labelled tokens of CE against [1 - p, p]; equals standard CE when every p is 0 or 1.
+
+    logits: (batch, seq, 2); labels: (batch, seq) floats, -100 where there is no label.
+    """
+    mask = labels != IGNORE_INDEX
+    if not bool(mask.any()):
+        # Every step was truncated away: a zero loss that still has a graph, so backward() works.
+        return logits.sum() * 0.0
+    log_probs = torch.log_softmax(logits[mask].float(), dim=-1)
+    target = labels[mask].float()
+    return -(target * log_probs[:, POSITIVE_LABEL] + (1.0 - target) * log_probs[:, 1 - POSITIVE_LABEL]).mean()
+
+
+class SoftLabelPRMTrainer(PRMTrainer):
+    """PRMTrainer fed pre-tokenized float labels, with a soft-target loss at the step positions."""
+
+    # compute_loss returns a per-batch mean; the Trainer divides it by the gradient accumulation steps.
+    loss_is_scaled_for_ga = False
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, D102
+        labels = inputs["labels"]
+        outputs = model(**{key: value for key, value in inputs.items() if key != "labels"})
+        loss = soft_cross_entropy(outputs.logits, labels)
+        return (loss, outputs) if return_outputs else loss
+
+
+def compute_step_metrics(eval_pred: Any) -> dict[str, float]:
+    """Step accuracy (p(good) >= 0.5 vs label >= 0.5) and Brier score over labelled tokens."""
+    logits, labels = eval_pred.predictions, eval_pred.label_ids
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    mask = labels != IGNORE_INDEX
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    probs = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
+    p_good, target = probs[..., POSITIVE_LABEL][mask], labels[mask].astype(np.float64)
+    return {
+        "step_accuracy": float(np.mean((p_good >= 0.5) == (target >= 0.5))),
+        "step_brier": float(np.mean((p_good - target) ** 2)),
+    }
+
+
+class MetadataCallback(TrainerCallback):
+    """Writes the PRM metadata file into every checkpoint directory, so any checkpoint loads like the final one."""
+
+    def __init__(self, metadata: PRMMetadata) -> None:
+        self.metadata = metadata
+
+    def on_save(self, args, state, control, **kwargs):  # noqa: ANN001, D102
+        if state.is_world_process_zero:
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if checkpoint.is_dir():
+                self.metadata.save(checkpoint)
+        return control
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PRMTrainResult:
+    output_dir: Path
+    global_step: int
+    train_loss: float
+    num_train_examples: int
+    metadata: PRMMetadata
+
+
+def label_source_name(data_args: DataArguments) -> str:
+    if data_args.label_source:
+        return data_args.label_source
+    return f"{data_args.data_format}-{Path(data_args.train_files[0].rstrip('/')).stem}"
+
+
+def load_records(data_args: DataArguments, args: TtcPRMConfig) -> tuple[list[StepLabels], list[StepLabels] | None]:
+    options = {"neutral_as": data_args.neutral_as, "skip_invalid_rows": data_args.skip_invalid_rows}
+    train = load_step_labels(data_args.train_files, data_args.data_format, data_args.train_weights, args.seed,
+                             **options)
+    train = train[: data_args.max_train_samples] if data_args.max_train_samples else train
+    evaluation = None
+    if data_args.eval_files:
+        evaluation = load_step_labels(data_args.eval_files, data_args.data_format, **options)
+        evaluation = evaluation[: data_args.max_eval_samples] if data_args.max_eval_samples else evaluation
+    if not args.soft_labels:
+        train = harden_labels(train, args.hard_label_threshold)
+        evaluation = harden_labels(evaluation, args.hard_label_threshold) if evaluation else evaluation
+    return train, evaluation
+
+
+def resolve_resume(args: TtcPRMConfig) -> str | bool | None:
+    """`--resume` -> the last checkpoint in output_dir (an error when there is none)."""
+    if not args.resume:
+        return args.resume_from_checkpoint
+    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    if last is None:
+        raise FileNotFoundError(f"--resume: no checkpoint-* directory in output_dir={args.output_dir}; "
+                                "run without --resume first (with save_steps) or fix output_dir")
+    return last
+
+
+def build_metadata(model_args: ModelArguments, data_args: DataArguments, args: TtcPRMConfig, base_model: str | None,
+                   config_name: str | None, num_train_examples: int) -> PRMMetadata:
+    train_config = {
+        "config_name": config_name,
+        "label_source": label_source_name(data_args),
+        "data_format": data_args.data_format,
+        "train_files": list(data_args.train_files),
+        "train_weights": data_args.train_weights,
+        "num_train_examples": num_train_examples,
+        "soft_labels": args.soft_labels,
+        "seed": args.seed,
+        "max_length": args.max_length,
+        "learning_rate": args.learning_rate,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "max_steps": args.max_steps,
+        "num_train_epochs": args.num_train_epochs,
+        "model_name_or_path": model_args.model_name_or_path,
+        "init_from_config": model_args.init_from_config,
+        "num_hidden_layers": model_args.num_hidden_layers,
+        "use_peft": model_args.use_peft,
+        "lora_r": model_args.lora_r if model_args.use_peft else None,
+        "lora_target_modules": list(model_args.lora_target_modules) if model_args.use_peft else None,
+        "prompt_format": PROMPT_FORMAT,
+    }
+    return PRMMetadata(
+        prm_style="token_classification",
+        step_separator=STEP_SEPARATOR,
+        base_model=base_model,
+        is_peft_adapter=model_args.use_peft,
+        positive_label=POSITIVE_LABEL,
+        system_prompt=None,
+        train_config=train_config,
+    )
+
+
+def train_prm(
+    model_args: ModelArguments, data_args: DataArguments, args: TtcPRMConfig, config_name: str | None = None
+) -> PRMTrainResult:
+    """Train a token-classification PRM and save weights, tokenizer and `ttc_prm.json` into `args.output_dir`."""
+    resume = resolve_resume(args)
+    if args.label_names is None:
+        args.label_names = ["labels"]  # peft-wrapped models hide the label name from the Trainer
+    tokenizer = load_tokenizer(model_args)
+    train_records, eval_records = load_records(data_args, args)
+    logger.info("training on %d examples (%s)", len(train_records), label_source_name(data_args))
+    model, base_model = build_model(model_args, tokenizer, args)
+    metadata = build_metadata(model_args, data_args, args, base_model, config_name, len(train_records))
+    trainer = SoftLabelPRMTrainer(
+        model=model,
+        args=args,
+        data_collator=StepLabelCollator(tokenizer.pad_token_id),
+        train_dataset=build_dataset(train_records, tokenizer, args),
+        eval_dataset=build_dataset(eval_records, tokenizer, args, is_eval=True) if eval_records else None,
+        processing_class=tokenizer,
+        compute_metrics=compute_step_metrics,
+        callbacks=[MetadataCallback(metadata)],
+        peft_config=lora_config(model_args) if model_args.use_peft else None,
+    )
+    if model_args.use_peft and base_model is not None:
+        # The adapter config then names the local base, so AutoPeftModel loads it offline.
+        for peft_config in trainer.model.peft_config.values():
+            peft_config.base_model_name_or_path = base_model
+    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(args.output_dir)
+    if trainer.is_world_process_zero():
+        metadata.save(args.output_dir)
+        logger.info("saved PRM to %s (step %d, train loss %.4f)", args.output_dir, trainer.state.global_step,
+                    result.training_loss)
+    return PRMTrainResult(
+        output_dir=Path(args.output_dir),
+        global_step=trainer.state.global_step,
+        train_loss=float(result.training_loss),
+        num_train_examples=len(train_records),
+        metadata=metadata,
+    )
