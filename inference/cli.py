@@ -1,4 +1,4 @@
-"""`ttc-infer`: run a strategy sweep, merge shard results, evaluate and report (thin wrappers over the library)."""
+"""`ttc-infer`: run, merge, eval, report, label and processbench subcommands (thin wrappers over the library)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,15 @@ from inference.config import CliValue, ConfigError, MergeConfig, RunConfig, defa
 
 logger = logging.getLogger(__name__)
 
-SUBCOMMANDS = ("run", "merge", "eval", "report")
+SUBCOMMANDS = ("run", "merge", "eval", "report", "label", "processbench")
 """`ttc-infer` with no subcommand means `run`."""
 
 DELEGATED = {
     "eval": ("inference.evaluation", "EvalConfig", "evaluate", "accuracy at N per strategy, level and compute"),
     "report": ("inference.reporting", "ReportConfig", "report", "plots and an HTML page from evaluated metrics"),
+    "label": ("inference.labelling", "LabelConfig", "label", "step labels (Monte-Carlo or oracle) for PRM training"),
+    "processbench": ("inference.evaluation.processbench_job", "ProcessBenchConfig", "processbench",
+                     "first-wrong-step F1 and step AUROC of PRM checkpoints"),
 }
 """Subcommands whose config dataclass and entry function live in other packages: (module, config, function, help)."""
 
@@ -124,12 +127,12 @@ def _delegate(command: str) -> tuple[Any, Any]:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """The `ttc-infer` parser: subcommands run (default), merge, eval, report; flags mirror each config."""
+    """The `ttc-infer` parser: subcommands run (default), merge and the delegated ones; flags mirror each config."""
     parser = _Parser(prog="ttc-infer", description=__doc__, allow_abbrev=False)
     common = _Parser(add_help=False, allow_abbrev=False)
     common.add_argument("--config", help="YAML file with config keys (flags override it)")
     common.add_argument("--log_level", default="info", choices=("debug", "info", "warning"), help="logging level")
-    sub = parser.add_subparsers(dest="command", metavar="{run,merge,eval,report}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}", parser_class=_Parser)
     run = sub.add_parser("run", parents=[common], allow_abbrev=False, help="run strategies x budgets, append rows",
                          description=(RunConfig.__doc__ or "") + " Rerun the same command to resume.")
     add_config_arguments(run, RunConfig)
@@ -202,7 +205,7 @@ def _delegated(args: argparse.Namespace, cli: dict[str, Any]) -> int:
     return 0
 
 
-HANDLERS = {"run": _run, "merge": _merge, "eval": _delegated, "report": _delegated}
+HANDLERS = {"run": _run, "merge": _merge, **{command: _delegated for command in DELEGATED}}
 
 
 def _terminate(signum: int, frame: Any) -> None:

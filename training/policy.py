@@ -138,6 +138,8 @@ def config_hash(*configs: object) -> str:
 
 
 def _jsonable(config: object) -> dict:
+    if isinstance(config, dict):
+        return config
     if hasattr(config, "to_dict"):
         return config.to_dict()
     return asdict(config)  # type: ignore[arg-type]
@@ -198,7 +200,7 @@ def train_policy(model_args: PolicyModelArguments, sft_config) -> PolicyManifest
     manifest = PolicyManifest(
         policy_name=model_args.policy_name,
         num_parameters=trainer.model.num_parameters(),
-        command=" ".join(sys.argv),
+        command=" ".join(["python", *sys.argv]),
         seed=sft_config.seed,
         world_seed=model_args.world_seed,
         config_hash=config_hash(model_args, _training_settings(sft_config)),

@@ -32,7 +32,7 @@ def test_run_help_lists_every_key_with_its_docstring(capsys):
 def test_top_level_help_lists_subcommands(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert "{run,merge,eval,report}" in out and "merge shard result files" in out
+    assert "{run,merge,eval,report,label,processbench}" in out and "merge shard result files" in out
 
 
 def one_line_error(capsys) -> str:
