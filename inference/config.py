@@ -186,7 +186,7 @@ PRMStyleName = Literal["token_classification", "chat_plus_minus", "step_tag"]
 class PRMConfig:
     """The process reward model."""
 
-    path: str = "runs/default/prm"
+    path: str = "runs/default/prm-oracle"
     """PRM checkpoint directory (a `ttc_prm.json` in it gives its style) or a cached hub id."""
     prm_style: PRMStyleName | None = None
     """How the PRM reads steps; null reads it from the checkpoint's `ttc_prm.json` (public PRMs need it set)."""

@@ -1,0 +1,516 @@
+"""The main job on the embedded default, in one command: world -> labels -> PRMs -> search -> eval -> report.
+
+Every stage is one of ttc's own commands (`ttc-data`, `ttc-infer`, `accelerate launch training/train_prm.py`),
+run as a subprocess so the training and inference arms stay independent. A stage is skipped when its cache key
+(its command line, the content of the config files it reads and the keys of the stages it depends on) matches
+the key recorded when it last finished; so a second run starts at the first changed stage, and a run stopped
+with Ctrl-C resumes at the interrupted stage (whose own command resumes where it can). `--force` redoes all.
+
+    python scripts/pipeline.py                    # default scale, about 15 minutes on 2 CPU cores
+    python scripts/pipeline.py --scale smoke      # every stage on a handful of problems (tests)
+    python scripts/pipeline.py --scale large      # more problems and a larger budget, for a patient user
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STAGE_MARKER_DIR = ".stages"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much work each stage does."""
+
+    label_problems_per_level: int
+    label_solutions: int
+    mc_problems_per_level: int
+    mc_rollouts: int
+    prm_epochs: int
+    test_problems_per_level: int
+    max_n: int
+    processbench_problems_per_level: int
+
+
+SCALES: dict[str, Scale] = {
+    "smoke": Scale(2, 2, 1, 2, 1, 2, 4, 2),
+    "default": Scale(40, 4, 12, 8, 4, 20, 16, 20),
+    "large": Scale(100, 8, 40, 16, 4, 60, 64, 60),
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline: a command, what it reads, what it depends on."""
+
+    name: str
+    description: str
+    command: list[str]
+    reads: tuple[str, ...] = ()
+    """Files whose content is part of the cache key (configs, shipped checkpoints' manifests)."""
+    after: tuple[str, ...] = ()
+    """Stages whose results this one uses (their keys are part of this key)."""
+    clean_on_rerun: tuple[str, ...] = ()
+    """Paths removed before the stage reruns after a change (outputs a changed input invalidates)."""
+    late_args: Callable[["PipelineOptions"], list[str]] | None = None
+    """Arguments known only once earlier stages ran (measured accuracies, parameter counts)."""
+
+
+@dataclass
+class PipelineOptions:
+    run_dir: Path
+    scale: Scale
+    small_policy: str
+    large_policy: str
+    force: bool
+    retrain_policies: bool
+    wandb: bool
+    seed: int
+
+
+def _python(*args: str) -> list[str]:
+    return [sys.executable, *args]
+
+
+def _ttc_infer(*args: str) -> list[str]:
+    return _python("-m", "inference.cli", *args)
+
+
+def build_stages(opts: PipelineOptions) -> list[Stage]:
+    """The stages in run order."""
+    run, s = opts.run_dir, opts.scale
+    stages: list[Stage] = [
+        Stage(
+            "world",
+            "synthetic world splits (for inspection; every stage draws the same seeded problems)",
+            _python("-m", "data_prep.cli", "synth", "--out", f"{run}/world",
+                    "--num-per-level-train", str(s.label_problems_per_level),
+                    "--num-per-level-test", str(s.test_problems_per_level), "--seed", str(opts.seed)),
+        )
+    ]
+    stages += _policy_stages(opts)
+    policy_stages = ("policies",)
+    for labeller, config in (("oracle", "configs/label/tiny_oracle.yaml"), ("mc", "configs/label/tiny_mc.yaml")):
+        per_level = s.label_problems_per_level if labeller == "oracle" else s.mc_problems_per_level
+        extra = ["--rollouts_per_step", str(s.mc_rollouts)] if labeller == "mc" else []
+        stages.append(Stage(
+            f"labels-{labeller}",
+            f"{labeller} step labels on policy-small's solutions to synthetic train problems",
+            _ttc_infer("label", "--config", config, "--policy.model_name_or_path", opts.small_policy,
+                       "--benchmark.num_per_level", str(per_level), "--num_solutions", str(s.label_solutions),
+                       "--output", f"{run}/labels/{labeller}.jsonl", "--seed", str(opts.seed), *extra),
+            reads=(config,), after=policy_stages, clean_on_rerun=(f"{run}/labels/{labeller}.jsonl",),
+        ))
+    stages.append(Stage(
+        "labels-test",
+        "oracle-labelled policy solutions to test problems (ProcessBench-style PRM evaluation)",
+        _ttc_infer("label", "--config", "configs/label/tiny_oracle.yaml", "--policy.model_name_or_path",
+                   opts.small_policy, "--benchmark.name_or_path", "synthetic-test",
+                   "--benchmark.num_per_level", str(s.processbench_problems_per_level),
+                   "--benchmark.seed", str(opts.seed), "--num_solutions", str(s.label_solutions),
+                   "--output", f"{run}/labels/test_oracle.jsonl", "--seed", str(opts.seed)),
+        reads=("configs/label/tiny_oracle.yaml",), after=policy_stages,
+        clean_on_rerun=(f"{run}/labels/test_oracle.jsonl",),
+    ))
+    for labeller in ("oracle", "mc"):
+        stages.append(Stage(
+            f"prm-{labeller}",
+            f"tiny PRM from policy-large's weights, trained on {labeller} labels (accelerate launch train_prm.py)",
+            [*_accelerate_launch(), "training/train_prm.py", "--config", "configs/prm/tiny.yaml",
+             "--model_name_or_path", opts.large_policy, "--train_files", f"{run}/labels/{labeller}.jsonl",
+             "--num_train_epochs", str(s.prm_epochs), "--output_dir", f"{run}/prm-{labeller}",
+             "--run_name", f"prm-{labeller}", "--seed", str(opts.seed)],
+            reads=("configs/prm/tiny.yaml", "configs/accelerate/cpu.yaml"), after=(f"labels-{labeller}",),
+            clean_on_rerun=(f"{run}/prm-{labeller}",),
+        ))
+    stages += _inference_stages(opts)
+    stages += _evaluation_stages(opts)
+    return stages
+
+
+def _accelerate_launch() -> list[str]:
+    return _python("-m", "accelerate.commands.launch", "--config_file", "configs/accelerate/cpu.yaml")
+
+
+def _policy_stages(opts: PipelineOptions) -> list[Stage]:
+    if not opts.retrain_policies:
+        return [Stage(
+            "policies",
+            "check the shipped tiny policies against their manifests",
+            _python("-c", "import sys; from training.policy import PolicyManifest; "
+                          "[print(p, PolicyManifest.load(p).greedy_accuracy) for p in sys.argv[1:]]",
+                    opts.small_policy, opts.large_policy),
+            reads=(f"{opts.small_policy}/ttc_policy_manifest.json", f"{opts.large_policy}/ttc_policy_manifest.json"),
+        )]
+    return [Stage(
+        "policies",
+        "retrain both tiny policies (20-40 minutes each on 2 cores)",
+        ["bash", "-c",
+         f"{sys.executable} training/train_policy.py --config configs/policy/small.yaml --output_dir {opts.small_policy}"
+         f" && {sys.executable} training/train_policy.py --config configs/policy/large.yaml "
+         f"--output_dir {opts.large_policy}"],
+        reads=("configs/policy/small.yaml", "configs/policy/large.yaml"),
+    )]
+
+
+def _inference_stages(opts: PipelineOptions) -> list[Stage]:
+    run, s = opts.run_dir, opts.scale
+    common = ("--config", "configs/infer/tiny.yaml", "--benchmark.num_per_level", str(s.test_problems_per_level),
+              "--seed", str(opts.seed))
+    stages = []
+    for labeller in ("oracle", "mc"):
+        # The MC-labelled PRM is compared on the PRM-guided strategies only; sampling is shared work.
+        strategies = ["majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts"] if labeller == "oracle" \
+            else ["best_of_n", "weighted_best_of_n", "beam_search"]
+        stages.append(Stage(
+            f"search-{labeller}",
+            f"ttc-infer: policy-small + PRM({labeller}), strategies {', '.join(strategies)} at N <= {s.max_n}",
+            _ttc_infer("run", *common, "--policy.model_name_or_path", opts.small_policy,
+                       "--prm.path", f"{run}/prm-{labeller}", "--prm.name", f"prm-{labeller}",
+                       "--sweep.strategies", *strategies, "--sweep.max_n", str(s.max_n),
+                       "--output_dir", f"{run}/search/small-prm-{labeller}"),
+            reads=("configs/infer/tiny.yaml",), after=(f"prm-{labeller}",),
+            clean_on_rerun=(f"{run}/search/small-prm-{labeller}",),
+        ))
+    for size, policy in (("small", opts.small_policy), ("large", opts.large_policy)):
+        stages.append(Stage(
+            f"greedy-{size}",
+            f"ttc-infer: policy-{size} greedy decoding (the reference line)",
+            _ttc_infer("run", *common, "--policy.model_name_or_path", policy, "--sweep.strategies", "majority",
+                       "--sweep.max_n", "1", "--strategies.majority.temperature", "0",
+                       "--strategies.majority.score_with_prm", "false", "--output_dir", f"{run}/search/{size}-greedy"),
+            reads=("configs/infer/tiny.yaml",), after=("policies",),
+            clean_on_rerun=(f"{run}/search/{size}-greedy",),
+        ))
+    return stages
+
+
+def _evaluation_stages(opts: PipelineOptions) -> list[Stage]:
+    run = opts.run_dir
+    searches = ("search-oracle", "search-mc")
+    report_args = ["--eval_dir", f"{run}/eval", "--output_dir", f"{run}/report", "--main_prm", "prm-oracle",
+                   "--processbench", f"{run}/processbench/processbench-prm-oracle.json",
+                   f"{run}/processbench/processbench-prm-mc.json",
+                   "--title", "ttc on the embedded default: policy-small + search vs policy-large greedy"]
+    if opts.wandb:
+        report_args += ["--wandb", "true", "--wandb_dir", f"{run}/wandb"]
+    return [
+        Stage(
+            "processbench",
+            "ProcessBench-style comparison of the two PRMs on oracle-labelled test solutions",
+            _ttc_infer("processbench", "--config", "configs/eval/processbench_tiny.yaml",
+                       "--data", f"{run}/labels/test_oracle.jsonl", "--output_dir", f"{run}/processbench",
+                       "--prms", json.dumps({"prm-oracle": f"{run}/prm-oracle", "prm-mc": f"{run}/prm-mc"})),
+            reads=("configs/eval/processbench_tiny.yaml",), after=("labels-test", "prm-oracle", "prm-mc"),
+        ),
+        Stage(
+            "eval",
+            "accuracy at N per strategy, level and compute; difficulty bins; compute-optimal routing",
+            _ttc_infer("eval", "--inputs", f"{run}/search/small-prm-oracle", f"{run}/search/small-prm-mc",
+                       f"{run}/search/small-greedy", "--output_dir", f"{run}/eval",
+                       "--seed", str(opts.seed), "--derive_sampling", "true"),
+            after=(*searches, "greedy-small"),
+            late_args=lambda o: ["--policy_params", str(count_parameters(o.small_policy)), "--prm_params", json.dumps(
+                {f"prm-{name}": count_parameters(o.run_dir / f"prm-{name}") for name in ("oracle", "mc")})],
+        ),
+        Stage(
+            "eval-large",
+            "accuracy of the reference policy's greedy run",
+            _ttc_infer("eval", "--inputs", f"{run}/search/large-greedy", "--output_dir", f"{run}/eval-large",
+                       "--seed", str(opts.seed), "--compute_optimal", "false"),
+            after=("greedy-large",),
+            late_args=lambda o: ["--policy_params", str(count_parameters(o.large_policy))],
+        ),
+        Stage(
+            "report",
+            "plots, one HTML page and W&B offline runs",
+            _ttc_infer("report", *report_args, "--policy", "policy-small"),
+            after=("eval", "eval-large", "processbench"),
+            late_args=lambda o: ["--references", json.dumps(reference_accuracies(o.run_dir))],
+        ),
+    ]
+
+
+def count_parameters(checkpoint_dir: str | Path) -> int:
+    """Parameters stored in a checkpoint's safetensors files (read from their headers, no weights loaded)."""
+    from safetensors import safe_open
+
+    files = sorted(Path(checkpoint_dir).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{checkpoint_dir}: no *.safetensors files to count parameters from")
+    total = 0
+    for path in files:
+        with safe_open(str(path), framework="pt") as handle:
+            for name in handle.keys():
+                count = 1
+                for size in handle.get_slice(name).get_shape():
+                    count *= size
+                total += count
+    return total
+
+
+def reference_accuracies(run_dir: Path) -> dict[str, float]:
+    """The greedy accuracies drawn as reference lines."""
+    references = {}
+    for name, eval_dir in (("policy-large", run_dir / "eval-large"), ("policy-small", run_dir / "eval")):
+        accuracy = greedy_accuracy(eval_dir, name)
+        if accuracy is not None:
+            references[f"{name} greedy"] = accuracy
+    return references
+
+
+# --- running -------------------------------------------------------------------------------------------------
+
+
+def _file_digest(path: Path) -> str:
+    if not path.exists():
+        return "missing"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def stage_key(stage: Stage, keys: dict[str, str]) -> str:
+    payload = {
+        "command": stage.command,
+        "reads": {name: _file_digest(REPO_ROOT / name) for name in stage.reads},
+        "after": {name: keys[name] for name in stage.after},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+@dataclass
+class StageRecord:
+    key: str
+    seconds: float
+    finished_at: str
+    extra: dict = field(default_factory=dict)
+
+
+def _marker(run_dir: Path, stage: Stage) -> Path:
+    return run_dir / STAGE_MARKER_DIR / f"{stage.name}.json"
+
+
+def _is_done(run_dir: Path, stage: Stage, key: str) -> bool:
+    marker = _marker(run_dir, stage)
+    if not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text())["key"] == key
+    except (ValueError, KeyError):
+        return False
+
+
+def _mark_done(run_dir: Path, stage: Stage, key: str, seconds: float) -> None:
+    marker = _marker(run_dir, stage)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    record = {"key": key, "seconds": round(seconds, 1), "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record) + "\n")
+    os.replace(tmp, marker)
+
+
+def _previous_key(run_dir: Path, stage: Stage) -> str | None:
+    marker = _marker(run_dir, stage)
+    try:
+        return json.loads(marker.read_text())["key"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    if not env.get("WANDB_API_KEY"):
+        env["WANDB_MODE"] = "offline"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_stage(stage: Stage, opts: PipelineOptions) -> None:
+    command = stage.command + (stage.late_args(opts) if stage.late_args else [])
+    log_path = opts.run_dir / "logs" / f"{stage.name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"\n$ {' '.join(command)}\n")
+    # Output goes to the terminal (progress bars with ETAs) and is teed into the stage's log file.
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0
+    )
+    assert process.stdout is not None
+    with open(log_path, "ab") as log:
+        for chunk in iter(lambda: process.stdout.read(4096), b""):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+            log.write(chunk)
+    status = process.wait()
+    if status != 0:
+        raise StageFailed(stage, status, log_path)
+
+
+class StageFailed(RuntimeError):
+    def __init__(self, stage: Stage, status: int, log_path: Path) -> None:
+        super().__init__(f"stage {stage.name!r} failed with exit status {status}; its log: {log_path}")
+        self.status = status
+
+
+# --- summary -------------------------------------------------------------------------------------------------
+
+
+def _metrics(eval_dir: Path) -> list[dict]:
+    path = eval_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _overall(points: list[dict], policy: str, strategy: str, n: int | None = None, prm: str | None = None) -> list[dict]:
+    return [
+        p for p in points
+        if p["policy"] == policy and p["strategy"] == strategy and p["level"] is None
+        and (n is None or p["n"] == n) and (prm is None or p["prm"] == prm)
+    ]
+
+
+def greedy_accuracy(eval_dir: Path, policy: str) -> float | None:
+    """Accuracy of a policy's greedy run (majority at N = 1, temperature 0)."""
+    points = _overall(_metrics(eval_dir), policy, "majority", n=1)
+    greedy = [p for p in points if p["prm"] in ("", None, "none")] or points
+    return greedy[0]["accuracy"] if greedy else None
+
+
+def summary_lines(opts: PipelineOptions) -> list[str]:
+    """Five lines of headline numbers from the eval stage's metrics."""
+    eval_dir = opts.run_dir / "eval"
+    points = _metrics(eval_dir)
+    n_max = opts.scale.max_n
+
+    def acc(strategy: str, n: int, prm: str = "prm-oracle") -> str:
+        found = _overall(points, "policy-small", strategy, n=n, prm=prm)
+        return f"{found[0]['accuracy']:.1%}" if found else "n/a"
+
+    large = greedy_accuracy(opts.run_dir / "eval-large", "policy-large")
+    small = greedy_accuracy(eval_dir, "policy-small")
+    best = max(
+        (p for p in points if p["policy"] == "policy-small" and p["level"] is None and p["strategy"] != "pass@n"),
+        key=lambda p: p["accuracy"], default=None,
+    )
+    matching = sorted(
+        (p for p in points if p["policy"] == "policy-small" and p["level"] is None and p["strategy"] != "pass@n"
+         and large is not None and p["accuracy"] >= large),
+        key=lambda p: (p["n"], -p["accuracy"]),
+    )
+    match_text = (f"{matching[0]['strategy']} reaches it at N = {matching[0]['n']} ({matching[0]['accuracy']:.1%})"
+                  if matching else "no strategy reaches it within this budget")
+    bench = _processbench_f1(opts.run_dir / "processbench")
+    return [
+        f"policy-small greedy {_pct(small)} | policy-large greedy {_pct(large)}",
+        f"policy-small at N={n_max}: majority {acc('majority', n_max)}, best-of-N {acc('best_of_n', n_max)}, "
+        f"weighted best-of-N {acc('weighted_best_of_n', n_max)}, pass@N {acc('pass@n', n_max)}",
+        f"policy-small at N={n_max}: beam search {acc('beam_search', n_max)}, DVTS {acc('dvts', n_max)}",
+        f"policy-large greedy {_pct(large)}: {match_text}; best overall "
+        + (f"{best['strategy']}@{best['n']} {best['accuracy']:.1%}" if best else "n/a"),
+        "PRMs (ProcessBench-style F1 / step AUROC): " + (", ".join(bench) if bench else "n/a"),
+    ]
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _processbench_f1(directory: Path) -> list[str]:
+    found = []
+    for path in sorted(directory.glob("processbench-*.json")):
+        data = json.loads(path.read_text())
+        tuned = data.get("tuned") or {}
+        auroc = data.get("step_auroc")
+        found.append(f"{data.get('scorer', path.stem)} F1 {tuned.get('f1', float('nan')):.2f} / AUROC "
+                     + ("n/a" if auroc is None else f"{auroc:.2f}"))
+    return found
+
+
+# --- main ----------------------------------------------------------------------------------------------------
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pipeline.py",
+        description=__doc__.split("\n\n")[0],
+        epilog="Stages: world, policies, labels-oracle, labels-mc, labels-test, prm-oracle, prm-mc, search-oracle, "
+        "search-mc, greedy-small, greedy-large, processbench, eval, eval-large, report. Logs: <run-dir>/logs/<stage>.log.",
+    )
+    parser.add_argument("--scale", choices=sorted(SCALES), default="default",
+                        help="how much work: smoke (tests, ~3 min), default (~15 min), large (patient users)")
+    parser.add_argument("--run-dir", default=None, help="where everything goes (default: runs/<scale>)")
+    parser.add_argument("--small-policy", default="checkpoints/policy-small", help="the policy that searches")
+    parser.add_argument("--large-policy", default="checkpoints/policy-large",
+                        help="the reference policy (greedy) and the PRMs' initial weights")
+    parser.add_argument("--retrain-policies", action="store_true",
+                        help="train both tiny policies with training/train_policy.py instead of using the shipped ones "
+                        "(writes into --small-policy/--large-policy)")
+    parser.add_argument("--force", action="store_true", help="redo every stage, ignoring the cache")
+    parser.add_argument("--no-wandb", action="store_true", help="skip the W&B offline runs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="*", default=None, help="run only these stages (and skip the rest)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    opts = PipelineOptions(
+        run_dir=Path(args.run_dir or f"runs/{args.scale}"), scale=SCALES[args.scale],
+        small_policy=args.small_policy, large_policy=args.large_policy, force=args.force,
+        retrain_policies=args.retrain_policies, wandb=not args.no_wandb, seed=args.seed,
+    )
+    os.chdir(REPO_ROOT)
+    stages = build_stages(opts)
+    keys: dict[str, str] = {}
+    started = time.time()
+    try:
+        for index, stage in enumerate(stages, start=1):
+            keys[stage.name] = stage_key(stage, keys)
+            prefix = f"[{index}/{len(stages)}] {stage.name}"
+            if args.only is not None and stage.name not in args.only:
+                print(f"{prefix}: skipped (--only)", flush=True)
+                continue
+            if not opts.force and _is_done(opts.run_dir, stage, keys[stage.name]):
+                print(f"{prefix}: cached", flush=True)
+                continue
+            if opts.force or _previous_key(opts.run_dir, stage) not in (None, keys[stage.name]):
+                # Inputs changed (or --force): old outputs would be resumed from; remove them.
+                for path in stage.clean_on_rerun:
+                    shutil.rmtree(path, ignore_errors=True) if Path(path).is_dir() else Path(path).unlink(missing_ok=True)
+            print(f"{prefix}: {stage.description}  (elapsed {time.time() - started:.0f}s)", flush=True)
+            stage_started = time.time()
+            run_stage(stage, opts)
+            _mark_done(opts.run_dir, stage, keys[stage.name], time.time() - stage_started)
+            print(f"{prefix}: done in {time.time() - stage_started:.0f}s", flush=True)
+    except StageFailed as error:
+        print(f"pipeline: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\npipeline: interrupted; run the same command again to resume at the interrupted stage",
+              file=sys.stderr)
+        return 130
+    print(f"\nfinished in {time.time() - started:.0f}s. Report: {opts.run_dir / 'report' / 'report.html'}")
+    for line in summary_lines(opts):
+        print("  " + line)
+    return 0
+
+
+if __name__ == "__main__":
+    # A plain SIGTERM behaves like Ctrl-C: stop and leave the finished stages cached.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    raise SystemExit(main())
