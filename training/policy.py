@@ -16,7 +16,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
 from data_prep.records import Problem
-from data_prep.steps import SYSTEM_PROMPT, build_messages, extract_boxed_answer, join_steps
+from data_prep.steps import SYSTEM_PROMPT, build_messages, join_steps, split_steps
 from data_prep.synthetic import check_solution, generate_problems, gold_steps
 from data_prep.tokenizer import build_tiny_tokenizer
 
@@ -122,8 +122,6 @@ def greedy_accuracy(
         )
         texts = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
         for problem, text in zip(batch, texts):
-            from data_prep.steps import split_steps
-
             steps = split_steps(text)
             right = bool(steps) and check_solution(problem, steps).final_correct
             correct[f"L{problem.level}"].append(right)
@@ -188,18 +186,20 @@ def train_policy(model_args: PolicyModelArguments, sft_config) -> PolicyManifest
     trainer = SFTTrainer(model=model, args=sft_config, train_dataset=dataset, processing_class=tokenizer)
     result = trainer.train(resume_from_checkpoint=_resume_path(sft_config))
     train_seconds = time.time() - started
+    output_dir = Path(sft_config.output_dir)
+    # Ship bf16 weights and measure the accuracy of exactly those weights.
+    model = trainer.model.to(torch.bfloat16)
+    model.save_pretrained(output_dir, safe_serialization=True)
+    tokenizer.save_pretrained(output_dir)
     eval_problems = generate_problems("test", model_args.eval_problems_per_level, seed=model_args.world_seed)
     accuracy = greedy_accuracy(
-        trainer.model, tokenizer, eval_problems,
+        model.float(), tokenizer, eval_problems,
         max_new_tokens=model_args.eval_max_new_tokens, batch_size=model_args.eval_batch_size,
     )
     logger.info("greedy accuracy of %s: %s", model_args.policy_name, accuracy)
-    output_dir = Path(sft_config.output_dir)
-    trainer.model.to(torch.bfloat16).save_pretrained(output_dir, safe_serialization=True)
-    tokenizer.save_pretrained(output_dir)
     manifest = PolicyManifest(
         policy_name=model_args.policy_name,
-        num_parameters=trainer.model.num_parameters(),
+        num_parameters=model.num_parameters(),
         command=" ".join(["python", *sys.argv]),
         seed=sft_config.seed,
         world_seed=model_args.world_seed,
