@@ -40,14 +40,17 @@ class Scale:
     mc_rollouts: int
     prm_epochs: int
     test_problems_per_level: int
-    max_n: int
+    max_n_sampling: int
+    """Largest N of majority / best-of-N / weighted best-of-N (smaller N are subsets of the same samples)."""
+    max_n_tree: int
+    """Largest N of beam search and DVTS (a search run per N)."""
     processbench_problems_per_level: int
 
 
 SCALES: dict[str, Scale] = {
-    "smoke": Scale(2, 2, 1, 2, 1, 2, 4, 2),
-    "default": Scale(40, 4, 12, 8, 4, 20, 16, 20),
-    "large": Scale(100, 8, 40, 16, 4, 60, 64, 60),
+    "smoke": Scale(2, 2, 1, 2, 1, 2, 4, 4, 2),
+    "default": Scale(40, 4, 12, 8, 4, 20, 64, 16, 20),
+    "large": Scale(100, 8, 40, 16, 4, 60, 256, 64, 60),
 }
 
 
@@ -170,19 +173,23 @@ def _inference_stages(opts: PipelineOptions) -> list[Stage]:
     common = ("--config", "configs/infer/tiny.yaml", "--benchmark.num_per_level", str(s.test_problems_per_level),
               "--seed", str(opts.seed))
     stages = []
-    for labeller in ("oracle", "mc"):
-        # The MC-labelled PRM is compared on the PRM-guided strategies only; sampling is shared work.
-        strategies = ["majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts"] if labeller == "oracle" \
-            else ["best_of_n", "weighted_best_of_n", "beam_search"]
+    searches = [
+        # (stage, PRM, strategies, largest N): the MC-labelled PRM is compared on the PRM-guided strategies.
+        ("search-oracle", "oracle", ["majority", "best_of_n", "weighted_best_of_n"], s.max_n_sampling),
+        ("tree-oracle", "oracle", ["beam_search", "dvts"], s.max_n_tree),
+        ("search-mc", "mc", ["best_of_n", "weighted_best_of_n"], s.max_n_sampling),
+        ("tree-mc", "mc", ["beam_search"], s.max_n_tree),
+    ]
+    for name, labeller, strategies, max_n in searches:
         stages.append(Stage(
-            f"search-{labeller}",
-            f"ttc-infer: policy-small + PRM({labeller}), strategies {', '.join(strategies)} at N <= {s.max_n}",
+            name,
+            f"ttc-infer: policy-small + PRM({labeller}), {', '.join(strategies)} at N <= {max_n}",
             _ttc_infer("run", *common, "--policy.model_name_or_path", opts.small_policy,
                        "--prm.path", f"{run}/prm-{labeller}", "--prm.name", f"prm-{labeller}",
-                       "--sweep.strategies", *strategies, "--sweep.max_n", str(s.max_n),
-                       "--output_dir", f"{run}/search/small-prm-{labeller}"),
+                       "--sweep.strategies", *strategies, "--sweep.max_n", str(max_n),
+                       "--output_dir", f"{run}/search/{name}"),
             reads=("configs/infer/tiny.yaml",), after=(f"prm-{labeller}",),
-            clean_on_rerun=(f"{run}/search/small-prm-{labeller}",),
+            clean_on_rerun=(f"{run}/search/{name}",),
         ))
     for size, policy in (("small", opts.small_policy), ("large", opts.large_policy)):
         stages.append(Stage(
@@ -199,7 +206,7 @@ def _inference_stages(opts: PipelineOptions) -> list[Stage]:
 
 def _evaluation_stages(opts: PipelineOptions) -> list[Stage]:
     run = opts.run_dir
-    searches = ("search-oracle", "search-mc")
+    searches = ("search-oracle", "tree-oracle", "search-mc", "tree-mc")
     report_args = ["--eval_dir", f"{run}/eval", "--output_dir", f"{run}/report", "--main_prm", "prm-oracle",
                    "--processbench", f"{run}/processbench/processbench-prm-oracle.json",
                    f"{run}/processbench/processbench-prm-mc.json",
@@ -218,7 +225,7 @@ def _evaluation_stages(opts: PipelineOptions) -> list[Stage]:
         Stage(
             "eval",
             "accuracy at N per strategy, level and compute; difficulty bins; compute-optimal routing",
-            _ttc_infer("eval", "--inputs", f"{run}/search/small-prm-oracle", f"{run}/search/small-prm-mc",
+            _ttc_infer("eval", "--inputs", *(f"{run}/search/{name}" for name in searches),
                        f"{run}/search/small-greedy", "--output_dir", f"{run}/eval",
                        "--seed", str(opts.seed), "--derive_sampling", "true"),
             after=(*searches, "greedy-small"),
@@ -395,7 +402,7 @@ def summary_lines(opts: PipelineOptions) -> list[str]:
     """Five lines of headline numbers from the eval stage's metrics."""
     eval_dir = opts.run_dir / "eval"
     points = _metrics(eval_dir)
-    n_max = opts.scale.max_n
+    n_sampling, n_tree = opts.scale.max_n_sampling, opts.scale.max_n_tree
 
     def acc(strategy: str, n: int, prm: str = "prm-oracle") -> str:
         found = _overall(points, "policy-small", strategy, n=n, prm=prm)
@@ -417,9 +424,11 @@ def summary_lines(opts: PipelineOptions) -> list[str]:
     bench = _processbench_f1(opts.run_dir / "processbench")
     return [
         f"policy-small greedy {_pct(small)} | policy-large greedy {_pct(large)}",
-        f"policy-small at N={n_max}: majority {acc('majority', n_max)}, best-of-N {acc('best_of_n', n_max)}, "
-        f"weighted best-of-N {acc('weighted_best_of_n', n_max)}, pass@N {acc('pass@n', n_max)}",
-        f"policy-small at N={n_max}: beam search {acc('beam_search', n_max)}, DVTS {acc('dvts', n_max)}",
+        f"policy-small at N={n_tree}: majority {acc('majority', n_tree)}, best-of-N {acc('best_of_n', n_tree)}, "
+        f"weighted best-of-N {acc('weighted_best_of_n', n_tree)}, beam search {acc('beam_search', n_tree)}, "
+        f"DVTS {acc('dvts', n_tree)}",
+        f"policy-small at N={n_sampling}: majority {acc('majority', n_sampling)}, weighted best-of-N "
+        f"{acc('weighted_best_of_n', n_sampling)}, pass@N {acc('pass@n', n_sampling)}",
         f"policy-large greedy {_pct(large)}: {match_text}; best overall "
         + (f"{best['strategy']}@{best['n']} {best['accuracy']:.1%}" if best else "n/a"),
         "PRMs (ProcessBench-style F1 / step AUROC): " + (", ".join(bench) if bench else "n/a"),
@@ -449,7 +458,7 @@ def make_parser() -> argparse.ArgumentParser:
         prog="pipeline.py",
         description=__doc__.split("\n\n")[0],
         epilog="Stages: world, policies, labels-oracle, labels-mc, labels-test, prm-oracle, prm-mc, search-oracle, "
-        "search-mc, greedy-small, greedy-large, processbench, eval, eval-large, report. Logs: <run-dir>/logs/<stage>.log.",
+        "tree-oracle, search-mc, tree-mc, greedy-small, greedy-large, processbench, eval, eval-large, report. Logs: <run-dir>/logs/<stage>.log.",
     )
     parser.add_argument("--scale", choices=sorted(SCALES), default="default",
                         help="how much work: smoke (tests, ~3 min), default (~15 min), large (patient users)")
