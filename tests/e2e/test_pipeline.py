@@ -1,0 +1,93 @@
+"""The main job at the smallest scale: every stage on real tiny models, cached reruns, and resume after Ctrl-C."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+PIPELINE = [sys.executable, str(REPO / "scripts" / "pipeline.py"), "--scale", "smoke", "--no-wandb"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
+       "WANDB_MODE": "offline"}
+STAGES = ["world", "policies", "labels-oracle", "labels-mc", "labels-test", "prm-oracle", "prm-mc", "search-oracle", "tree-oracle",
+          "search-mc", "tree-mc", "greedy-small", "greedy-large", "processbench", "eval", "eval-large", "report"]
+
+
+def _run(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([*PIPELINE, "--run-dir", str(run_dir), *extra], cwd=REPO, env=ENV,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def _stage_lines(stdout: str) -> dict[str, str]:
+    """Stage name -> its last status line ('cached', 'done in ...')."""
+    status = {}
+    for line in stdout.splitlines():
+        if line.startswith("[") and "] " in line and ": " in line:
+            name, _, rest = line.split("] ", 1)[1].partition(": ")
+            status[name] = rest
+    return status
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "eval" / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    run_dir = tmp_path_factory.mktemp("pipeline") / "run"
+    return run_dir, _run(run_dir)
+
+
+def test_every_stage_runs_and_leaves_a_report(finished_run):
+    run_dir, result = finished_run
+    status = _stage_lines(result.stdout)
+    assert list(status) == STAGES
+    assert all(text.startswith("done in") for text in status.values()), status
+    html = (run_dir / "report" / "report.html").read_text()
+    assert "data:image/png;base64," in html and "https://" not in html
+    assert len(list((run_dir / "report" / "figures").glob("*.png"))) >= 5
+    for prm in ("prm-oracle", "prm-mc"):
+        assert (run_dir / prm / "model.safetensors").is_file() and (run_dir / prm / "ttc_prm.json").is_file()
+        assert (run_dir / "processbench" / f"processbench-{prm}.json").is_file()
+    strategies = {point["strategy"] for point in _metrics(run_dir)}
+    assert {"majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts", "pass@n"} <= strategies
+    summary = result.stdout.split("Report: ", 1)[1].splitlines()
+    assert summary[0].endswith("report.html") and len([s for s in summary[1:] if s.strip()]) == 5
+
+
+def test_second_run_is_all_cached(finished_run):
+    run_dir, _ = finished_run
+    started = time.time()
+    status = _stage_lines(_run(run_dir).stdout)
+    assert set(status.values()) == {"cached"}
+    assert time.time() - started < 60
+
+
+def test_interrupted_run_resumes_and_matches(finished_run, tmp_path):
+    reference_dir, _ = finished_run
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen([*PIPELINE, "--run-dir", str(run_dir)], cwd=REPO, env=ENV,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    marker = run_dir / ".stages" / "prm-oracle.json"
+    deadline = time.time() + 600
+    while not marker.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    assert process.poll() is None, "the pipeline finished before it could be interrupted"
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground process group
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode != 0 and "run the same command again to resume" in output, output[-2000:]
+    assert not (run_dir / ".stages" / "report.json").exists()
+
+    status = _stage_lines(_run(run_dir).stdout)
+    assert status["prm-oracle"] == "cached" and status["labels-mc"] == "cached"
+    assert status["report"].startswith("done in")
+    assert _metrics(run_dir) == _metrics(reference_dir)
