@@ -458,6 +458,8 @@ def train_prm(
     tokenizer = load_tokenizer(model_args)
     train_records, eval_records = load_records(data_args, args)
     logger.info("training on %d examples (%s)", len(train_records), label_source_name(data_args))
+    # Seed before building: a head added to a loaded backbone is initialised here, before the Trainer seeds.
+    set_seed(args.seed)
     model, base_model = build_model(model_args, tokenizer, args)
     metadata = build_metadata(model_args, data_args, args, base_model, config_name, len(train_records))
     trainer = SoftLabelPRMTrainer(
