@@ -121,9 +121,11 @@ class VLLMGenerator:
         base_seed = self._seeds.next(params.seed)
         # One seed per request: vLLM seeds child i of a request with seed + i, so requests n apart never share
         # a seed and identical prompts in one call still get different samples.
+        # vLLM refuses n > 1 with greedy sampling; greedy samples are identical, so decode once and copy.
+        engine_n = 1 if params.temperature == 0 else n
         sampling = [
             self._vllm.SamplingParams(
-                n=n,
+                n=engine_n,
                 temperature=params.temperature,
                 top_p=params.top_p,
                 max_tokens=params.max_tokens,
@@ -138,7 +140,7 @@ class VLLMGenerator:
         self.generate_calls += 1
         if len(outputs) != len(requests):
             raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(requests)} prompts")
-        return [self._completions(output, n, stop) for output in outputs]
+        return [self._completions(output, engine_n, stop) * (n // engine_n) for output in outputs]
 
     def _completions(self, request_output: Any, n: int, stop: list[str]) -> list[Completion]:
         samples = sorted(request_output.outputs, key=lambda output: getattr(output, "index", 0))

@@ -102,6 +102,15 @@ def test_sampling_params_are_translated_with_explicit_max_tokens_and_stop_kept(f
     assert call["params"] == [{**common, "seed": 100}, {**common, "seed": 103}]
 
 
+def test_greedy_with_n_above_one_decodes_once_and_copies(fake_vllm, tiny_policy_dir):
+    # Real vLLM rejects n > 1 with temperature 0 ("n must be 1 when using greedy sampling").
+    generator = VLLMGenerator(str(tiny_policy_dir))
+    result = generator.generate(REQUESTS, n=3, params=SamplingParams(temperature=0.0, max_tokens=4), stop=["\n\n"])
+    assert [params["n"] for params in fake_vllm["calls"][0]["params"]] == [1, 1]
+    assert [len(completions) for completions in result] == [3, 3]
+    assert all(len(set(completions)) == 1 for completions in result)
+
+
 def test_prompts_are_rendered_token_ids_without_a_second_bos(fake_vllm, tiny_policy_dir, tiny_tokenizer):
     generator = VLLMGenerator(str(tiny_policy_dir), system_prompt=None)
     generator.generate(REQUESTS, n=1, params=SamplingParams(max_tokens=8))
