@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from data_prep.steps import build_messages
@@ -34,3 +35,15 @@ def render_prompt(
     if not isinstance(rendered, str):
         raise TypeError(f"apply_chat_template returned {type(rendered).__name__}, expected str")
     return rendered + request.prefix
+
+
+def prompt_token_ids(
+    tokenizer: Any,
+    requests: Sequence[GenerationRequest],
+    system_prompt: str | None,
+    *,
+    chat_template: str | None = None,
+) -> list[list[int]]:
+    """Token ids of each rendered prompt; the template already holds BOS, so no special tokens are added."""
+    prompts = [render_prompt(tokenizer, request, system_prompt, chat_template=chat_template) for request in requests]
+    return [list(tokenizer.encode(prompt, add_special_tokens=False)) for prompt in prompts]

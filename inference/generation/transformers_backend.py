@@ -22,7 +22,7 @@ from inference.generation.common import (
     resolve_device,
     resolve_dtype,
 )
-from inference.prompts import render_prompt
+from inference.prompts import prompt_token_ids
 from inference.types import Completion, FinishReason, GenerationRequest, SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -118,8 +118,7 @@ class TransformersGenerator:
 
     def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
         """Token ids of each request's rendered prompt (chat template + prefix), as fed to the model."""
-        prompts = [render_prompt(self.tokenizer, r, self.system_prompt, chat_template=self.chat_template) for r in requests]
-        return [list(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+        return prompt_token_ids(self.tokenizer, requests, self.system_prompt, chat_template=self.chat_template)
 
     def generate(
         self,

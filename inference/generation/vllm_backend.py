@@ -21,7 +21,7 @@ from inference.generation.common import (
     count_parameters,
     cut_after_first_stop,
 )
-from inference.prompts import render_prompt
+from inference.prompts import prompt_token_ids
 from inference.types import Completion, FinishReason, GenerationRequest, SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -102,8 +102,7 @@ class VLLMGenerator:
 
     def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
         """Token ids of each rendered prompt; fed as ids so vLLM adds no second BOS."""
-        prompts = [render_prompt(self.tokenizer, r, self.system_prompt, chat_template=self.chat_template) for r in requests]
-        return [list(self.tokenizer.encode(prompt, add_special_tokens=False)) for prompt in prompts]
+        return prompt_token_ids(self.tokenizer, requests, self.system_prompt, chat_template=self.chat_template)
 
     def generate(
         self,
