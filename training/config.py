@@ -43,9 +43,31 @@ MODEL_SHAPES: dict[str, dict] = {
             "original_max_position_embeddings": 8192,
         },
     },
+    "llama32_1b": {
+        "vocab_size": 128256,
+        "hidden_size": 2048,
+        "intermediate_size": 8192,
+        "num_hidden_layers": 16,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "head_dim": 64,
+        "max_position_embeddings": 131072,
+        "rms_norm_eps": 1e-5,
+        "tie_word_embeddings": True,
+        "bos_token_id": 128000,
+        "eos_token_id": 128001,
+        "rope_parameters": {
+            "rope_type": "llama3",
+            "rope_theta": 500000.0,
+            "factor": 32.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        },
+    },
 }
 """Named Llama shapes for `init_from_config` (random weights, no download). `tiny` takes its vocabulary size from the
-tokenizer; `llama31_8b` is Llama-3.1-8B's architecture."""
+tokenizer; `llama31_8b` and `llama32_1b` are Llama-3.1-8B's and Llama-3.2-1B's published architectures."""
 
 TORCH_DTYPES = ("auto", "float32", "bfloat16", "float16")
 LORA_TARGETS_LLAMA = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -205,7 +227,13 @@ def read_accelerate_config(path: str | Path) -> LaunchSettings:
     if json_file:
         import json
 
-        zero = json.loads((path.parent / json_file).read_text(encoding="utf-8")).get("zero_optimization", {})
+        # accelerate reads the file relative to the working directory; a path relative to the YAML also works here.
+        candidates = [Path(json_file), path.parent / json_file]
+        found = next((candidate for candidate in candidates if candidate.is_file()), None)
+        if found is None:
+            raise ValueError(f"{path}: deepspeed_config_file {json_file!r} not found (looked at "
+                             f"{', '.join(str(candidate) for candidate in candidates)}); run from the repository root")
+        zero = json.loads(found.read_text(encoding="utf-8")).get("zero_optimization", {})
         stage = zero.get("stage")
         save_16bit = bool(zero.get("stage3_gather_16bit_weights_on_model_save", False))
         offload_optimizer = (zero.get("offload_optimizer") or {}).get("device")

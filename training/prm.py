@@ -449,9 +449,19 @@ def build_metadata(model_args: ModelArguments, data_args: DataArguments, args: T
 
 
 def train_prm(
-    model_args: ModelArguments, data_args: DataArguments, args: TtcPRMConfig, config_name: str | None = None
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    args: TtcPRMConfig,
+    config_name: str | None = None,
+    *,
+    callbacks: Sequence[TrainerCallback] = (),
+    save_model: bool = True,
 ) -> PRMTrainResult:
-    """Train a token-classification PRM and save weights, tokenizer and `ttc_prm.json` into `args.output_dir`."""
+    """Train a token-classification PRM and save weights, tokenizer and `ttc_prm.json` into `args.output_dir`.
+
+    `callbacks` are added to the Trainer's (benchmarks time steps with one); `save_model=False` skips the final save
+    (throughput runs on random weights, where gathering and writing 16 GB would only cost time).
+    """
     resume = resolve_resume(args)
     if args.label_names is None:
         args.label_names = ["labels"]  # peft-wrapped models hide the label name from the Trainer
@@ -470,7 +480,7 @@ def train_prm(
         eval_dataset=build_dataset(eval_records, tokenizer, args, is_eval=True) if eval_records else None,
         processing_class=tokenizer,
         compute_metrics=compute_step_metrics,
-        callbacks=[MetadataCallback(metadata)],
+        callbacks=[MetadataCallback(metadata), *callbacks],
         peft_config=lora_config(model_args) if model_args.use_peft else None,
     )
     if model_args.use_peft and base_model is not None:
@@ -478,8 +488,9 @@ def train_prm(
         for peft_config in trainer.model.peft_config.values():
             peft_config.base_model_name_or_path = base_model
     result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(args.output_dir)
-    if trainer.is_world_process_zero():
+    if save_model:
+        trainer.save_model(args.output_dir)
+    if save_model and trainer.is_world_process_zero():
         metadata.save(args.output_dir)
         logger.info("saved PRM to %s (step %d, train loss %.4f)", args.output_dir, trainer.state.global_step,
                     result.training_loss)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     # Run as a file (`python training/train_prm.py`, `accelerate launch training/train_prm.py`): import from the repo.
@@ -16,7 +18,8 @@ from training.logging_utils import configure_offline_defaults, configure_wandb, 
 logger = logging.getLogger("training.train_prm")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, callbacks: Sequence[Any] = (), save_model: bool = True) -> int:
+    """Parse the config and train; `callbacks` and `save_model` are for in-process callers (benchmarks)."""
     configure_offline_defaults()
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # PRMTrainer lives in trl.experimental (pinned, known)
     from training.prm import label_source_name, parse_args, train_prm
@@ -28,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.run_name in (None, args.output_dir):
         args.run_name = run_name
     configure_wandb(group, args.output_dir)
-    result = train_prm(model_args, data_args, args, config_name)
+    result = train_prm(model_args, data_args, args, config_name, callbacks=callbacks, save_model=save_model)
     logger.info("done: %s after %d steps, train loss %.4f", result.output_dir, result.global_step, result.train_loss)
     return 0
 

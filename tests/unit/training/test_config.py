@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,24 @@ def test_accelerate_configs() -> None:
     assert (cpu.distributed_type, cpu.use_cpu, cpu.num_processes, cpu.zero_stage) == ("NO", True, 1, None)
     zero2 = read_accelerate_config(REPO / "configs/accelerate/deepspeed_zero2.yaml")
     assert (zero2.distributed_type, zero2.zero_stage, zero2.num_processes) == ("DEEPSPEED", 2, 1)
+
+
+def test_one_gpu_zero3_config_keeps_bf16_master_weights_and_adam_states(monkeypatch) -> None:
+    monkeypatch.chdir(REPO)  # accelerate resolves deepspeed_config_file from the working directory
+    one_gpu = read_accelerate_config("configs/accelerate/deepspeed_zero3_one_gpu.yaml")
+    assert (one_gpu.distributed_type, one_gpu.zero_stage, one_gpu.zero3_save_16bit_model) == ("DEEPSPEED", 3, True)
+    bf16 = json.loads((REPO / "configs/accelerate/deepspeed_zero3_bf16_states.json").read_text())["bf16"]
+    assert bf16["bf16_master_weights_and_grads"] is True and bf16["bf16_optimizer_states"] is True
+
+
+def test_llama32_1b_shape_has_the_published_parameter_count() -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    with torch.device("meta"):
+        model = LlamaForCausalLM(LlamaConfig(**MODEL_SHAPES["llama32_1b"]))
+    # Llama-3.2-1B: 1.24 B parameters with the input embedding tied to the LM head.
+    assert sum(parameter.numel() for parameter in model.parameters()) == 1_235_814_400
 
 
 def test_llama31_8b_shape_matches_the_published_architecture() -> None:
