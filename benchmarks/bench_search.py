@@ -1,10 +1,14 @@
-"""Speed of ttc's batched tree search against a one-problem-per-call baseline, measured in the same run.
+"""Speed of PRM-guided tree search with and without incremental PRM scoring and larger policy batches, in one run.
 
-Reference code runs beam search one problem at a time; ttc advances every problem's beams in one generate call
-and one PRM call per iteration. This script runs the same beam search (same seed, same settings) both ways on
-the shipped tiny policy and a PRM checkpoint, checks they agree on the work done, and prints the ratio.
+Runs the same search (same problems, seed and settings) three ways on the shipped tiny policy and a PRM checkpoint:
 
-    python benchmarks/bench_search.py --prm runs/default/prm-oracle [--problems 20] [--n 8]
+- baseline: every candidate's whole solution re-scored by the PRM each iteration, policy batches of 16;
+- prefix cache: the PRM scores only each candidate's new tokens (`prefix_cache_bytes` > 0), same batches: its
+  rows must equal the baseline's (same completions, answers and token counts; scores to 1e-4);
+- optimised: prefix cache plus the policy batch size of configs/infer/tiny.yaml (64). Another batch size draws
+  other samples from the same seed, so only its time and work are compared.
+
+    python benchmarks/bench_search.py --prm runs/default/prm-oracle [--problems 20] [--n 16] [--strategy dvts]
 """
 
 from __future__ import annotations
@@ -23,10 +27,33 @@ from inference.scoring.loader import load_scorer  # noqa: E402
 from inference.strategies import get_strategy, make_settings  # noqa: E402
 
 
-def _timed(run, problems, generator, scorer, settings) -> tuple[float, list]:
+def run_variant(args: argparse.Namespace, problems: list, *, batch_size: int, prefix_cache_bytes: int) -> tuple:
+    """(seconds, rows, generate calls, PRM forward passes) of one search with fresh models."""
+    strategy = get_strategy(args.strategy)
+    settings = make_settings(args.strategy, {"n": args.n, "beam_width": args.beam_width})
+    generator = load_generator("transformers", args.policy, device="cpu", batch_size=batch_size, seed=0)
+    scorer = load_scorer(args.prm, device="cpu", max_tokens_per_batch=8192)
+    scorer.prefix_cache.max_bytes = prefix_cache_bytes
+    if prefix_cache_bytes == 0:
+        scorer._prefix_caching = False
     started = time.perf_counter()
-    rows = run(problems, generator, scorer, settings)
-    return time.perf_counter() - started, rows
+    rows = strategy.run(problems, generator, scorer, settings)
+    return time.perf_counter() - started, rows, generator.generate_calls, scorer.forward_passes
+
+
+def same_rows(a: list, b: list) -> bool:
+    """Same completions, answers and token counts; step scores equal to 1e-4."""
+    for x, y in zip(a, b, strict=True):
+        if (x.pred, x.correct, x.compute.policy_tokens, x.compute.prm_tokens) != (
+            y.pred, y.correct, y.compute.policy_tokens, y.compute.prm_tokens
+        ):
+            return False
+        for cx, cy in zip(x.completions, y.completions, strict=True):
+            if cx.text != cy.text or len(cx.step_scores) != len(cy.step_scores):
+                return False
+            if any(abs(s - t) > 1e-4 for s, t in zip(cx.step_scores, cy.step_scores)):
+                return False
+    return len(a) == len(b)
 
 
 def main() -> int:
@@ -34,36 +61,33 @@ def main() -> int:
     parser.add_argument("--policy", default="checkpoints/policy-small")
     parser.add_argument("--prm", required=True, help="a PRM checkpoint written by training/train_prm.py")
     parser.add_argument("--problems", type=int, default=20, help="synthetic test problems (split over 5 levels)")
-    parser.add_argument("--n", type=int, default=8)
+    parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--beam-width", type=int, default=4)
     parser.add_argument("--strategy", default="beam_search", choices=["beam_search", "dvts"])
+    parser.add_argument("--batch-size", type=int, default=64, help="policy batch size of the optimised variant")
     args = parser.parse_args()
 
     problems = generate_problems("test", max(1, args.problems // 5), seed=0)
-    strategy = get_strategy(args.strategy)
-    settings = make_settings(args.strategy, {"n": args.n, "beam_width": args.beam_width, "max_step_tokens": 64})
-    generator = load_generator("transformers", args.policy, device="cpu", batch_size=64, seed=0)
-    scorer = load_scorer(args.prm, device="cpu")
-
-    batched_seconds, batched_rows = _timed(strategy.run, problems, generator, scorer, settings)
-    one_by_one_seconds = 0.0
-    one_by_one_rows = []
-    for problem in problems:
-        seconds, rows = _timed(strategy.run, [problem], generator, scorer, settings)
-        one_by_one_seconds += seconds
-        one_by_one_rows += rows
-
-    def totals(rows):
-        return sum(r.compute.policy_tokens for r in rows), sum(r.compute.model_calls for r in rows)
+    variants = {
+        "baseline (whole re-score, batch 16)": dict(batch_size=16, prefix_cache_bytes=0),
+        "prefix cache (batch 16)": dict(batch_size=16, prefix_cache_bytes=1 << 30),
+        f"optimised (prefix cache, batch {args.batch_size})": dict(
+            batch_size=args.batch_size, prefix_cache_bytes=1 << 30
+        ),
+    }
+    results = {name: run_variant(args, problems, **options) for name, options in variants.items()}
 
     print(f"machine: {os.cpu_count()} CPU cores, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
     print(f"{args.strategy} N={args.n} M={args.beam_width} on {len(problems)} synthetic test problems")
-    print(f"  one problem per call : {one_by_one_seconds:7.1f} s, policy tokens {totals(one_by_one_rows)[0]}, "
-          f"model calls {totals(one_by_one_rows)[1]}")
-    print(f"  all problems per call: {batched_seconds:7.1f} s, policy tokens {totals(batched_rows)[0]}, "
-          f"model calls {totals(batched_rows)[1]}")
-    print(f"  speed-up: {one_by_one_seconds / batched_seconds:.2f}x")
-    return 0
+    baseline_seconds, baseline_rows = next(iter(results.values()))[:2]
+    for name, (seconds, rows, calls, passes) in results.items():
+        tokens = sum(r.compute.policy_tokens for r in rows)
+        print(f"  {name:40s} {seconds:7.1f} s  x{baseline_seconds / seconds:5.2f}  policy tokens {tokens:6d}  "
+              f"generate calls {calls:4d}  PRM passes {passes:3d}  correct {sum(r.correct for r in rows)}")
+    cached_rows = list(results.values())[1][1]
+    agree = same_rows(baseline_rows, cached_rows)
+    print(f"  prefix-cache rows equal the baseline's: {agree}")
+    return 0 if agree else 1
 
 
 if __name__ == "__main__":

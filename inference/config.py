@@ -120,7 +120,7 @@ class PolicyConfig:
     """Weights dtype; `auto` is bfloat16 on CUDA and float32 on CPU."""
     device: Device = "cpu"
     """transformers only: `cpu`, `cuda`, or `auto` (CUDA when available); the vllm backend needs cuda or auto."""
-    batch_size: int = 16
+    batch_size: int = 64
     """transformers only: most sequences (requests x n) per `model.generate` call."""
     gpu_memory_utilization: float = 0.4
     """vllm only: fraction of GPU memory the engine may take (leave room for the PRM on the same GPU)."""

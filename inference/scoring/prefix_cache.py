@@ -1,0 +1,189 @@
+"""Incremental PRM scoring for causal PRMs: keep the key/value cache of scored solutions and score only new steps.
+
+Tree search scores every candidate's whole solution again each iteration, though a candidate is its parent
+plus one step. A decoder-only PRM reads each position from the positions before it alone, so the parent's
+key/value cache and step scores hold for the child: only the child's new tokens need a forward pass. The
+scores equal a full forward up to float rounding (`check_causal` verifies this on the model once).
+
+Entries are keyed by token ids: a sequence's prefix through step k (ending at step k's score position) is a
+hit when an earlier call scored exactly that token sequence.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def probe_tolerance(dtype: Any) -> float:
+    """Largest |logit difference| (relative to the largest |logit|, at least 1) between a full and a split forward
+    for a model to count as causal: float32 rounding, or the coarser rounding of bfloat16/float16 matmuls."""
+    import torch
+
+    return 1e-4 if dtype in (torch.float32, torch.float64) else 5e-2
+
+
+@dataclass(frozen=True)
+class CachedSequence:
+    """A scored token sequence: its per-step scores and per-layer keys and values (kv_heads x length x head_dim)."""
+
+    input_ids: tuple[int, ...]
+    score_positions: tuple[int, ...]
+    step_scores: tuple[float, ...]
+    """One score per score position."""
+    keys: tuple[Any, ...]
+    values: tuple[Any, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
+
+
+class PrefixKVCache:
+    """Least-recently-used store of `CachedSequence`s keyed by token ids, bounded by bytes of keys and values."""
+
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}; use 0 to turn prefix caching off")
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[tuple[int, ...], CachedSequence] = OrderedDict()
+        self.hits = 0
+        """Sequences that reused a cached prefix (or were cached whole)."""
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, input_ids: tuple[int, ...]) -> CachedSequence | None:
+        entry = self._entries.get(input_ids)
+        if entry is not None:
+            self._entries.move_to_end(input_ids)
+        return entry
+
+    def longest_prefix(self, input_ids: tuple[int, ...], score_positions: Sequence[int]) -> CachedSequence | None:
+        """The cached sequence that is the longest step-aligned prefix of `input_ids` (the whole one included)."""
+        for steps in range(len(score_positions), 0, -1):
+            entry = self.get(input_ids[: score_positions[steps - 1] + 1])
+            if entry is not None and entry.score_positions == tuple(score_positions[:steps]):
+                self.hits += 1
+                return entry
+        self.misses += 1
+        return None
+
+    def put(self, entry: CachedSequence) -> None:
+        size = entry.nbytes
+        if size > self.max_bytes:
+            return
+        old = self._entries.pop(entry.input_ids, None)
+        if old is not None:
+            self.bytes -= old.nbytes
+        self._entries[entry.input_ids] = entry
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self.bytes -= evicted.nbytes
+
+
+def cache_keyword(model: Any) -> str | None:
+    """Name under which `model.forward` takes a key/value cache (`cache` in newer transformers), or None."""
+    parameters = inspect.signature(model.forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in parameters:
+            return name
+    return None
+
+
+def has_only_full_attention(config: Any) -> bool:
+    """False for sliding-window or hybrid layers, whose caches a plain `DynamicCache` would not reproduce."""
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types and any(kind != "full_attention" for kind in layer_types):
+        return False
+    window = getattr(config, "sliding_window", None)
+    return not window or getattr(config, "use_sliding_window", True) is False
+
+
+def forward_with_prefixes(
+    model: Any,
+    keyword: str,
+    pad_id: int,
+    device: Any,
+    rows: Sequence[tuple[tuple[int, ...], CachedSequence | None]],
+) -> list[tuple[Any, tuple[Any, ...], tuple[Any, ...]]]:
+    """One forward over each row's tokens after its cached prefix (None: the whole row).
+
+    Prefix caches are left-padded to a common length and the new tokens right-padded; the attention mask hides
+    both paddings and position ids continue each row's own prefix. Returns, per row, the logits of its new
+    tokens (new_tokens x labels, float32) and its whole sequence's keys and values per layer.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    prefix_lengths = [len(entry.input_ids) if entry is not None else 0 for _, entry in rows]
+    new_lengths = [len(ids) - p for (ids, _), p in zip(rows, prefix_lengths, strict=True)]
+    longest_prefix, longest_new = max(prefix_lengths), max(new_lengths)
+    batch = len(rows)
+    input_ids = torch.full((batch, longest_new), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((batch, longest_prefix + longest_new), dtype=torch.long)
+    position_ids = torch.zeros((batch, longest_new), dtype=torch.long)
+    for row, ((ids, _), prefix, new) in enumerate(zip(rows, prefix_lengths, new_lengths, strict=True)):
+        input_ids[row, :new] = torch.tensor(ids[prefix:], dtype=torch.long)
+        attention_mask[row, longest_prefix - prefix : longest_prefix + new] = 1
+        position_ids[row] = torch.arange(prefix, prefix + longest_new)
+    cache = DynamicCache()
+    if longest_prefix:
+        cached = [entry for _, entry in rows if entry is not None]
+        num_layers = len(cached[0].keys)
+        for layer in range(num_layers):
+            template = cached[0].keys[layer]
+            heads, dim = template.shape[0], template.shape[-1]
+            keys = template.new_zeros((batch, heads, longest_prefix, dim))
+            values = template.new_zeros((batch, heads, longest_prefix, dim))
+            for row, (_, entry) in enumerate(rows):
+                if entry is not None:
+                    keys[row, :, longest_prefix - len(entry.input_ids) :] = entry.keys[layer]
+                    values[row, :, longest_prefix - len(entry.input_ids) :] = entry.values[layer]
+            cache.update(keys, values, layer)
+    with torch.inference_mode():
+        output = model(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            position_ids=position_ids.to(device),
+            use_cache=True,
+            **{keyword: cache},
+        )
+    logits = output.logits.float()
+    layers = [(layer.keys, layer.values) for layer in cache.layers]
+    results = []
+    for row, (prefix, new) in enumerate(zip(prefix_lengths, new_lengths, strict=True)):
+        span = slice(longest_prefix - prefix, longest_prefix + new)
+        results.append(
+            (
+                logits[row, :new],
+                tuple(keys[row, :, span].clone() for keys, _ in layers),
+                tuple(values[row, :, span].clone() for _, values in layers),
+            )
+        )
+    return results
+
+
+def check_causal(model: Any, keyword: str, pad_id: int, device: Any, input_ids: Sequence[int]) -> float:
+    """Largest |logit difference| between one full forward of `input_ids` and its two halves through the cache,
+    divided by the largest |logit| when that is above 1."""
+    import torch
+
+    ids = tuple(input_ids)
+    half = max(1, len(ids) // 2)
+    with torch.inference_mode():
+        full = model(input_ids=torch.tensor([ids], device=device)).logits[0].float()
+    ((first, keys, values),) = forward_with_prefixes(model, keyword, pad_id, device, [(ids[:half], None)])
+    prefix = CachedSequence(ids[:half], (), (), keys, values)
+    ((second, _, _),) = forward_with_prefixes(model, keyword, pad_id, device, [(ids, prefix)])
+    split = torch.cat([first, second]) if len(ids) > half else first
+    return float((full - split).abs().max()) / max(1.0, float(full.abs().max()))
