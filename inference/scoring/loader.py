@@ -122,13 +122,15 @@ def load_scorer(
     step_tag: str | None = None,
     good_token: str | None = None,
     bad_token: str | None = None,
+    prefix_cache_bytes: int | None = None,
 ) -> PRMScorer:
     """Load a PRM from a local checkpoint directory.
 
     The style comes from the checkpoint's ttc_prm.json; `prm_style` is needed only for a checkpoint without
     one (a public PRM) and must agree with it otherwise. `step_tag` (step_tag style) and `good_token` /
     `bad_token` (causal styles) likewise default to the metadata, then to Math-Shepherd's `ки` and `+`/`-`.
-    max_tokens_per_batch: padded tokens (rows x longest row) per forward pass.
+    max_tokens_per_batch: padded tokens (rows x longest row) per forward pass. prefix_cache_bytes: the
+    token-classification scorer's key/value cache for incremental scoring (None: its default; 0: off).
     """
     directory = Path(path)
     if not directory.is_dir():
@@ -144,6 +146,8 @@ def load_scorer(
     style = _resolve("prm_style", prm_style, metadata.prm_style if metadata else None, None, metadata)
     if style == "token_classification" and (step_tag, good_token, bad_token) != (None, None, None):
         raise ValueError("step_tag, good_token and bad_token apply to the causal PRM styles, not token_classification")
+    if prefix_cache_bytes is not None and style != "token_classification":
+        raise ValueError(f"prefix_cache_bytes applies to token_classification PRMs, not {style}")
     if style == "chat_plus_minus" and step_tag is not None:
         raise ValueError("step_tag applies only to prm_style 'step_tag', not chat_plus_minus")
 
@@ -161,6 +165,7 @@ def load_scorer(
             tokenizer,
             step_separator=metadata.step_separator if metadata else PRMMetadata.step_separator,
             positive_label=metadata.positive_label if metadata else PRMMetadata.positive_label,
+            **({} if prefix_cache_bytes is None else {"prefix_cache_bytes": prefix_cache_bytes}),
             **common,
         )
     tokens = {

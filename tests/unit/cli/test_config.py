@@ -215,6 +215,7 @@ def test_cli_values_are_converted_by_field_type():
         ({"benchmark.name_or_path": "math500", "benchmark.num_per_level": "3"}, "num_per_level applies to synthetic-test only"),
         ({"benchmark.path": "x.jsonl"}, "benchmark.path applies to math500 and gsm8k only"),
         ({"chunk_size": "0"}, "chunk_size must be >= 1, got 0"),
+        ({"prm.prefix_cache_gib": "-1"}, "prm.prefix_cache_gib must be >= 0"),
         ({"shard": "4/4"}, "need 0 <= i < k"),
         ({"sweep.strategies": "majority,majority"}, "lists ['majority'] more than once"),
         ({"sweep.strategies": "beam"}, "strategy 'beam' is not known"),

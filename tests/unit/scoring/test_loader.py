@@ -63,6 +63,15 @@ def test_unknown_style_and_misplaced_options_are_errors(causal_lm_dir, token_cla
         load_scorer(causal_lm_dir, prm_style="chat_plus_minus", step_tag="ки")
 
 
+def test_prefix_cache_size_reaches_the_token_classification_scorer(causal_lm_dir, token_classifier_dir):
+    assert load_scorer(token_classifier_dir, device="cpu", prefix_cache_bytes=12345).prefix_cache.max_bytes == 12345
+    off = load_scorer(token_classifier_dir, device="cpu", prefix_cache_bytes=0)
+    assert off.score([PROBLEM], [STEPS])[0].step_scores  # still scores, whole
+    assert len(off.prefix_cache) == 0
+    with pytest.raises(ValueError, match="prefix_cache_bytes applies to token_classification PRMs, not chat_plus_minus"):
+        load_scorer(causal_lm_dir, prm_style="chat_plus_minus", prefix_cache_bytes=0)
+
+
 def test_explicit_option_contradicting_metadata_is_an_error(causal_lm_dir, tmp_path):
     directory = tmp_path / "tagged"
     shutil.copytree(causal_lm_dir, directory)
