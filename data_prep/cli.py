@@ -1,4 +1,4 @@
-"""`ttc-data`: write the synthetic datasets, validate benchmark files and convert them to Problem JSONL."""
+"""`ttc-data`: write the synthetic datasets and corrupted-solution step labels, validate and convert benchmark files."""
 
 from __future__ import annotations
 
@@ -63,6 +63,23 @@ def make_parser() -> argparse.ArgumentParser:
     synth.add_argument("--num-per-level-train", type=int, default=200, metavar="N", help="train problems per level (default: 200)")
     synth.add_argument("--num-per-level-test", type=int, default=100, metavar="N", help="test problems per level (default: 100)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+    corrupt = commands.add_parser(
+        "corrupt",
+        help="write step labels for gold and corrupted solutions of synthetic problems (PRM training data)",
+        description="Write stepwise-supervision rows (JSONL or Parquet, by the suffix of OUT): per synthetic "
+        "problem its gold solution and solutions with one wrong result (labels from the exact checker: True "
+        "before the first wrong step, False from it on). Costs seconds; no model is run.",
+    )
+    corrupt.add_argument("--out", required=True, type=Path, metavar="OUT.jsonl", help="output file")
+    corrupt.add_argument("--split", choices=("train", "test"), default="train", help="problem split (default: train)")
+    corrupt.add_argument("--num-per-level", type=int, default=400, metavar="N",
+                         help="problems per level (default: 400)")
+    corrupt.add_argument("--corrupted-per-problem", type=int, default=3, metavar="K",
+                         help="corrupted solutions per problem, besides its gold one (default: 3)")
+    corrupt.add_argument("--final-answer-fraction", type=float, default=0.1, metavar="F",
+                         help="share of corrupted solutions whose only mistake is the boxed answer (default: 0.1)")
+    corrupt.add_argument("--seed", type=int, default=0, help="seed of the problems and the corruptions (default: 0)")
 
     validate = commands.add_parser(
         "validate",
@@ -131,6 +148,21 @@ def _synth(args: argparse.Namespace) -> None:
     print(f"wrote {len(train)} train, {len(test)} test and {len(gold)} gold-step rows to {args.out}")
 
 
+def _corrupt(args: argparse.Namespace) -> None:
+    from data_prep.labels import write_step_labels
+    from data_prep.synthetic import corrupted_step_labels, generate_problems
+
+    if args.num_per_level < 1:
+        raise UsageError(f"--num-per-level must be >= 1, got {args.num_per_level}")
+    problems = generate_problems(args.split, args.num_per_level, seed=args.seed)
+    records = corrupted_step_labels(problems, args.corrupted_per_problem, seed=args.seed,
+                                    final_answer_fraction=args.final_answer_fraction)
+    write_step_labels(records, args.out)
+    labels = [label for record in records for label in record.labels]
+    print(f"wrote {len(records)} solutions ({len(problems)} problems, {len(labels)} steps, "
+          f"{sum(labels) / len(labels):.1%} labelled correct) to {args.out}")
+
+
 def _validate(args: argparse.Namespace) -> None:
     problems = _load_from_args(args)
     sources = ", ".join(sorted({problem.source for problem in problems}))
@@ -150,7 +182,7 @@ def _convert(args: argparse.Namespace) -> None:
     print(f"wrote {count} problems to {args.out}")
 
 
-_COMMANDS = {"synth": _synth, "validate": _validate, "convert": _convert}
+_COMMANDS = {"synth": _synth, "corrupt": _corrupt, "validate": _validate, "convert": _convert}
 
 
 def main(argv: list[str] | None = None) -> int:

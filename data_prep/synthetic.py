@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from data_prep.records import Problem
+from data_prep.records import Problem, StepLabels
 from data_prep.steps import FINAL_ANSWER_TEMPLATE, extract_boxed_answer
 
 Split = Literal["train", "test"]
@@ -281,3 +281,87 @@ def _boxed_integer(text: str) -> int | None:
         return int(boxed.strip().replace(",", ""))
     except ValueError:
         return None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Corrupted solutions: free, exact step labels for PRM training
+# --------------------------------------------------------------------------------------------------------------------
+
+_SMALL_SLIPS = (-1, 1)
+_MEDIUM_SLIPS = (-3, -2, 2, 3)
+_CARRY_SLIPS = (-11, -10, -9, 9, 10, 11)
+
+
+def corrupt_result(value: int, rng: random.Random) -> int:
+    """A wrong, non-negative result shaped like the tiny policies' own slips.
+
+    On policy-small's sampled solutions the first wrong step is nearly always a wrong result with the right operands;
+    it is most often off by 1, then by 2-3 or by 9-11 (a tens-digit or carry slip), the rest one digit replaced.
+    """
+    draw = rng.random()
+    if draw < 0.35:
+        wrong = value + rng.choice(_SMALL_SLIPS)
+    elif draw < 0.5:
+        wrong = value + rng.choice(_MEDIUM_SLIPS)
+    elif draw < 0.65:
+        wrong = value + rng.choice(_CARRY_SLIPS)
+    else:
+        digits = str(value)
+        position = rng.randrange(len(digits))
+        replacement = rng.choice([digit for digit in "0123456789" if digit != digits[position]])
+        wrong = int(digits[:position] + replacement + digits[position + 1:])
+    if wrong < 0 or wrong == value:
+        # A slip below zero (or a leading zero replaced by zero) is not a wrong result; step up instead.
+        wrong = value + rng.randint(1, 9)
+    return wrong
+
+
+def corrupted_steps(problem: Problem | str, wrong_step: int, rng: random.Random) -> list[str]:
+    """A solution whose first mistake is a wrong result at step `wrong_step` (0-based).
+
+    Later operations are carried out correctly from the wrong running value, as a policy that copies its own result
+    does; `wrong_step` equal to the number of operations leaves every operation right and boxes a wrong answer.
+    """
+    chain = parse_problem(problem)
+    num_ops = len(chain.operations)
+    if not 0 <= wrong_step <= num_ops:
+        raise ValueError(f"wrong_step={wrong_step} is outside 0..{num_ops} for a {num_ops}-operation problem")
+    steps = []
+    value = chain.start
+    for index, operation in enumerate(chain.operations):
+        after = operation.apply(value)
+        if index == wrong_step:
+            after = corrupt_result(after, rng)
+        steps.append(format_step(index + 1, operation, value, after))
+        value = max(after, 0)
+    answer = corrupt_result(value, rng) if wrong_step == num_ops else value
+    steps.append(FINAL_ANSWER_TEMPLATE.format(answer=answer))
+    return steps
+
+
+def corrupted_step_labels(
+    problems: list[Problem], corrupted_per_problem: int, seed: int = 0, final_answer_fraction: float = 0.1
+) -> list[StepLabels]:
+    """Stepwise-supervision rows from the checker alone: per problem its gold solution and corrupted ones.
+
+    A corrupted solution's wrong step is drawn uniformly from the operations, or with `final_answer_fraction` it is
+    the final-answer step. Labels are the oracle's: True before the first wrong step, False from it on.
+    """
+    if corrupted_per_problem < 0:
+        raise ValueError(f"corrupted_per_problem must be >= 0, got {corrupted_per_problem}")
+    if not 0.0 <= final_answer_fraction <= 1.0:
+        raise ValueError(f"final_answer_fraction must be in [0, 1], got {final_answer_fraction}")
+    rng = random.Random(f"ttc-synthetic-corrupted/{seed}")
+    records = []
+    for problem in problems:
+        num_ops = len(parse_problem(problem).operations)
+        solutions = [(None, gold_steps(problem))]
+        for _ in range(corrupted_per_problem):
+            wrong_step = num_ops if rng.random() < final_answer_fraction else rng.randrange(num_ops)
+            solutions.append((wrong_step, corrupted_steps(problem, wrong_step, rng)))
+        for wrong_step, steps in solutions:
+            first_wrong = check_solution(problem, steps).first_wrong_step
+            labels = [first_wrong is None or index < first_wrong for index in range(len(steps))]
+            meta = {"problem_id": problem.id, "labeller": "corrupted", "wrong_step": wrong_step}
+            records.append(StepLabels(prompt=problem.problem, completions=steps, labels=labels, meta=meta))
+    return records

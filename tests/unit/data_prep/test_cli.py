@@ -126,3 +126,21 @@ def test_convert_synthetic_benchmark_by_name(tmp_path: Path) -> None:
     rows = [row for _, row in read_jsonl(out)]
     assert len(rows) == 4
     assert {row["source"] for row in rows} == {"synthetic"}
+
+
+def test_corrupt_writes_gold_and_corrupted_step_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from data_prep.labels import read_step_labels
+
+    out = tmp_path / "corrupted.jsonl"
+    command = ["corrupt", "--out", str(out), "--num-per-level", "2", "--corrupted-per-problem", "2", "--seed", "3"]
+    assert main(command) == 0
+    records = read_step_labels(out)
+    assert len(records) == 10 * 3
+    for record in records:
+        check = check_solution(record.prompt, record.completions)
+        expected = [check.first_wrong_step is None or step < check.first_wrong_step
+                    for step in range(len(record.completions))]
+        assert record.labels == expected
+    assert sum(all(record.labels) for record in records) == 10
+    assert "wrote 30 solutions (10 problems" in capsys.readouterr().out
+    assert main(["corrupt", "--out", str(out), "--num-per-level", "0"]) == 2

@@ -4,7 +4,16 @@ import random
 
 import pytest
 
-from data_prep.synthetic import LEVELS, check_solution, generate_problems, gold_steps, parse_problem
+from data_prep.synthetic import (
+    LEVELS,
+    check_solution,
+    corrupt_result,
+    corrupted_step_labels,
+    corrupted_steps,
+    generate_problems,
+    gold_steps,
+    parse_problem,
+)
 
 
 def test_same_seed_same_problems():
@@ -94,3 +103,65 @@ def test_bad_arguments():
         generate_problems("test", 1, levels=(6,))
     with pytest.raises(ValueError, match="not a synthetic-world problem"):
         parse_problem("What is 1+1?")
+
+
+def test_corrupt_result_is_a_wrong_non_negative_number_and_mostly_a_small_slip():
+    rng = random.Random(0)
+    slips = []
+    for value in (0, 1, 9, 10, 42, 99, 100, 1234, 9999):
+        for _ in range(200):
+            wrong = corrupt_result(value, rng)
+            assert wrong != value and wrong >= 0
+            slips.append(abs(wrong - value))
+    # The policies' commonest slips (off by one, by a tens digit) dominate; other digits are replaced too.
+    assert sum(slip == 1 for slip in slips) / len(slips) > 0.25
+    assert sum(slip in (9, 10, 11) for slip in slips) / len(slips) > 0.1
+    assert max(slips) >= 1000
+
+
+@pytest.mark.parametrize("level", [1, 2, 3, 4, 5])
+def test_corrupted_steps_put_the_first_mistake_where_asked(level):
+    rng = random.Random(level)
+    for problem in generate_problems("test", 4, seed=1, levels=(level,)):
+        gold = gold_steps(problem)
+        num_ops = len(parse_problem(problem).operations)
+        for wrong_step in range(num_ops + 1):
+            steps = corrupted_steps(problem, wrong_step, rng)
+            check = check_solution(problem, steps)
+            assert len(steps) == len(gold)
+            assert steps[:wrong_step] == gold[:wrong_step]
+            assert check.first_wrong_step == wrong_step
+            # A wrong running value can still land on the gold answer (a floored division), never a wrong box alone.
+            assert not check.final_correct or wrong_step < num_ops
+            if wrong_step < num_ops:
+                # Only the result is wrong: the instruction and both operands are copied right.
+                assert steps[wrong_step].rsplit("=", 1)[0] == gold[wrong_step].rsplit("=", 1)[0]
+                # The next step starts from the wrong result, as a policy copying its own result would.
+                wrong_result = steps[wrong_step].rsplit("= ", 1)[1]
+                if wrong_step + 1 < num_ops:
+                    assert steps[wrong_step + 1].split(": ", 1)[1].startswith(wrong_result + " ")
+    with pytest.raises(ValueError, match="outside 0..2"):
+        corrupted_steps(generate_problems("test", 1, levels=(1,))[0], 3, rng)
+
+
+def test_corrupted_step_labels_pair_gold_with_corrupted_solutions():
+    problems = generate_problems("train", 6, seed=0)
+    records = corrupted_step_labels(problems, corrupted_per_problem=3, seed=5)
+    assert len(records) == 4 * len(problems)
+    assert records == corrupted_step_labels(problems, corrupted_per_problem=3, seed=5)
+    assert records != corrupted_step_labels(problems, corrupted_per_problem=3, seed=6)
+    for index, record in enumerate(records):
+        problem = problems[index // 4]
+        wrong_step = record.meta["wrong_step"]
+        assert record.prompt == problem.problem and record.meta["problem_id"] == problem.id
+        if index % 4 == 0:
+            assert wrong_step is None and record.completions == gold_steps(problem)
+            assert record.labels == [True] * len(record.completions)
+        else:
+            assert record.labels == [step < wrong_step for step in range(len(record.completions))]
+    final_only = corrupted_step_labels(problems, 2, final_answer_fraction=1.0)
+    assert all(r.meta["wrong_step"] in (None, len(r.completions) - 1) for r in final_only)
+    with pytest.raises(ValueError, match="corrupted_per_problem"):
+        corrupted_step_labels(problems, -1)
+    with pytest.raises(ValueError, match="final_answer_fraction"):
+        corrupted_step_labels(problems, 1, final_answer_fraction=1.5)
