@@ -49,7 +49,7 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     "smoke": Scale(2, 2, 1, 2, 1, 2, 4, 4, 2),
-    "default": Scale(40, 4, 12, 8, 4, 20, 64, 8, 20),
+    "default": Scale(40, 4, 12, 8, 4, 20, 64, 16, 20),
     "large": Scale(100, 8, 40, 16, 4, 60, 256, 64, 60),
 }
 
