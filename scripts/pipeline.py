@@ -223,6 +223,21 @@ def _evaluation_stages(opts: PipelineOptions) -> list[Stage]:
             reads=("configs/eval/processbench_tiny.yaml",), after=("labels-test", "prm-oracle", "prm-mc"),
         ),
         Stage(
+            "corrupted-test",
+            "gold and corrupted solutions of held-out test problems, labelled by the checker (no model)",
+            _python("-m", "data_prep.cli", "corrupt", "--split", "test", "--out", f"{run}/labels/test_corrupted.jsonl",
+                    "--num-per-level", str(opts.scale.processbench_problems_per_level),
+                    "--corrupted-per-problem", "2", "--seed", str(opts.seed)),
+        ),
+        Stage(
+            "processbench-corrupted",
+            "the two PRMs on held-out gold vs corrupted steps: do they verify the arithmetic?",
+            _ttc_infer("processbench", "--config", "configs/eval/processbench_tiny.yaml",
+                       "--data", f"{run}/labels/test_corrupted.jsonl", "--output_dir", f"{run}/processbench-corrupted",
+                       "--prms", json.dumps({"prm-oracle": f"{run}/prm-oracle", "prm-mc": f"{run}/prm-mc"})),
+            reads=("configs/eval/processbench_tiny.yaml",), after=("corrupted-test", "prm-oracle", "prm-mc"),
+        ),
+        Stage(
             "eval",
             "accuracy at N per strategy, level and compute; difficulty bins; compute-optimal routing",
             _ttc_infer("eval", "--inputs", *(f"{run}/search/{name}" for name in searches),
@@ -422,6 +437,7 @@ def summary_lines(opts: PipelineOptions) -> list[str]:
     match_text = (f"{matching[0]['strategy']} reaches it at N = {matching[0]['n']} ({matching[0]['accuracy']:.1%})"
                   if matching else "no strategy reaches it within this budget")
     bench = _processbench_f1(opts.run_dir / "processbench")
+    corrupted = _processbench_f1(opts.run_dir / "processbench-corrupted", auroc_only=True)
     return [
         f"policy-small greedy {_pct(small)} | policy-large greedy {_pct(large)}",
         f"policy-small at N={n_tree}: majority {acc('majority', n_tree)}, best-of-N {acc('best_of_n', n_tree)}, "
@@ -431,7 +447,8 @@ def summary_lines(opts: PipelineOptions) -> list[str]:
         f"{acc('weighted_best_of_n', n_sampling)}, pass@N {acc('pass@n', n_sampling)}",
         f"policy-large greedy {_pct(large)}: {match_text}; best overall "
         + (f"{best['strategy']}@{best['n']} {best['accuracy']:.1%}" if best else "n/a"),
-        "PRMs (ProcessBench-style F1 / step AUROC): " + (", ".join(bench) if bench else "n/a"),
+        "PRMs (ProcessBench-style F1 / step AUROC on policy solutions): " + (", ".join(bench) if bench else "n/a")
+        + "; step AUROC on held-out gold vs corrupted steps: " + (", ".join(corrupted) if corrupted else "n/a"),
     ]
 
 
@@ -439,14 +456,14 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-def _processbench_f1(directory: Path) -> list[str]:
+def _processbench_f1(directory: Path, auroc_only: bool = False) -> list[str]:
     found = []
     for path in sorted(directory.glob("processbench-*.json")):
         data = json.loads(path.read_text())
         tuned = data.get("tuned") or {}
-        auroc = data.get("step_auroc")
-        found.append(f"{data.get('scorer', path.stem)} F1 {tuned.get('f1', float('nan')):.2f} / AUROC "
-                     + ("n/a" if auroc is None else f"{auroc:.2f}"))
+        auroc = "n/a" if data.get("step_auroc") is None else f"{data['step_auroc']:.2f}"
+        name = data.get("scorer", path.stem)
+        found.append(f"{name} {auroc}" if auroc_only else f"{name} F1 {tuned.get('f1', float('nan')):.2f} / AUROC {auroc}")
     return found
 
 
@@ -458,7 +475,7 @@ def make_parser() -> argparse.ArgumentParser:
         prog="pipeline.py",
         description=__doc__.split("\n\n")[0],
         epilog="Stages: world, policies, labels-oracle, labels-mc, labels-test, prm-oracle, prm-mc, search-oracle, "
-        "tree-oracle, search-mc, tree-mc, greedy-small, greedy-large, processbench, eval, eval-large, report. Logs: <run-dir>/logs/<stage>.log.",
+        "tree-oracle, search-mc, tree-mc, greedy-small, greedy-large, processbench, corrupted-test, processbench-corrupted, eval, eval-large, report. Logs: <run-dir>/logs/<stage>.log.",
     )
     parser.add_argument("--scale", choices=sorted(SCALES), default="default",
                         help="how much work: smoke (tests, ~2 min), default (~19 min on 2 cores), large (patient users)")

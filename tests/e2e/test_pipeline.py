@@ -17,7 +17,8 @@ PIPELINE = [sys.executable, str(REPO / "scripts" / "pipeline.py"), "--scale", "s
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
        "WANDB_MODE": "offline"}
 STAGES = ["world", "policies", "labels-oracle", "labels-mc", "labels-test", "prm-oracle", "prm-mc", "search-oracle", "tree-oracle",
-          "search-mc", "tree-mc", "greedy-small", "greedy-large", "processbench", "eval", "eval-large", "report"]
+          "search-mc", "tree-mc", "greedy-small", "greedy-large", "processbench", "corrupted-test", "processbench-corrupted", "eval",
+          "eval-large", "report"]
 
 
 def _run(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -58,6 +59,7 @@ def test_every_stage_runs_and_leaves_a_report(finished_run):
     for prm in ("prm-oracle", "prm-mc"):
         assert (run_dir / prm / "model.safetensors").is_file() and (run_dir / prm / "ttc_prm.json").is_file()
         assert (run_dir / "processbench" / f"processbench-{prm}.json").is_file()
+        assert (run_dir / "processbench-corrupted" / f"processbench-{prm}.json").is_file()
     strategies = {point["strategy"] for point in _metrics(run_dir)}
     assert {"majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts", "pass@n"} <= strategies
     summary = result.stdout.split("Report: ", 1)[1].splitlines()
