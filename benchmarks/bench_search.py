@@ -32,10 +32,7 @@ def run_variant(args: argparse.Namespace, problems: list, *, batch_size: int, pr
     strategy = get_strategy(args.strategy)
     settings = make_settings(args.strategy, {"n": args.n, "beam_width": args.beam_width})
     generator = load_generator("transformers", args.policy, device="cpu", batch_size=batch_size, seed=0)
-    scorer = load_scorer(args.prm, device="cpu", max_tokens_per_batch=8192)
-    scorer.prefix_cache.max_bytes = prefix_cache_bytes
-    if prefix_cache_bytes == 0:
-        scorer._prefix_caching = False
+    scorer = load_scorer(args.prm, device="cpu", max_tokens_per_batch=8192, prefix_cache_bytes=prefix_cache_bytes)
     started = time.perf_counter()
     rows = strategy.run(problems, generator, scorer, settings)
     return time.perf_counter() - started, rows, generator.generate_calls, scorer.forward_passes
