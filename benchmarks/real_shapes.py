@@ -75,17 +75,15 @@ def _build_model(model_class: Any, config: Any, device: str, out: Path, tokenize
 
 def _long_rows(math500: Path, tokenizer: Any, count: int, min_tokens: int, seed: int) -> list[Any]:
     """Rows of MATH-500 problem + solution steps (continued with the next solutions) of >= min_tokens tokens."""
-    from data_prep.benchmarks import load_benchmark
     from data_prep.records import StepLabels
     from data_prep.steps import split_steps
 
     solutions = [json.loads(line) for line in math500.read_text(encoding="utf-8").splitlines() if line.strip()]
-    problems = load_benchmark("math500", path=str(math500))
     rng = random.Random(seed)
     rows: list[StepLabels] = []
     cursor = 0
     while len(rows) < count:
-        prompt = problems[cursor % len(problems)].problem
+        prompt = solutions[cursor % len(solutions)]["problem"]
         steps: list[str] = []
         length = len(tokenizer(prompt)["input_ids"])
         while length < min_tokens or not steps:

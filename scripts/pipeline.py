@@ -204,6 +204,18 @@ def _inference_stages(opts: PipelineOptions) -> list[Stage]:
     return stages
 
 
+def _processbench_stage(run: Path, name: str, data_stage: str, data: str, description: str) -> Stage:
+    """`ttc-infer processbench` of both PRMs on one labelled file, written to `<run>/<name>`."""
+    return Stage(
+        name,
+        description,
+        _ttc_infer("processbench", "--config", "configs/eval/processbench_tiny.yaml",
+                   "--data", data, "--output_dir", f"{run}/{name}",
+                   "--prms", json.dumps({"prm-oracle": f"{run}/prm-oracle", "prm-mc": f"{run}/prm-mc"})),
+        reads=("configs/eval/processbench_tiny.yaml",), after=(data_stage, "prm-oracle", "prm-mc"),
+    )
+
+
 def _evaluation_stages(opts: PipelineOptions) -> list[Stage]:
     run = opts.run_dir
     searches = ("search-oracle", "tree-oracle", "search-mc", "tree-mc")
@@ -214,14 +226,8 @@ def _evaluation_stages(opts: PipelineOptions) -> list[Stage]:
     if opts.wandb:
         report_args += ["--wandb", "true", "--wandb_dir", f"{run}/wandb"]
     return [
-        Stage(
-            "processbench",
-            "ProcessBench-style comparison of the two PRMs on oracle-labelled test solutions",
-            _ttc_infer("processbench", "--config", "configs/eval/processbench_tiny.yaml",
-                       "--data", f"{run}/labels/test_oracle.jsonl", "--output_dir", f"{run}/processbench",
-                       "--prms", json.dumps({"prm-oracle": f"{run}/prm-oracle", "prm-mc": f"{run}/prm-mc"})),
-            reads=("configs/eval/processbench_tiny.yaml",), after=("labels-test", "prm-oracle", "prm-mc"),
-        ),
+        _processbench_stage(run, "processbench", "labels-test", f"{run}/labels/test_oracle.jsonl",
+                            "ProcessBench-style comparison of the two PRMs on oracle-labelled test solutions"),
         Stage(
             "corrupted-test",
             "gold and corrupted solutions of held-out test problems, labelled by the checker (no model)",
@@ -229,14 +235,8 @@ def _evaluation_stages(opts: PipelineOptions) -> list[Stage]:
                     "--num-per-level", str(opts.scale.processbench_problems_per_level),
                     "--corrupted-per-problem", "2", "--seed", str(opts.seed)),
         ),
-        Stage(
-            "processbench-corrupted",
-            "the two PRMs on held-out gold vs corrupted steps: do they verify the arithmetic?",
-            _ttc_infer("processbench", "--config", "configs/eval/processbench_tiny.yaml",
-                       "--data", f"{run}/labels/test_corrupted.jsonl", "--output_dir", f"{run}/processbench-corrupted",
-                       "--prms", json.dumps({"prm-oracle": f"{run}/prm-oracle", "prm-mc": f"{run}/prm-mc"})),
-            reads=("configs/eval/processbench_tiny.yaml",), after=("corrupted-test", "prm-oracle", "prm-mc"),
-        ),
+        _processbench_stage(run, "processbench-corrupted", "corrupted-test", f"{run}/labels/test_corrupted.jsonl",
+                            "the two PRMs on held-out gold vs corrupted steps: do they verify the arithmetic?"),
         Stage(
             "eval",
             "accuracy at N per strategy, level and compute; difficulty bins; compute-optimal routing",
