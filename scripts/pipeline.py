@@ -303,8 +303,10 @@ def _file_digest(path: Path) -> str:
 
 
 def stage_key(stage: Stage, keys: dict[str, str]) -> str:
+    # The interpreter enters the key as its environment (sys.prefix), not as typed: `python` and `python3` of one
+    # environment (quickstart.sh runs python3) must share the cache.
     payload = {
-        "command": stage.command,
+        "command": [sys.prefix if part == sys.executable else part for part in stage.command],
         "reads": {name: _file_digest(REPO_ROOT / name) for name in stage.reads},
         "after": {name: keys[name] for name in stage.after},
     }
