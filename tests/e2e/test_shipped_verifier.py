@@ -1,0 +1,61 @@
+"""The shipped verifier PRM loads like a hub checkpoint, matches its manifest and still verifies held-out steps."""
+
+import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForTokenClassification
+
+from data_prep.prm_metadata import PRMMetadata
+
+REPO = Path(__file__).resolve().parents[2]
+CHECKPOINT = REPO / "checkpoints" / "prm-verifier"
+
+
+def _ship_verifier_module():
+    spec = importlib.util.spec_from_file_location("ship_verifier", REPO / "scripts" / "ship_verifier.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def ship_verifier():
+    return _ship_verifier_module()
+
+
+def test_shipped_verifier_matches_manifest(ship_verifier):
+    manifest = ship_verifier.VerifierManifest.load(CHECKPOINT)
+    metadata = PRMMetadata.load(CHECKPOINT)
+    model = AutoModelForTokenClassification.from_pretrained(CHECKPOINT)
+    assert metadata.prm_style == "token_classification" and not metadata.is_peft_adapter
+    assert metadata.base_model == manifest.backbone and (REPO / manifest.backbone).is_dir()
+    assert model.num_parameters() == manifest.num_parameters
+    assert model.dtype == torch.bfloat16 and model.config.num_labels == 2
+    # The recipe's settings in the repo are the ones that made these weights, and the manifest names its commands.
+    assert ship_verifier.config_sha256(REPO / manifest.config) == manifest.config_sha256
+    assert manifest.commands == [" ".join(("python", *args)) for args in ship_verifier.RECIPE]
+    assert manifest.gold_vs_corrupted_step_auroc >= 0.8
+
+
+def test_shipped_verifier_ranks_heldout_gold_steps_above_corrupted(ship_verifier, tmp_path, monkeypatch):
+    """Re-measured on fewer held-out problems than the manifest's figure (same split, same checker), it agrees."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    manifest = ship_verifier.VerifierManifest.load(CHECKPOINT)
+    check = dataclasses.replace(ship_verifier.HeldOutCheck(**manifest.heldout), num_per_level=12)
+    result = ship_verifier.measure_heldout(CHECKPOINT, check, tmp_path)
+    assert result["num_fit"] + result["num_eval"] == 5 * check.num_per_level * (1 + check.corrupted_per_problem)
+    assert result["step_auroc"] >= 0.75
+    assert abs(result["step_auroc"] - manifest.gold_vs_corrupted_step_auroc) <= 0.08
+
+
+def test_ship_refuses_a_checkpoint_that_is_not_a_prm(ship_verifier, tmp_path):
+    not_a_prm = REPO / "checkpoints" / "policy-small"
+    with pytest.raises(FileNotFoundError, match="ttc_prm.json"):
+        ship_verifier.ship(not_a_prm, tmp_path / "out", ["python x"], Path("configs/prm/tiny_corrupted.yaml"), 1.0,
+                           ship_verifier.HeldOutCheck())
+    assert not (tmp_path / "out").exists()
