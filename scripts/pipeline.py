@@ -45,12 +45,14 @@ class Scale:
     max_n_tree: int
     """Largest N of beam search and DVTS (a search run per N)."""
     processbench_problems_per_level: int
+    corrupted_test_problems_per_level: int
+    """Held-out problems per level whose gold and two corrupted solutions test the PRMs' arithmetic check."""
 
 
 SCALES: dict[str, Scale] = {
-    "smoke": Scale(2, 2, 1, 2, 1, 2, 4, 4, 2),
-    "default": Scale(40, 4, 12, 8, 4, 20, 64, 16, 20),
-    "large": Scale(100, 8, 40, 16, 4, 60, 256, 64, 60),
+    "smoke": Scale(2, 2, 1, 2, 1, 2, 4, 4, 2, 8),
+    "default": Scale(40, 4, 12, 8, 2, 20, 64, 16, 20, 40),
+    "large": Scale(100, 8, 40, 16, 2, 60, 256, 64, 60, 100),
 }
 
 
@@ -81,6 +83,8 @@ class PipelineOptions:
     retrain_policies: bool
     wandb: bool
     seed: int
+    prm_base: str = "checkpoints/prm-verifier"
+    retrain_verifier: bool = False
 
 
 def _python(*args: str) -> list[str]:
@@ -104,6 +108,7 @@ def build_stages(opts: PipelineOptions) -> list[Stage]:
         )
     ]
     stages += _policy_stages(opts)
+    stages.append(_verifier_stage(opts))
     policy_stages = ("policies",)
     for labeller, config in (("oracle", "configs/label/tiny_oracle.yaml"), ("mc", "configs/label/tiny_mc.yaml")):
         per_level = s.label_problems_per_level if labeller == "oracle" else s.mc_problems_per_level
@@ -127,15 +132,24 @@ def build_stages(opts: PipelineOptions) -> list[Stage]:
         reads=("configs/label/tiny_oracle.yaml",), after=policy_stages,
         clean_on_rerun=(f"{run}/labels/test_oracle.jsonl",),
     ))
+    stages.append(Stage(
+        "corrupted-train",
+        "gold and corrupted solutions of the labelled train problems, labelled by the checker (no model): mixed "
+        "into each PRM's data so fine-tuning on policy samples keeps the verifier's arithmetic check",
+        _python("-m", "data_prep.cli", "corrupt", "--split", "train", "--out", f"{run}/labels/train_corrupted.jsonl",
+                "--num-per-level", str(s.label_problems_per_level), "--corrupted-per-problem", "3",
+                "--seed", str(opts.seed)),
+    ))
     for labeller in ("oracle", "mc"):
         stages.append(Stage(
             f"prm-{labeller}",
-            f"tiny PRM from policy-large's weights, trained on {labeller} labels (accelerate launch train_prm.py)",
+            f"tiny PRM fine-tuned from the shipped verifier on {labeller} labels (accelerate launch train_prm.py)",
             [*_accelerate_launch(), "training/train_prm.py", "--config", "configs/prm/tiny.yaml",
-             "--model_name_or_path", opts.large_policy, "--train_files", f"{run}/labels/{labeller}.jsonl",
+             "--model_name_or_path", opts.prm_base,
+             "--train_files", f"{run}/labels/{labeller}.jsonl", f"{run}/labels/train_corrupted.jsonl",
              "--num_train_epochs", str(s.prm_epochs), "--output_dir", f"{run}/prm-{labeller}",
              "--run_name", f"prm-{labeller}", "--seed", str(opts.seed)],
-            reads=("configs/prm/tiny.yaml", "configs/accelerate/cpu.yaml"), after=(f"labels-{labeller}",),
+            reads=("configs/prm/tiny.yaml", "configs/accelerate/cpu.yaml"), after=(f"labels-{labeller}", "corrupted-train", "verifier"),
             clean_on_rerun=(f"{run}/prm-{labeller}",),
         ))
     stages += _inference_stages(opts)
@@ -166,6 +180,26 @@ def _policy_stages(opts: PipelineOptions) -> list[Stage]:
          f"--output_dir {opts.large_policy}"],
         reads=("configs/policy/small.yaml", "configs/policy/large.yaml"),
     )]
+
+
+def _verifier_stage(opts: PipelineOptions) -> Stage:
+    """The PRMs' starting point: the shipped verifier (checked against its manifest) or a retrained one."""
+    manifest = f"{opts.prm_base}/ttc_prm_manifest.json"
+    if not opts.retrain_verifier:
+        return Stage(
+            "verifier",
+            "check the shipped verifier PRM (the in-run PRMs' starting point) against its manifest",
+            _python("-c", "import json, sys; m = json.load(open(sys.argv[1])); "
+                          "print(sys.argv[1], 'held-out gold-vs-corrupted step AUROC', m['gold_vs_corrupted_step_auroc'])",
+                    manifest),
+            reads=(manifest,),
+        )
+    return Stage(
+        "verifier",
+        "retrain the verifier PRM from policy-large on checker-labelled data (about 90 minutes on 2 cores)",
+        _python("scripts/ship_verifier.py", "--retrain", "--out", opts.prm_base),
+        reads=("configs/prm/tiny_corrupted.yaml",), after=("policies",),
+    )
 
 
 def _inference_stages(opts: PipelineOptions) -> list[Stage]:
@@ -232,7 +266,7 @@ def _evaluation_stages(opts: PipelineOptions) -> list[Stage]:
             "corrupted-test",
             "gold and corrupted solutions of held-out test problems, labelled by the checker (no model)",
             _python("-m", "data_prep.cli", "corrupt", "--split", "test", "--out", f"{run}/labels/test_corrupted.jsonl",
-                    "--num-per-level", str(opts.scale.processbench_problems_per_level),
+                    "--num-per-level", str(opts.scale.corrupted_test_problems_per_level),
                     "--corrupted-per-problem", "2", "--seed", str(opts.seed)),
         ),
         _processbench_stage(run, "processbench-corrupted", "corrupted-test", f"{run}/labels/test_corrupted.jsonl",
@@ -476,7 +510,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pipeline.py",
         description=__doc__.split("\n\n")[0],
-        epilog="Stages: world, policies, labels-oracle, labels-mc, labels-test, prm-oracle, prm-mc, search-oracle, "
+        epilog="Stages: world, policies, verifier, labels-oracle, labels-mc, labels-test, corrupted-train, prm-oracle, prm-mc, search-oracle, "
         "tree-oracle, search-mc, tree-mc, greedy-small, greedy-large, processbench, corrupted-test, processbench-corrupted, eval, eval-large, report. Logs: <run-dir>/logs/<stage>.log.",
     )
     parser.add_argument("--scale", choices=sorted(SCALES), default="default",
@@ -484,10 +518,15 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-dir", default=None, help="where everything goes (default: runs/<scale>)")
     parser.add_argument("--small-policy", default="checkpoints/policy-small", help="the policy that searches")
     parser.add_argument("--large-policy", default="checkpoints/policy-large",
-                        help="the reference policy (greedy) and the PRMs' initial weights")
+                        help="the reference policy (greedy decoding) and the verifier's backbone")
     parser.add_argument("--retrain-policies", action="store_true",
                         help="train both tiny policies with training/train_policy.py instead of using the shipped ones "
                         "(writes into --small-policy/--large-policy)")
+    parser.add_argument("--prm-base", default="checkpoints/prm-verifier",
+                        help="the in-run PRMs' initial weights: the shipped verifier PRM (see its manifest)")
+    parser.add_argument("--retrain-verifier", action="store_true",
+                        help="retrain the verifier PRM with scripts/ship_verifier.py --retrain (about 90 minutes on "
+                        "2 cores) instead of using the shipped one (writes into --prm-base)")
     parser.add_argument("--force", action="store_true", help="redo every stage, ignoring the cache")
     parser.add_argument("--no-wandb", action="store_true", help="skip the W&B offline runs")
     parser.add_argument("--seed", type=int, default=0)
@@ -501,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir=Path(args.run_dir or f"runs/{args.scale}"), scale=SCALES[args.scale],
         small_policy=args.small_policy, large_policy=args.large_policy, force=args.force,
         retrain_policies=args.retrain_policies, wandb=not args.no_wandb, seed=args.seed,
+        prm_base=args.prm_base, retrain_verifier=args.retrain_verifier,
     )
     os.chdir(REPO_ROOT)
     stages = build_stages(opts)

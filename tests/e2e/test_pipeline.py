@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 PIPELINE = [sys.executable, str(REPO / "scripts" / "pipeline.py"), "--scale", "smoke", "--no-wandb"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
        "WANDB_MODE": "offline"}
-STAGES = ["world", "policies", "labels-oracle", "labels-mc", "labels-test", "prm-oracle", "prm-mc", "search-oracle", "tree-oracle",
+STAGES = ["world", "policies", "verifier", "labels-oracle", "labels-mc", "labels-test", "corrupted-train", "prm-oracle", "prm-mc", "search-oracle", "tree-oracle",
           "search-mc", "tree-mc", "greedy-small", "greedy-large", "processbench", "corrupted-test", "processbench-corrupted", "eval",
           "eval-large", "report"]
 
@@ -59,7 +59,11 @@ def test_every_stage_runs_and_leaves_a_report(finished_run):
     for prm in ("prm-oracle", "prm-mc"):
         assert (run_dir / prm / "model.safetensors").is_file() and (run_dir / prm / "ttc_prm.json").is_file()
         assert (run_dir / "processbench" / f"processbench-{prm}.json").is_file()
-        assert (run_dir / "processbench-corrupted" / f"processbench-{prm}.json").is_file()
+        # The in-run PRMs start from the shipped verifier and keep its arithmetic check: held-out gold steps rank
+        # above corrupted ones (40 problems, 120 solutions at smoke scale).
+        corrupted = json.loads((run_dir / "processbench-corrupted" / f"processbench-{prm}.json").read_text())
+        assert corrupted["num_fit"] + corrupted["num_eval"] == 120
+        assert corrupted["step_auroc"] >= 0.7, (prm, corrupted["step_auroc"])
     strategies = {point["strategy"] for point in _metrics(run_dir)}
     assert {"majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts", "pass@n"} <= strategies
     summary = result.stdout.split("Report: ", 1)[1].splitlines()

@@ -30,7 +30,7 @@ TINY = str(REPO / "configs" / "prm" / "tiny.yaml")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
        "WANDB_MODE": "offline"}
 # A few fast steps whatever the YAML schedule says.
-# tiny.yaml starts from the shipped large policy; the tests train a random tiny model instead.
+# tiny.yaml starts from the shipped verifier PRM; most tests train a random tiny model instead.
 FAST = ["--model_name_or_path", "none", "--init_from_config", "tiny", "--warmup_steps", "0", "--learning_rate", "0.01", "--per_device_train_batch_size", "4", "--logging_steps", "1"]
 
 

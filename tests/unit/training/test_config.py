@@ -29,9 +29,9 @@ def test_tiny_config_is_a_cpu_config_with_ttc_separator() -> None:
     model_args, data_args, args, name = parse_args(["--config", TINY])
     assert name == "tiny"
     assert model_args.init_from_config is None
-    assert model_args.model_name_or_path == "checkpoints/policy-large"
+    assert model_args.model_name_or_path == "checkpoints/prm-verifier"
     assert model_args.use_peft is False
-    assert data_args.train_files == ["runs/default/labels/oracle.jsonl"]
+    assert data_args.train_files == ["runs/default/labels/oracle.jsonl", "runs/default/labels/train_corrupted.jsonl"]
     assert data_args.data_format == "stepwise"
     assert args.step_separator == STEP_SEPARATOR == "\n\n"
     assert args.bf16 is False
