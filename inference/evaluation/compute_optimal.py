@@ -1,6 +1,11 @@
 """Compute-optimal routing: per difficulty bin and budget N, the strategy that was best on a fitting split.
 
-Fitting: problems are split by a seeded split of their ids. On the fitting half, problems are binned (oracle or
+Held-out comparison by cross-fitting (the default): problems are cut into k seeded folds; each fold is routed by a
+router fitted on the other folds, so every problem is held out exactly once and the comparison with single
+strategies covers all problems. With `folds=None` one seeded split (`fit_fraction`) is used instead. The router
+written for the inference arm is fitted on all problems.
+
+Fitting: on the fitting problems, problems are binned (oracle or
 predicted quintiles are recomputed from the fitting problems alone, levels are taken as given), and for each
 (bin, N) the candidate (strategy, beam width) with the highest mean accuracy wins; exact ties go to the lower
 mean tokens (policy + PRM), then to the label in alphabetical order. A candidate must have an outcome for every
@@ -31,6 +36,7 @@ from inference.evaluation.metrics import (
     aggregate,
     record_from_dict,
     select,
+    fold_ids,
     split_ids,
     strategy_label,
 )
@@ -154,8 +160,16 @@ def _fit_binning(binning: Binning, fit_ids: Sequence[str]) -> Binning:
     return quantile_bins(values, kind=binning.kind, num_bins=binning.num_bins, k=binning.k)
 
 
-def fit_router(outcomes: Iterable[ProblemOutcome], binning: Binning, fit_ids: Iterable[str]) -> Router:
-    """Choose, per (bin, N), the candidate with the best mean accuracy on the fitting problems of the bin."""
+def fit_router(
+    outcomes: Iterable[ProblemOutcome], binning: Binning, fit_ids: Iterable[str], *, min_gain: float | None = None
+) -> Router:
+    """Choose, per (bin, N), the candidate with the best mean accuracy on the fitting problems of the bin.
+
+    `min_gain`: a bin keeps the candidate that is best over all fitting problems at that N (the pooled choice)
+    unless its own best beats the pooled choice on the bin's fitting problems by more than this much accuracy.
+    A handful of problems per bin makes per-bin winners noisy; this backs off to the pooled choice where the
+    bin's evidence for another strategy is weak. None chooses per bin alone.
+    """
     fit_binning = _fit_binning(binning, sorted(set(fit_ids)))
     if not fit_binning.bins:
         raise ValueError("no fitting problem has a difficulty value in the binning; check problem ids / levels")
@@ -164,8 +178,8 @@ def fit_router(outcomes: Iterable[ProblemOutcome], binning: Binning, fit_ids: It
         b = fit_binning.bins.get(o.problem_id)
         if b is not None and o.strategy not in _EXCLUDED:
             by_arm[(b, o.n, o.strategy, o.beam_width)][o.problem_id] = o
-    choices: dict[tuple[int, int], StrategyChoice] = {}
-    best_key: dict[tuple[int, int], tuple] = {}
+    # (bin, N) -> {(strategy, beam width): (accuracy, tokens, number of problems)} over complete candidates.
+    candidates: dict[tuple[int, int], dict[tuple[str, int | None], tuple[float, float, int]]] = defaultdict(dict)
     for (b, n, strategy, beam_width), found in by_arm.items():
         members = fit_binning.members(b)
         if len(found) < len(members):
@@ -174,10 +188,27 @@ def fit_router(outcomes: Iterable[ProblemOutcome], binning: Binning, fit_ids: It
             continue
         accuracy = float(np.mean([o.accuracy for o in found.values()]))
         tokens = float(np.mean([o.policy_tokens + o.prm_tokens for o in found.values()]))
-        key = (-accuracy, tokens, strategy_label(strategy, beam_width))
-        if (b, n) not in best_key or key < best_key[(b, n)]:
-            best_key[(b, n)] = key
-            choices[(b, n)] = StrategyChoice(strategy, beam_width, accuracy, len(members))
+        candidates[(b, n)][(strategy, beam_width)] = (accuracy, tokens, len(members))
+
+    def best(arms: Mapping[tuple[str, int | None], tuple[float, float, int]]) -> tuple[str, int | None]:
+        return min(arms, key=lambda arm: (-arms[arm][0], arms[arm][1], strategy_label(*arm)))
+
+    pooled: dict[int, tuple[str, int | None]] = {}
+    if min_gain is not None:
+        for n in {n for _, n in candidates}:
+            bins = [b for b, m in candidates if m == n]
+            shared = set.intersection(*(set(candidates[(b, n)]) for b in bins))
+            size = sum(candidates[(b, n)][next(iter(candidates[(b, n)]))][2] for b in bins)
+            means = {arm: tuple(sum(candidates[(b, n)][arm][i] * candidates[(b, n)][arm][2] for b in bins) / size
+                                for i in (0, 1)) + (size,) for arm in shared}
+            if means:
+                pooled[n] = best(means)
+    choices: dict[tuple[int, int], StrategyChoice] = {}
+    for (b, n), arms in candidates.items():
+        arm = best(arms)
+        if n in pooled and arms[arm][0] - arms[pooled[n]][0] <= min_gain:
+            arm = pooled[n]
+        choices[(b, n)] = StrategyChoice(arm[0], arm[1], arms[arm][0], arms[arm][2])
     if not choices:
         raise ValueError("no strategy has outcomes for every fitting problem of any bin; run the strategies on all problems")
     return Router(fit_binning.kind, fit_binning.bin_edges, fit_binning.num_bins, choices, fit_binning.k)
@@ -230,29 +261,39 @@ class ComputeOptimalReport:
 
     bin_kind: BinKind
     router: Router
+    """The router for the inference arm: fitted on `fit_ids` (all problems when cross-fitting)."""
     fit_ids: tuple[str, ...]
     heldout_ids: tuple[str, ...]
+    """Problems in the held-out comparison (all problems when cross-fitting, each routed by the other folds)."""
     points: tuple[MetricPoint, ...]
     """Held-out points, compute-optimal and single strategies, overall and per (held-out) bin."""
     savings: tuple[ComputeSaving, ...]
     """One per single strategy, the best single strategy (highest accuracy) first."""
+    folds: int | None = None
+    """Cross-fitting folds; None for one fit / held-out split."""
+
+    @property
+    def heldout_description(self) -> str:
+        """'100 held-out problems (5-fold cross-fitting)' for titles and summaries."""
+        how = f" ({self.folds}-fold cross-fitting)" if self.folds else ""
+        return f"{len(self.heldout_ids)} held-out problems{how}"
 
     def to_dict(self) -> dict:
         return {
             "bin_kind": self.bin_kind, "router": self.router.to_dict(), "fit_ids": list(self.fit_ids),
             "heldout_ids": list(self.heldout_ids), "points": [asdict(p) for p in self.points],
-            "savings": [asdict(s) for s in self.savings],
+            "savings": [asdict(s) for s in self.savings], "folds": self.folds,
         }
 
     @classmethod
     def from_dict(cls, data: dict, *, where: str = "compute-optimal report") -> ComputeOptimalReport:
-        expected = {"bin_kind", "router", "fit_ids", "heldout_ids", "points", "savings"}
+        expected = {"bin_kind", "router", "fit_ids", "heldout_ids", "points", "savings", "folds"}
         if not isinstance(data, dict) or set(data) != expected:
             raise ValueError(f"{where}: not a compute-optimal report (expected keys {sorted(expected)}); "
                              "it is written by `ttc-infer eval`")
         return cls(
             bin_kind=data["bin_kind"], router=Router.from_dict(data["router"], where=f"{where}: router"),
-            fit_ids=tuple(data["fit_ids"]), heldout_ids=tuple(data["heldout_ids"]),
+            fit_ids=tuple(data["fit_ids"]), heldout_ids=tuple(data["heldout_ids"]), folds=data["folds"],
             points=tuple(record_from_dict(MetricPoint, p, where=f"{where}: point {i}")
                          for i, p in enumerate(data["points"])),
             savings=tuple(record_from_dict(ComputeSaving, s, where=f"{where}: saving {i}")
@@ -293,15 +334,30 @@ def evaluate_compute_optimal(
     outcomes: Sequence[ProblemOutcome],
     binning: Binning,
     *,
+    folds: int | None = 5,
     fit_fraction: float = 0.5,
+    min_gain: float | None = None,
     seed: int = 0,
     policy_params: int | None = None,
     prm_params: int | None = None,
 ) -> ComputeOptimalReport:
-    """Fit a router on a seeded split of the binned problems and compare it with single strategies on the rest."""
-    fit_ids, heldout_ids = split_ids(binning.values, fit_fraction=fit_fraction, seed=seed)
-    router = fit_router(outcomes, binning, fit_ids)
-    routed = apply_router(router, outcomes, binning.values, heldout_ids)
+    """Compare compute-optimal routing with single strategies on problems no router it used was fitted on.
+
+    `folds`: cross-fitting, every problem routed by a router fitted on the other folds; None: fit on a seeded
+    `fit_fraction` of the problems and compare on the rest. Per-bin points use the bins of the returned router.
+    """
+    if folds is None:
+        fit_ids, heldout_ids = split_ids(binning.values, fit_fraction=fit_fraction, seed=seed)
+        router = fit_router(outcomes, binning, fit_ids, min_gain=min_gain)
+        routed = apply_router(router, outcomes, binning.values, heldout_ids)
+    else:
+        fit_ids = heldout_ids = sorted(binning.values)
+        routed = []
+        for fold in fold_ids(heldout_ids, folds=folds, seed=seed):
+            held = set(fold)
+            fold_router = fit_router(outcomes, binning, [p for p in heldout_ids if p not in held], min_gain=min_gain)
+            routed += apply_router(fold_router, outcomes, binning.values, fold)
+        router = fit_router(outcomes, binning, fit_ids, min_gain=min_gain)
     heldout_bins = {pid: router.bin_of(binning.values[pid]) for pid in heldout_ids}
     singles = [o for o in outcomes if o.strategy != COMPUTE_OPTIMAL]
     points = aggregate(
@@ -310,5 +366,5 @@ def evaluate_compute_optimal(
     )
     return ComputeOptimalReport(
         bin_kind=binning.kind, router=router, fit_ids=tuple(fit_ids), heldout_ids=tuple(heldout_ids),
-        points=tuple(points), savings=tuple(compute_savings(points)),
+        points=tuple(points), savings=tuple(compute_savings(points)), folds=folds,
     )

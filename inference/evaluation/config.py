@@ -30,8 +30,14 @@ class EvalConfig:
     """Parameters of each PRM by its name in the rows, for FLOPs; null leaves PRM FLOPs out."""
     compute_optimal: bool = True
     """Fit and compare compute-optimal routing (oracle bins, and predicted bins when predicted_k is set)."""
+    folds: int | None = 5
+    """Cross-fitting folds for the held-out comparison: each fold is routed by a router fitted on the others, so
+    every problem is held out once (more fitting and more held-out problems than one split); null uses one split."""
     fit_fraction: float = 0.5
-    """Share of problems the router is fitted on; the rest are held out for the comparison."""
+    """With folds: null, the share of problems the router is fitted on; the rest are held out."""
+    min_gain: float | None = None
+    """A difficulty bin overrides the strategy that is best over all fitting problems at a budget only when its own
+    best beats it on the bin's fitting problems by more than this accuracy (0.05 = 5 points); null: per bin alone."""
     predicted_k: int | None = 4
     """Predicted difficulty = mean PRM score of each problem's first k samples (needs scored samples);
     null skips predicted bins."""
@@ -47,6 +53,10 @@ class EvalConfig:
             raise ConfigError(f"num_subsamples must be >= 1, got {self.num_subsamples}")
         if not 0 < self.fit_fraction < 1:
             raise ConfigError(f"fit_fraction must be in (0, 1), got {self.fit_fraction}; e.g. 0.5")
+        if self.min_gain is not None and not 0 <= self.min_gain <= 1:
+            raise ConfigError(f"min_gain must be an accuracy in [0, 1] or null, got {self.min_gain}; e.g. 0.05")
+        if self.folds is not None and self.folds < 2:
+            raise ConfigError(f"folds must be >= 2 or null (one fit / held-out split), got {self.folds}; e.g. 5")
         if self.predicted_k is not None and self.predicted_k < 1:
             raise ConfigError(f"predicted_k must be >= 1 or null, got {self.predicted_k}")
         for name, value in {"policy_params": self.policy_params, **(self.prm_params or {})}.items():

@@ -55,7 +55,9 @@ def evaluate_rows(
     policy_params: int | None = None,
     prm_params: Mapping[str, int] | None = None,
     compute_optimal: bool = True,
+    folds: int | None = 5,
     fit_fraction: float = 0.5,
+    min_gain: float | None = None,
     predicted_k: int | None = None,
     grader: Grader | None = None,
     grouper: Grouper | None = None,
@@ -71,7 +73,8 @@ def evaluate_rows(
             binnings = [oracle_bins(group, grader=grader, grouper=grouper)]
             if predicted_k is not None:
                 binnings.append(predicted_bins(group, k=predicted_k))
-            reports = [evaluate_compute_optimal(outcomes, b, fit_fraction=fit_fraction, seed=seed, **params)
+            reports = [evaluate_compute_optimal(outcomes, b, folds=folds, fit_fraction=fit_fraction,
+                                                min_gain=min_gain, seed=seed, **params)
                        for b in binnings]
         evaluations.append(ModelEvaluation(policy, prm, tuple(outcomes), tuple(aggregate(outcomes, **params)),
                                            tuple(reports)))
@@ -136,7 +139,8 @@ def evaluate(config: EvalConfig) -> str:
     evaluations = evaluate_rows(
         rows, ns=config.ns, num_subsamples=config.num_subsamples, seed=config.seed,
         derive_sampling=config.derive_sampling, policy_params=config.policy_params, prm_params=config.prm_params,
-        compute_optimal=config.compute_optimal, fit_fraction=config.fit_fraction, predicted_k=config.predicted_k,
+        compute_optimal=config.compute_optimal, folds=config.folds, fit_fraction=config.fit_fraction,
+        min_gain=config.min_gain, predicted_k=config.predicted_k,
     )
     out_dir = write_evaluations(evaluations, config.output_dir)
     (out_dir / "eval_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")

@@ -323,6 +323,17 @@ def split_ids(ids: Iterable[str], *, fit_fraction: float, seed: int) -> tuple[li
     return fit, sorted(unique[i] for i in order[num_fit:])
 
 
+def fold_ids(ids: Iterable[str], *, folds: int, seed: int) -> list[list[str]]:
+    """Seeded partition of problem ids into `folds` parts of near-equal size; independent of input order."""
+    unique = sorted(set(ids))
+    if folds < 2:
+        raise ValueError(f"cross-fitting needs folds >= 2, got {folds}")
+    if len(unique) < folds:
+        raise ValueError(f"{folds} folds need at least {folds} problems, got {len(unique)}")
+    order = np.random.default_rng(seed).permutation(len(unique))
+    return [sorted(unique[i] for i in order[k::folds]) for k in range(folds)]
+
+
 def _check_one_model(rows: Sequence[ResultRow]) -> None:
     policies = {row.policy for row in rows}
     prms = {row.prm for row in rows if row.prm}
@@ -345,9 +356,10 @@ def problem_outcomes(
 ) -> list[ProblemOutcome]:
     """Per-problem outcomes of every strategy in `rows` at every N, plus the pass@N ceiling.
 
-    Sampling rows give their own strategy at every N in `ns` (default: 1, 2, 4, ... up to the smallest stored
-    N_max), subsampled from the row with the most samples of each (problem, strategy); rows of the same
-    sampling strategy at smaller N (a sweep that shares samples writes one per N) are left out. With `derive_sampling=True` the sampling strategies a problem has no row for are computed from one
+    Sampling rows give their own strategy at every N in `ns` (default: 1, 2, 4, ... up to each row's own number
+    of samples, so a one-sample greedy row beside 64-sample rows gives N = 1 for its strategy alone), subsampled
+    from the row with the most samples of each (problem, strategy); rows of the same sampling strategy at smaller
+    N (a sweep that shares samples writes one per N) are left out. With `derive_sampling=True` the sampling strategies a problem has no row for are computed from one
     of its sampling rows (preferring one with PRM scores): the samples are the same, only the selection differs.
     """
     if num_subsamples < 1:
@@ -388,26 +400,31 @@ def problem_outcomes(
         return prepared[key]
 
     sizes = {len(row.completions) for by_strategy in sampling.values() for row in by_strategy.values()}
+    given_ns = ns is not None
     if ns is None:
-        ns = default_ns(min(sizes))
+        ns = default_ns(max(sizes))
         if len(sizes) > 1:
-            logger.warning("sampling rows store %s completions; evaluating N up to the smallest, %d",
-                           sorted(sizes), ns[-1])
+            logger.info("sampling rows store %s completions; each is evaluated at N up to its own", sorted(sizes))
     for problem_id, by_strategy in sampling.items():
         for row in by_strategy.values():
-            if max(ns) > len(row.completions):
+            if given_ns and max(ns) > len(row.completions):
                 raise ValueError(
                     f"N={max(ns)} exceeds the {len(row.completions)} completions stored for problem {problem_id!r} "
                     f"({row.strategy}); pass ns up to {len(row.completions)}"
                 )
-        # A derived strategy reuses the first row whose samples carry PRM scores (majority may store none).
+        # A derived strategy reuses the largest row whose samples carry PRM scores (majority may store none).
         scored = [r for r in by_strategy.values() if all(c.agg_score is not None for c in r.completions)]
-        fallback = (scored or list(by_strategy.values()))[0]
+        fallback = max(scored or list(by_strategy.values()), key=lambda r: len(r.completions))
         for strategy in SAMPLING_STRATEGIES if derive_sampling else tuple(by_strategy):
             source = by_strategy.get(strategy, fallback)
-            outcomes += sampling_outcomes(samples_of(source), strategy, ns, num_subsamples=num_subsamples, seed=seed)
-        outcomes += pass_outcomes(samples_of(fallback), ns)
+            outcomes += sampling_outcomes(samples_of(source), strategy, _up_to(ns, source),
+                                          num_subsamples=num_subsamples, seed=seed)
+        outcomes += pass_outcomes(samples_of(fallback), _up_to(ns, fallback))
     return outcomes
+
+
+def _up_to(ns: Sequence[int], row: ResultRow) -> list[int]:
+    return [n for n in ns if n <= len(row.completions)]
 
 
 def _point(

@@ -287,7 +287,7 @@ def plot_compute_optimal(report: ComputeOptimalReport, *, title: str | None = No
     ax.set_xlabel("Generation budget N (solutions per problem, log2 scale)")
     ax.set_ylabel("Held-out accuracy (% of problems)")
     ax.set_title(title or f"Compute-optimal ({report.bin_kind} bins) vs single strategies, "
-                          f"{len(report.heldout_ids)} held-out problems")
+                          f"{report.heldout_description}")
     _legend(ax)
     return fig
 

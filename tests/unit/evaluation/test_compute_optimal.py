@@ -103,7 +103,8 @@ def test_held_out_comparison_and_savings():
 
 def test_evaluate_compute_optimal_fits_on_its_split():
     binning = quantile_bins(VALUES, kind="predicted", num_bins=2)
-    report = evaluate_compute_optimal(outcomes(), binning, fit_fraction=0.5, seed=3)
+    report = evaluate_compute_optimal(outcomes(), binning, folds=None, fit_fraction=0.5, seed=3)
+    assert report.folds is None and report.heldout_description == "4 held-out problems"
     assert sorted(report.fit_ids + report.heldout_ids) == sorted(VALUES)
     assert len(report.fit_ids) == 4 and not set(report.fit_ids) & set(report.heldout_ids)
     assert report.router == fit_router(outcomes(), binning, report.fit_ids)
@@ -130,3 +131,48 @@ def test_json_round_trip_and_errors(tmp_path):
     gappy = Router("predicted", (0.6,), 2, {(1, 4): StrategyChoice("majority", None, 1.0, 2)})
     with pytest.raises(ValueError, match="no choice for bin 2 at budget 4"):
         gappy.route(0.1, 4)
+
+
+def test_cross_fitting_routes_every_problem_with_a_router_fitted_without_it():
+    """Each fold is routed by a router fitted on the other folds: a problem whose fold-mates disagree with the
+    rest is routed by the rest. Hand-made: on q0 only beam search is right at N=4, everywhere else majority."""
+    values = {f"q{i}": 0.9 - 0.1 * i for i in range(6)}
+    table = []
+    for pid in values:
+        for strategy, beam_width in (("majority", None), ("beam_search", 4)):
+            right = (strategy == "beam_search") == (pid == "q0")
+            table.append(ProblemOutcome(problem_id=pid, level=None, strategy=strategy, n=4, beam_width=beam_width,
+                                        accuracy=1.0 if right else 0.0, variance=0.0, policy_tokens=40.0,
+                                        prm_tokens=0.0))
+    binning = quantile_bins(values, kind="predicted", num_bins=1)
+    report = evaluate_compute_optimal(table, binning, folds=3, seed=0)
+    assert report.folds == 3 and sorted(report.heldout_ids) == sorted(values) == sorted(report.fit_ids)
+    assert report.heldout_description == "6 held-out problems (3-fold cross-fitting)"
+    # The saved router is fitted on all six problems: majority (5 of 6 right).
+    assert report.router.choice[(1, 4)].strategy == "majority"
+    co = select(report.points, strategy=COMPUTE_OPTIMAL)
+    # Every fold's router picks majority (q0 is one problem against at least three), so q0 is lost: 5/6.
+    assert [(p.n, p.num_problems, p.accuracy) for p in co] == [(4, 6, pytest.approx(5 / 6))]
+    with pytest.raises(ValueError, match="3 folds need at least 3 problems"):
+        evaluate_compute_optimal(table[:4], quantile_bins({"q0": 0.9, "q1": 0.8}, kind="predicted", num_bins=1),
+                                 folds=3)
+
+
+def test_min_gain_backs_off_to_the_pooled_choice_when_a_bin_wins_narrowly():
+    """Bins 1 and 2 each have a narrow per-bin winner; pooled over both, majority is best."""
+    values = {"e0": 0.9, "e1": 0.8, "h0": 0.2, "h1": 0.1}
+    accuracy = {  # (strategy, problem) -> accuracy at N=4
+        ("majority", "e0"): 1.0, ("majority", "e1"): 0.5, ("majority", "h0"): 1.0, ("majority", "h1"): 1.0,
+        ("beam_search", "e0"): 1.0, ("beam_search", "e1"): 0.7, ("beam_search", "h0"): 0.0, ("beam_search", "h1"): 0.0,
+    }
+    table = [ProblemOutcome(problem_id=pid, level=None, strategy=strategy, n=4,
+                            beam_width=4 if strategy == "beam_search" else None, accuracy=acc, variance=0.0,
+                            policy_tokens=40.0, prm_tokens=0.0) for (strategy, pid), acc in accuracy.items()]
+    binning = quantile_bins(values, kind="predicted", num_bins=2)
+    per_bin = fit_router(table, binning, list(values))
+    assert per_bin.choice[(1, 4)].strategy == "beam_search"  # 0.85 vs 0.75 on the easy bin
+    assert per_bin.choice[(2, 4)].strategy == "majority"
+    # Beam search's 10-point lead on the easy bin is within min_gain=0.1: the pooled choice (majority) stays.
+    backed_off = fit_router(table, binning, list(values), min_gain=0.1)
+    assert backed_off.choice[(1, 4)] == StrategyChoice("majority", None, 0.75, 2)
+    assert fit_router(table, binning, list(values), min_gain=0.05).choice[(1, 4)].strategy == "beam_search"

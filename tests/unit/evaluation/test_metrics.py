@@ -194,6 +194,19 @@ def test_derive_sampling_from_one_row():
     assert len(outcomes) == 4  # three strategies and pass@N
 
 
+def test_a_one_sample_greedy_row_does_not_cap_the_other_strategies_at_n_1():
+    """A greedy majority row (one sample, no PRM) evaluated with a PRM's best-of-N rows of 4 samples: best-of-N
+    keeps N = 1, 2, 4 (the reference line must not cut the PRM's curve to one point); majority has N = 1 only."""
+    rows = [row("p1", "majority", completions=P1[:1], prm=""), row("p1", "best_of_n", completions=P1, prm_tokens=200)]
+    outcomes = outcome_map(problem_outcomes(rows, derive_sampling=True, **GRADING))
+    assert sorted(n for (_, strategy, n) in outcomes if strategy == "best_of_n") == [1, 2, 4]
+    assert sorted(n for (_, strategy, n) in outcomes if strategy == "weighted_best_of_n") == [1, 2, 4]
+    assert sorted(n for (_, strategy, n) in outcomes if strategy == "majority") == [1]
+    assert outcomes[("p1", "best_of_n", 4)].accuracy == 0.0  # B has the top score (.9)
+    with pytest.raises(ValueError, match="N=4 exceeds the 1 completions"):
+        problem_outcomes(rows, ns=[1, 4], **GRADING)
+
+
 def test_sweep_rows_at_smaller_n_are_left_out_for_the_largest():
     # A shared-sample sweep writes majority at n=2 (the first two samples) and n=4; N=2 is subsampled from n=4.
     rows = [
