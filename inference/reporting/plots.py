@@ -286,7 +286,7 @@ def plot_compute_optimal(report: ComputeOptimalReport, *, title: str | None = No
     _percent_axis(ax)
     ax.set_xlabel("Generation budget N (solutions per problem, log2 scale)")
     ax.set_ylabel("Held-out accuracy (% of problems)")
-    ax.set_title(title or f"Compute-optimal ({report.bin_kind} bins) vs single strategies, "
+    ax.set_title(title or f"Compute-optimal ({report.bin_kind} bins) vs single strategies\n"
                           f"{report.heldout_description}")
     _legend(ax)
     return fig

@@ -107,7 +107,7 @@ def test_processbench_bars(pb_reports, tmp_path):
 def test_compute_optimal(co_report, tmp_path):
     fig = plots.plot_compute_optimal(co_report)
     (ax,) = fig.axes
-    assert ax.get_title() == ("Compute-optimal (oracle bins) vs single strategies, "
+    assert ax.get_title() == ("Compute-optimal (oracle bins) vs single strategies\n"
                               "20 held-out problems (5-fold cross-fitting)")
     labels = legend_texts(ax)
     assert "compute_optimal" in labels and PASS_AT_N not in labels and "pass@N (ceiling)" not in labels
