@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from data_prep.json_records import read_json_record, write_json_record
 from data_prep.steps import STEP_SEPARATOR
 
 METADATA_FILENAME = "ttc_prm.json"
@@ -47,28 +47,13 @@ class PRMMetadata:
             raise ValueError("prm_style 'step_tag' needs step_tag")
 
     def save(self, checkpoint_dir: str | Path) -> Path:
-        path = Path(checkpoint_dir) / METADATA_FILENAME
-        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        return path
+        return write_json_record(self, Path(checkpoint_dir) / METADATA_FILENAME)
 
     @classmethod
     def load(cls, checkpoint_dir: str | Path) -> "PRMMetadata":
         """Read the metadata file; a missing or malformed file raises naming the path."""
-        path = Path(checkpoint_dir) / METADATA_FILENAME
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} not found: {checkpoint_dir} is not a PRM written by training/train_prm.py; "
-                "for a public PRM set prm_style explicitly in the config"
-            )
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: invalid JSON ({error})") from error
-        known = set(cls.__dataclass_fields__)
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
-        try:
-            return cls(**raw)
-        except TypeError as error:
-            raise ValueError(f"{path}: {error}") from error
+        return read_json_record(
+            cls, Path(checkpoint_dir) / METADATA_FILENAME,
+            missing=f"{checkpoint_dir} is not a PRM written by training/train_prm.py; "
+            "for a public PRM set prm_style explicitly in the config",
+        )

@@ -76,16 +76,16 @@ class VerifierManifest:
     gold_vs_corrupted_f1: float = 0.0
 
     def save(self, directory: Path) -> Path:
-        path = directory / MANIFEST_FILENAME
-        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        return path
+        from data_prep.json_records import write_json_record
+
+        return write_json_record(self, directory / MANIFEST_FILENAME)
 
     @classmethod
     def load(cls, directory: str | Path) -> "VerifierManifest":
-        path = Path(directory) / MANIFEST_FILENAME
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: {directory} is not a verifier written by ship_verifier.py")
-        return cls(**json.loads(path.read_text(encoding="utf-8")))
+        from data_prep.json_records import read_json_record
+
+        return read_json_record(cls, Path(directory) / MANIFEST_FILENAME,
+                                missing=f"{directory} is not a verifier written by scripts/ship_verifier.py")
 
 
 def config_sha256(path: Path) -> str:

@@ -15,6 +15,7 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
+from data_prep.json_records import read_json_record, write_json_record
 from data_prep.records import Problem
 from data_prep.steps import SYSTEM_PROMPT, build_messages, join_steps, split_steps
 from data_prep.synthetic import check_solution, generate_problems, gold_steps
@@ -162,16 +163,12 @@ class PolicyManifest:
     extra: dict = field(default_factory=dict)
 
     def save(self, output_dir: str | Path) -> Path:
-        path = Path(output_dir) / MANIFEST_FILENAME
-        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        return path
+        return write_json_record(self, Path(output_dir) / MANIFEST_FILENAME)
 
     @classmethod
     def load(cls, checkpoint_dir: str | Path) -> "PolicyManifest":
-        path = Path(checkpoint_dir) / MANIFEST_FILENAME
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: {checkpoint_dir} is not a policy written by train_policy.py")
-        return cls(**json.loads(path.read_text(encoding="utf-8")))
+        return read_json_record(cls, Path(checkpoint_dir) / MANIFEST_FILENAME,
+                                missing=f"{checkpoint_dir} is not a policy written by train_policy.py")
 
 
 def train_policy(model_args: PolicyModelArguments, sft_config) -> PolicyManifest:  # noqa: ANN001 - trl.SFTConfig
