@@ -206,17 +206,17 @@ class PRMConfig:
     """Name recorded in result rows; null uses the scorer's own (the checkpoint directory's name)."""
     trust_remote_code: bool = False
     """Allow model code from the checkpoint directory."""
-    prefix_cache_gib: float = 1.0
+    prefix_cache_gib: float | None = None
     """token_classification PRMs: memory (on the PRM's device) for the keys and values of scored solutions, so a
-    tree-search candidate is scored by a forward over its new step only; 0 turns it off. An 8B PRM keeps 128 KiB per
-    token: raise it on a GPU with room to spare."""
+    tree-search candidate is scored by a forward over its new step only; 0 turns it off, null keeps the scorer's
+    default (1 GiB). An 8B PRM keeps 128 KiB per token: raise it on a GPU with room to spare."""
 
     def __post_init__(self) -> None:
         if not self.path:
             raise ConfigError("prm.path is empty; set it to a PRM checkpoint directory")
         if self.max_tokens_per_batch < 1:
             raise ConfigError(f"prm.max_tokens_per_batch must be >= 1, got {self.max_tokens_per_batch}")
-        if not self.prefix_cache_gib >= 0:
+        if self.prefix_cache_gib is not None and not self.prefix_cache_gib >= 0:
             raise ConfigError(f"prm.prefix_cache_gib must be >= 0 (0 turns the cache off), got {self.prefix_cache_gib}")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from data_prep.records import Problem
-from inference.config import PRMConfig, RunConfig, dump_config, parse_shard
+from inference.config import RunConfig, dump_config, parse_shard
 from inference.results import ResultKey, append_results, read_result_dicts, row_key
 from inference.types import Completion, GenerationRequest, Generator, PRMScore, PRMScorer, SamplingParams
 
@@ -126,7 +126,7 @@ def build_scorer(config: RunConfig) -> PRMScorer | None:
     for key in ("step_tag", "good_token", "bad_token"):
         if getattr(prm, key) is not None:
             options[key] = getattr(prm, key)
-    if prm.prefix_cache_gib != PRMConfig.prefix_cache_gib:
+    if prm.prefix_cache_gib is not None:  # token-classification PRMs only: the loader refuses it for the others
         options["prefix_cache_bytes"] = int(prm.prefix_cache_gib * 2**30)
     scorer = load_scorer(prm.path, **options)
     if prm.name is not None:
