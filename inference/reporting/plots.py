@@ -15,7 +15,7 @@ from pathlib import Path
 import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
 from inference.evaluation.compute_optimal import COMPUTE_OPTIMAL, ComputeOptimalReport
 from inference.evaluation.metrics import PASS_AT_N, BinKind, MetricPoint, select, strategy_rank
@@ -72,6 +72,8 @@ def _color(strategy: str, label: str, used: dict[str, str]) -> str:
 
 def _percent_axis(ax: Axes, *, fit_limits: bool = True) -> None:
     """Percent ticks; with `fit_limits`, limits inside [-2, 102] and at least 10 points tall (flat lines)."""
+    # Whole-percent ticks only: a tick at 12.5 would be labelled "12%" by the integer formatter.
+    ax.yaxis.set_major_locator(MaxNLocator(nbins="auto", steps=[1, 2, 2.5, 5, 10], integer=True))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}%" if abs(v) >= 0.5 else "0%"))
     if not fit_limits:
         return
