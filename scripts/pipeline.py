@@ -579,6 +579,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # A plain SIGTERM behaves like Ctrl-C: stop and leave the finished stages cached.
+    # A plain SIGTERM behaves like Ctrl-C: stop and leave the finished stages cached. SIGINT too, even when the
+    # pipeline starts from a background job of a script, which hands it SIGINT ignored (Python then installs no
+    # KeyboardInterrupt handler and `kill -INT` would be lost).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     raise SystemExit(main())
