@@ -1,8 +1,6 @@
 """The shipped verifier PRM loads like a hub checkpoint, matches its manifest and still verifies held-out steps."""
 
 import dataclasses
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,22 +8,15 @@ import torch
 from transformers import AutoModelForTokenClassification
 
 from data_prep.prm_metadata import PRMMetadata
+from tests.repo_files import load_repo_file
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKPOINT = REPO / "checkpoints" / "prm-verifier"
 
 
-def _ship_verifier_module():
-    spec = importlib.util.spec_from_file_location("ship_verifier", REPO / "scripts" / "ship_verifier.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def ship_verifier():
-    return _ship_verifier_module()
+    return load_repo_file("scripts/ship_verifier.py", "ship_verifier")
 
 
 def test_shipped_verifier_matches_manifest(ship_verifier):

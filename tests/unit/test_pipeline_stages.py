@@ -1,22 +1,16 @@
 """The pipeline's stage graph: the PRMs start from the shipped verifier, mix in checker-labelled data, and rerun
 when the verifier changes; --retrain-verifier swaps the check for the recipe."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.repo_files import load_repo_file
 
 
 @pytest.fixture(scope="module")
 def pipeline():
-    spec = importlib.util.spec_from_file_location("ttc_pipeline", REPO / "scripts" / "pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
+    return load_repo_file("scripts/pipeline.py", "ttc_pipeline")
 
 
 def _stages(pipeline, **overrides):

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.repo_files import load_repo_file
 
 
 @pytest.fixture(scope="module")
 def plan():
-    spec = importlib.util.spec_from_file_location("prm_memory_plan", REPO / "benchmarks" / "prm_memory_plan.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_repo_file("benchmarks/prm_memory_plan.py", "prm_memory_plan")
 
 
 @pytest.fixture(scope="module")
