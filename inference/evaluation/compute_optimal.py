@@ -160,6 +160,23 @@ def _fit_binning(binning: Binning, fit_ids: Sequence[str]) -> Binning:
     return quantile_bins(values, kind=binning.kind, num_bins=binning.num_bins, k=binning.k)
 
 
+Arm = tuple[str, int | None]
+"""A candidate: strategy and beam width."""
+
+
+def _mean_accuracy(outcomes: Sequence[ProblemOutcome]) -> float:
+    return float(np.mean([o.accuracy for o in outcomes]))
+
+
+def _best_arm(arms: Mapping[Arm, Sequence[ProblemOutcome]]) -> Arm:
+    """Highest mean accuracy; exact ties go to fewer mean tokens (policy + PRM), then to the label."""
+    def key(arm: Arm) -> tuple:
+        tokens = float(np.mean([o.policy_tokens + o.prm_tokens for o in arms[arm]]))
+        return -_mean_accuracy(arms[arm]), tokens, strategy_label(*arm)
+
+    return min(arms, key=key)
+
+
 def fit_router(
     outcomes: Iterable[ProblemOutcome], binning: Binning, fit_ids: Iterable[str], *, min_gain: float | None = None
 ) -> Router:
@@ -178,37 +195,28 @@ def fit_router(
         b = fit_binning.bins.get(o.problem_id)
         if b is not None and o.strategy not in _EXCLUDED:
             by_arm[(b, o.n, o.strategy, o.beam_width)][o.problem_id] = o
-    # (bin, N) -> {(strategy, beam width): (accuracy, tokens, number of problems)} over complete candidates.
-    candidates: dict[tuple[int, int], dict[tuple[str, int | None], tuple[float, float, int]]] = defaultdict(dict)
+    # (bin, N) -> {(strategy, beam width): its outcomes}, for candidates with an outcome on every fitting problem.
+    candidates: dict[tuple[int, int], dict[Arm, list[ProblemOutcome]]] = defaultdict(dict)
     for (b, n, strategy, beam_width), found in by_arm.items():
         members = fit_binning.members(b)
         if len(found) < len(members):
             logger.debug("%s at N=%d misses %d problems of bin %d; not a candidate",
                          strategy_label(strategy, beam_width), n, len(members) - len(found), b)
             continue
-        accuracy = float(np.mean([o.accuracy for o in found.values()]))
-        tokens = float(np.mean([o.policy_tokens + o.prm_tokens for o in found.values()]))
-        candidates[(b, n)][(strategy, beam_width)] = (accuracy, tokens, len(members))
-
-    def best(arms: Mapping[tuple[str, int | None], tuple[float, float, int]]) -> tuple[str, int | None]:
-        return min(arms, key=lambda arm: (-arms[arm][0], arms[arm][1], strategy_label(*arm)))
-
-    pooled: dict[int, tuple[str, int | None]] = {}
+        candidates[(b, n)][(strategy, beam_width)] = list(found.values())
+    pooled: dict[int, Arm] = {}  # N -> the best candidate over all fitting problems (complete in every bin)
     if min_gain is not None:
         for n in {n for _, n in candidates}:
-            bins = [b for b, m in candidates if m == n]
-            shared = set.intersection(*(set(candidates[(b, n)]) for b in bins))
-            size = sum(candidates[(b, n)][next(iter(candidates[(b, n)]))][2] for b in bins)
-            means = {arm: tuple(sum(candidates[(b, n)][arm][i] * candidates[(b, n)][arm][2] for b in bins) / size
-                                for i in (0, 1)) + (size,) for arm in shared}
-            if means:
-                pooled[n] = best(means)
+            bins = [arms for (_, m), arms in candidates.items() if m == n]
+            shared = set.intersection(*(set(arms) for arms in bins))
+            if shared:
+                pooled[n] = _best_arm({arm: [o for arms in bins for o in arms[arm]] for arm in shared})
     choices: dict[tuple[int, int], StrategyChoice] = {}
     for (b, n), arms in candidates.items():
-        arm = best(arms)
-        if n in pooled and arms[arm][0] - arms[pooled[n]][0] <= min_gain:
+        arm = _best_arm(arms)
+        if n in pooled and _mean_accuracy(arms[arm]) - _mean_accuracy(arms[pooled[n]]) <= min_gain:
             arm = pooled[n]
-        choices[(b, n)] = StrategyChoice(arm[0], arm[1], arms[arm][0], arms[arm][2])
+        choices[(b, n)] = StrategyChoice(arm[0], arm[1], _mean_accuracy(arms[arm]), len(arms[arm]))
     if not choices:
         raise ValueError("no strategy has outcomes for every fitting problem of any bin; run the strategies on all problems")
     return Router(fit_binning.kind, fit_binning.bin_edges, fit_binning.num_bins, choices, fit_binning.k)
