@@ -149,7 +149,8 @@ def build_stages(opts: PipelineOptions) -> list[Stage]:
              "--train_files", f"{run}/labels/{labeller}.jsonl", f"{run}/labels/train_corrupted.jsonl",
              "--num_train_epochs", str(s.prm_epochs), "--output_dir", f"{run}/prm-{labeller}",
              "--run_name", f"prm-{labeller}", "--seed", str(opts.seed)],
-            reads=("configs/prm/tiny.yaml", "configs/accelerate/cpu.yaml"), after=(f"labels-{labeller}", "corrupted-train", "verifier"),
+            reads=("configs/prm/tiny.yaml", "configs/accelerate/cpu.yaml"),
+            after=(f"labels-{labeller}", "corrupted-train", "verifier"),
             clean_on_rerun=(f"{run}/prm-{labeller}",),
         ))
     stages += _inference_stages(opts)
@@ -189,9 +190,8 @@ def _verifier_stage(opts: PipelineOptions) -> Stage:
         return Stage(
             "verifier",
             "check the shipped verifier PRM (the in-run PRMs' starting point) against its manifest",
-            _python("-c", "import json, sys; m = json.load(open(sys.argv[1])); "
-                          "print(sys.argv[1], 'held-out gold-vs-corrupted step AUROC', m['gold_vs_corrupted_step_auroc'])",
-                    manifest),
+            _python("-c", "import json, sys; auroc = json.load(open(sys.argv[1]))['gold_vs_corrupted_step_auroc']; "
+                          "print(sys.argv[1], 'held-out gold-vs-corrupted step AUROC', auroc)", manifest),
             reads=(manifest,),
         )
     return Stage(
@@ -499,7 +499,8 @@ def _processbench_f1(directory: Path, auroc_only: bool = False) -> list[str]:
         tuned = data.get("tuned") or {}
         auroc = "n/a" if data.get("step_auroc") is None else f"{data['step_auroc']:.2f}"
         name = data.get("scorer", path.stem)
-        found.append(f"{name} {auroc}" if auroc_only else f"{name} F1 {tuned.get('f1', float('nan')):.2f} / AUROC {auroc}")
+        f1 = f"{tuned.get('f1', float('nan')):.2f}"
+        found.append(f"{name} {auroc}" if auroc_only else f"{name} F1 {f1} / AUROC {auroc}")
     return found
 
 
@@ -510,8 +511,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pipeline.py",
         description=__doc__.split("\n\n")[0],
-        epilog="Stages: world, policies, verifier, labels-oracle, labels-mc, labels-test, corrupted-train, prm-oracle, prm-mc, search-oracle, "
-        "tree-oracle, search-mc, tree-mc, greedy-small, greedy-large, processbench, corrupted-test, processbench-corrupted, eval, eval-large, report. Logs: <run-dir>/logs/<stage>.log.",
+        epilog="Stages: world, policies, verifier, labels-oracle, labels-mc, labels-test, corrupted-train, prm-oracle, "
+        "prm-mc, search-oracle, tree-oracle, search-mc, tree-mc, greedy-small, greedy-large, processbench, "
+        "corrupted-test, processbench-corrupted, eval, eval-large, report. Logs: <run-dir>/logs/<stage>.log.",
     )
     parser.add_argument("--scale", choices=sorted(SCALES), default="default",
                         help="how much work: smoke (tests, ~2 min), default (~15 min on 2 cores), large (patient users)")

@@ -47,6 +47,11 @@ RECIPE: tuple[tuple[str, ...], ...] = (
 RECIPE_OUTPUT = Path("runs/verifier2/prm")
 
 
+def recipe_commands() -> list[str]:
+    """RECIPE as the manifest writes it."""
+    return [shlex.join(("python", *args)) for args in RECIPE]
+
+
 @dataclass(frozen=True)
 class HeldOutCheck:
     """How the manifest's held-out figures were measured (the shipped-verifier test repeats it)."""
@@ -145,15 +150,15 @@ def ship(source: Path, out: Path, commands: list[str], config: Path, train_secon
     return manifest
 
 
-def retrain() -> tuple[list[str], float]:
-    """Run RECIPE; the commands as written in the manifest and their wall time."""
+def retrain() -> float:
+    """Run RECIPE; its wall time in seconds."""
     import time
 
     started = time.time()
     for args in RECIPE:
         print("+ python", shlex.join(args), flush=True)
         subprocess.run([sys.executable, *args], check=True, cwd=REPO_ROOT)
-    return [shlex.join(("python", *args)) for args in RECIPE], round(time.time() - started, 1)
+    return round(time.time() - started, 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,11 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-seconds", type=float, default=None, help="wall time of all training runs")
     args = parser.parse_args(argv)
     if args.retrain:
-        args.commands, args.train_seconds = retrain()
-        args.source = RECIPE_OUTPUT
+        args.train_seconds, args.source, args.commands = retrain(), RECIPE_OUTPUT, None
     elif args.source is None or args.train_seconds is None:
         parser.error("give --source and --train-seconds, or --retrain")
-    commands = args.commands or [shlex.join(("python", *recipe_args)) for recipe_args in RECIPE]
+    commands = args.commands or recipe_commands()
     manifest = ship(args.source, args.out, commands, args.config, args.train_seconds, HeldOutCheck())
     print(f"shipped {args.source} -> {args.out}: held-out gold-vs-corrupted step AUROC "
           f"{manifest.gold_vs_corrupted_step_auroc:.3f}, F1 {manifest.gold_vs_corrupted_f1:.3f}")

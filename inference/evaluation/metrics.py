@@ -359,8 +359,9 @@ def problem_outcomes(
     Sampling rows give their own strategy at every N in `ns` (default: 1, 2, 4, ... up to each row's own number
     of samples, so a one-sample greedy row beside 64-sample rows gives N = 1 for its strategy alone), subsampled
     from the row with the most samples of each (problem, strategy); rows of the same sampling strategy at smaller
-    N (a sweep that shares samples writes one per N) are left out. With `derive_sampling=True` the sampling strategies a problem has no row for are computed from one
-    of its sampling rows (preferring one with PRM scores): the samples are the same, only the selection differs.
+    N (a sweep that shares samples writes one per N) are left out. With `derive_sampling=True` the sampling
+    strategies a problem has no row for are computed from one of its sampling rows (the largest with PRM scores):
+    the samples are the same, only the selection differs.
     """
     if num_subsamples < 1:
         raise ValueError(f"num_subsamples must be >= 1, got {num_subsamples}")

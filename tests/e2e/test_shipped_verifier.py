@@ -29,7 +29,7 @@ def test_shipped_verifier_matches_manifest(ship_verifier):
     assert model.dtype == torch.bfloat16 and model.config.num_labels == 2
     # The recipe's settings in the repo are the ones that made these weights, and the manifest names its commands.
     assert ship_verifier.config_sha256(REPO / manifest.config) == manifest.config_sha256
-    assert manifest.commands == [" ".join(("python", *args)) for args in ship_verifier.RECIPE]
+    assert manifest.commands == ship_verifier.recipe_commands()
     assert manifest.gold_vs_corrupted_step_auroc >= 0.8
 
 
