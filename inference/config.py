@@ -187,7 +187,8 @@ class PRMConfig:
     """The process reward model."""
 
     path: str = "runs/default/prm-oracle"
-    """PRM checkpoint directory (a `ttc_prm.json` in it gives its style) or a cached hub id."""
+    """PRM checkpoint directory (a `ttc_prm.json` in it gives its style) or a cached hub id; `synthetic-checker` is
+    the synthetic world's exact step checker instead of a model (a perfect verifier: the ceiling of search)."""
     prm_style: PRMStyleName | None = None
     """How the PRM reads steps; null reads it from the checkpoint's `ttc_prm.json` (public PRMs need it set)."""
     dtype: DType = "auto"

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from data_prep.records import Problem
 from inference.config import RunConfig, dump_config, parse_shard
 from inference.results import ResultKey, append_results, read_result_dicts, row_key
+from inference.scoring.checker import SYNTHETIC_CHECKER, SyntheticCheckerScorer
 from inference.types import Completion, GenerationRequest, Generator, PRMScore, PRMScorer, SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def needs_prm(config: RunConfig) -> bool:
 
 def check_prm_path(config: RunConfig) -> None:
     """Fail before the (slow) policy load when the PRM directory is missing."""
-    if needs_prm(config) and not Path(config.prm.path).is_dir():
+    if needs_prm(config) and config.prm.path != SYNTHETIC_CHECKER and not Path(config.prm.path).is_dir():
         raise FileNotFoundError(
             f"prm.path={config.prm.path!r} is not a directory; train a PRM there or point prm.path at a local PRM "
             "checkpoint (public PRMs: download them to a folder first)"
@@ -128,7 +129,7 @@ def build_scorer(config: RunConfig) -> PRMScorer | None:
             options[key] = getattr(prm, key)
     if prm.prefix_cache_gib is not None:  # token-classification PRMs only: the loader refuses it for the others
         options["prefix_cache_bytes"] = int(prm.prefix_cache_gib * 2**30)
-    scorer = load_scorer(prm.path, **options)
+    scorer = SyntheticCheckerScorer() if prm.path == SYNTHETIC_CHECKER else load_scorer(prm.path, **options)
     if prm.name is not None:
         scorer.name = prm.name
     return scorer
