@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from inference.scoring.checker import SYNTHETIC_CHECKER
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STAGE_MARKER_DIR = ".stages"
 
@@ -225,6 +227,16 @@ def _inference_stages(opts: PipelineOptions) -> list[Stage]:
             reads=("configs/infer/tiny.yaml",), after=(f"prm-{labeller}",),
             clean_on_rerun=(f"{run}/search/{name}",),
         ))
+    stages.append(Stage(
+        "tree-checker",
+        f"ttc-infer: policy-small + the exact step checker as PRM (a perfect verifier), beam search at N <= "
+        f"{s.max_n_tree}: the ceiling of PRM-guided search with this policy",
+        _ttc_infer("run", *common, "--policy.model_name_or_path", opts.small_policy,
+                   "--prm.path", SYNTHETIC_CHECKER, "--sweep.strategies", "beam_search", "--sweep.max_n",
+                   str(s.max_n_tree), "--output_dir", f"{run}/search/tree-checker"),
+        reads=("configs/infer/tiny.yaml",), after=("policies",),
+        clean_on_rerun=(f"{run}/search/tree-checker",),
+    ))
     for size, policy in (("small", opts.small_policy), ("large", opts.large_policy)):
         stages.append(Stage(
             f"greedy-{size}",
@@ -252,7 +264,7 @@ def _processbench_stage(run: Path, name: str, data_stage: str, data: str, descri
 
 def _evaluation_stages(opts: PipelineOptions) -> list[Stage]:
     run = opts.run_dir
-    searches = ("search-oracle", "tree-oracle", "search-mc", "tree-mc")
+    searches = ("search-oracle", "tree-oracle", "search-mc", "tree-mc", "tree-checker")
     report_args = ["--eval_dir", f"{run}/eval", "--output_dir", f"{run}/report", "--main_prm", "prm-oracle",
                    "--processbench", f"{run}/processbench/processbench-prm-oracle.json",
                    f"{run}/processbench/processbench-prm-mc.json",
@@ -279,7 +291,8 @@ def _evaluation_stages(opts: PipelineOptions) -> list[Stage]:
                        "--seed", str(opts.seed), "--derive_sampling", "true"),
             after=(*searches, "greedy-small"),
             late_args=lambda o: ["--policy_params", str(count_parameters(o.small_policy)), "--prm_params", json.dumps(
-                {f"prm-{name}": count_parameters(o.run_dir / f"prm-{name}") for name in ("oracle", "mc")})],
+                {**{f"prm-{name}": count_parameters(o.run_dir / f"prm-{name}") for name in ("oracle", "mc")},
+                 SYNTHETIC_CHECKER: 0})],
         ),
         Stage(
             "eval-large",
@@ -461,15 +474,12 @@ def summary_lines(opts: PipelineOptions) -> list[str]:
 
     large = greedy_accuracy(opts.run_dir / "eval-large", "policy-large")
     small = greedy_accuracy(eval_dir, "policy-small")
-    best = max(
-        (p for p in points if p["policy"] == "policy-small" and p["level"] is None and p["strategy"] != "pass@n"),
-        key=lambda p: p["accuracy"], default=None,
-    )
-    matching = sorted(
-        (p for p in points if p["policy"] == "policy-small" and p["level"] is None and p["strategy"] != "pass@n"
-         and large is not None and p["accuracy"] >= large),
-        key=lambda p: (p["n"], -p["accuracy"]),
-    )
+    # pass@N and the exact checker are ceilings (they read the gold answer), not strategies a user can run.
+    reachable = [p for p in points if p["policy"] == "policy-small" and p["level"] is None
+                 and p["strategy"] != "pass@n" and p["prm"] != SYNTHETIC_CHECKER]
+    best = max(reachable, key=lambda p: p["accuracy"], default=None)
+    matching = sorted((p for p in reachable if large is not None and p["accuracy"] >= large),
+                      key=lambda p: (p["n"], -p["accuracy"]))
     match_text = (f"{matching[0]['strategy']} reaches it at N = {matching[0]['n']} ({matching[0]['accuracy']:.1%})"
                   if matching else "no strategy reaches it within this budget")
     bench = _processbench_f1(opts.run_dir / "processbench")
@@ -482,7 +492,9 @@ def summary_lines(opts: PipelineOptions) -> list[str]:
         f"policy-small at N={n_sampling}: majority {acc('majority', n_sampling)}, weighted best-of-N "
         f"{acc('weighted_best_of_n', n_sampling)}, pass@N {acc('pass@n', n_sampling)}",
         f"policy-large greedy {_pct(large)}: {match_text}; best overall "
-        + (f"{best['strategy']}@{best['n']} {best['accuracy']:.1%}" if best else "n/a"),
+        + (f"{best['strategy']}@{best['n']} {best['accuracy']:.1%}" if best else "n/a")
+        + f"; ceiling (beam search with the exact checker as PRM) at N={n_tree}: "
+        + acc("beam_search", n_tree, prm=SYNTHETIC_CHECKER),
         "PRMs (ProcessBench-style F1 / step AUROC on policy solutions): " + (", ".join(bench) if bench else "n/a")
         + "; step AUROC on held-out gold vs corrupted steps: " + (", ".join(corrupted) if corrupted else "n/a"),
     ]
@@ -507,13 +519,18 @@ def _processbench_f1(directory: Path, auroc_only: bool = False) -> list[str]:
 # --- main ----------------------------------------------------------------------------------------------------
 
 
+def stage_names() -> list[str]:
+    """The stage names in run order (they do not depend on the options)."""
+    options = PipelineOptions(Path("runs/default"), SCALES["default"], "checkpoints/policy-small",
+                              "checkpoints/policy-large", force=False, retrain_policies=False, wandb=True, seed=0)
+    return [stage.name for stage in build_stages(options)]
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pipeline.py",
         description=__doc__.split("\n\n")[0],
-        epilog="Stages: world, policies, verifier, labels-oracle, labels-mc, labels-test, corrupted-train, prm-oracle, "
-        "prm-mc, search-oracle, tree-oracle, search-mc, tree-mc, greedy-small, greedy-large, processbench, "
-        "corrupted-test, processbench-corrupted, eval, eval-large, report. Logs: <run-dir>/logs/<stage>.log.",
+        epilog=f"Stages: {', '.join(stage_names())}. Logs: <run-dir>/logs/<stage>.log.",
     )
     parser.add_argument("--scale", choices=sorted(SCALES), default="default",
                         help="how much work: smoke (tests, ~2 min), default (~15 min on 2 cores), large (patient users)")

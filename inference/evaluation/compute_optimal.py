@@ -3,7 +3,9 @@
 Held-out comparison by cross-fitting (the default): problems are cut into k seeded folds; each fold is routed by a
 router fitted on the other folds, so every problem is held out exactly once and the comparison with single
 strategies covers all problems. With `folds=None` one seeded split (`fit_fraction`) is used instead. The router
-written for the inference arm is fitted on all problems.
+written for the inference arm is fitted on all problems. Each comparison at equal N is paired over the held-out
+problems, with a 95% interval of the difference (`EqualBudgetGap`): with ~100 problems, a point or two either way
+is noise, and the interval says so.
 
 Fitting: on the fitting problems, problems are binned (oracle or
 predicted quintiles are recomputed from the fitting problems alone, levels are taken as given), and for each
@@ -264,6 +266,21 @@ class ComputeSaving:
 
 
 @dataclass(frozen=True)
+class EqualBudgetGap:
+    """Compute-optimal minus one single strategy at the same N, paired over the held-out problems."""
+
+    n: int
+    reference: str
+    """Label of the single strategy."""
+    difference: float
+    """Mean over problems of (compute-optimal accuracy - the strategy's accuracy); > 0: compute-optimal is ahead."""
+    low: float
+    high: float
+    """95% interval of the mean difference (normal approximation of the paired per-problem differences)."""
+    num_problems: int
+
+
+@dataclass(frozen=True)
 class ComputeOptimalReport:
     """Held-out comparison of compute-optimal routing against every single strategy at equal budget."""
 
@@ -279,6 +296,8 @@ class ComputeOptimalReport:
     """One per single strategy, the best single strategy (highest accuracy) first."""
     folds: int | None = None
     """Cross-fitting folds; None for one fit / held-out split."""
+    gaps: tuple[EqualBudgetGap, ...] = ()
+    """Compute-optimal vs each single strategy at each N, with a 95% interval (N ascending, then by label)."""
 
     @property
     def heldout_description(self) -> str:
@@ -291,12 +310,14 @@ class ComputeOptimalReport:
             "bin_kind": self.bin_kind, "router": self.router.to_dict(), "fit_ids": list(self.fit_ids),
             "heldout_ids": list(self.heldout_ids), "points": [asdict(p) for p in self.points],
             "savings": [asdict(s) for s in self.savings], "folds": self.folds,
+            "gaps": [asdict(g) for g in self.gaps],
         }
 
     @classmethod
     def from_dict(cls, data: dict, *, where: str = "compute-optimal report") -> ComputeOptimalReport:
         expected = {"bin_kind", "router", "fit_ids", "heldout_ids", "points", "savings", "folds"}
-        if not isinstance(data, dict) or set(data) != expected:
+        # "gaps" came later: a report without them (an earlier eval run) still reads, with no gaps.
+        if not isinstance(data, dict) or not expected <= set(data) <= expected | {"gaps"}:
             raise ValueError(f"{where}: not a compute-optimal report (expected keys {sorted(expected)}); "
                              "it is written by `ttc-infer eval`")
         return cls(
@@ -306,6 +327,8 @@ class ComputeOptimalReport:
                          for i, p in enumerate(data["points"])),
             savings=tuple(record_from_dict(ComputeSaving, s, where=f"{where}: saving {i}")
                           for i, s in enumerate(data["savings"])),
+            gaps=tuple(record_from_dict(EqualBudgetGap, g, where=f"{where}: gap {i}")
+                       for i, g in enumerate(data.get("gaps", []))),
         )
 
 
@@ -336,6 +359,27 @@ def compute_savings(points: Sequence[MetricPoint]) -> list[ComputeSaving]:
             )
         )
     return sorted(savings, key=lambda s: (-s.reference_accuracy, s.reference))
+
+
+def equal_budget_gaps(routed: Sequence[ProblemOutcome], singles: Sequence[ProblemOutcome]) -> list[EqualBudgetGap]:
+    """Paired differences of compute-optimal against every single strategy that has an outcome for each routed
+    problem at that N; the interval is mean +- 1.96 standard errors of the per-problem differences."""
+    optimal: dict[int, dict[str, float]] = defaultdict(dict)
+    for o in routed:
+        optimal[o.n][o.problem_id] = o.accuracy
+    arms: dict[tuple[int, str], dict[str, float]] = defaultdict(dict)
+    for o in singles:
+        if o.strategy not in _EXCLUDED and o.problem_id in optimal.get(o.n, {}):
+            arms[(o.n, strategy_label(o.strategy, o.beam_width))][o.problem_id] = o.accuracy
+    gaps = []
+    for (n, label), accuracy in sorted(arms.items()):
+        if len(accuracy) < len(optimal[n]):
+            continue  # the strategy was not run on every routed problem at this N: no paired comparison
+        differences = np.array([optimal[n][pid] - accuracy[pid] for pid in sorted(accuracy)])
+        half_width = 1.96 * differences.std(ddof=1) / np.sqrt(len(differences)) if len(differences) > 1 else np.inf
+        mean = float(differences.mean())
+        gaps.append(EqualBudgetGap(n, label, mean, mean - float(half_width), mean + float(half_width), len(differences)))
+    return gaps
 
 
 def evaluate_compute_optimal(
@@ -375,4 +419,5 @@ def evaluate_compute_optimal(
     return ComputeOptimalReport(
         bin_kind=binning.kind, router=router, fit_ids=tuple(fit_ids), heldout_ids=tuple(heldout_ids),
         points=tuple(points), savings=tuple(compute_savings(points)), folds=folds,
+        gaps=tuple(equal_budget_gaps(routed, singles)),
     )

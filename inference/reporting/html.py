@@ -148,6 +148,16 @@ def _compute_optimal_lines(report: ComputeOptimalReport) -> list[str]:
         rival = max(rivals, key=lambda p: p.accuracy)
         line += f" vs {_pct(rival.accuracy)} for the best single strategy there, {rival.label}"
     lines = [line + "."]
+    if report.gaps:
+        ahead = sum(g.low > 0 for g in report.gaps)
+        behind = [g for g in report.gaps if g.high < 0]
+        worst = min(report.gaps, key=lambda g: (g.difference, g.n, g.reference))
+        lines.append(
+            f"{where} against each single strategy at equal N ({len(report.gaps)} paired comparisons, 95% "
+            f"intervals): ahead in {ahead}, behind in {len(behind)}, within noise in "
+            f"{len(report.gaps) - ahead - len(behind)}; its largest shortfall is {_points(worst.difference)} "
+            f"points against {worst.reference} at N={worst.n} ({_points(worst.low)} to {_points(worst.high)})."
+        )
     reached = [s for s in report.savings if s.compute_optimal_n is not None and s.reference_accuracy > 0]
     if report.savings and report.savings[0].compute_optimal_n is None:
         s = report.savings[0]
@@ -161,6 +171,21 @@ def _compute_optimal_lines(report: ComputeOptimalReport) -> list[str]:
         lines.append(f"{where} reaches {s.reference}'s best {_pct(s.reference_accuracy)} (N={s.reference_n}) "
                      f"at N={s.compute_optimal_n}{saving}.")
     return lines
+
+
+def _points(difference: float) -> str:
+    """An accuracy difference in percentage points, signed: '+1.2', '-0.6'."""
+    return f"{100 * difference:+.1f}"
+
+
+def _gap_table(report: ComputeOptimalReport) -> list[dict]:
+    """One row per N, one column per single strategy: compute-optimal minus it, with the 95% interval."""
+    rows: dict[int, dict] = {}
+    for g in report.gaps:
+        rows.setdefault(g.n, {"N": g.n})[g.reference] = (
+            f"{_points(g.difference)} [{_points(g.low)}, {_points(g.high)}]")
+    columns = sorted({k for row in rows.values() for k in row if k != "N"})
+    return [{"N": n} | {c: row.get(c, "") for c in columns} for n, row in sorted(rows.items())]
 
 
 def _level_table(points: Sequence[MetricPoint], n: int) -> list[dict]:
@@ -233,6 +258,9 @@ def build_report(
              "fit problems": c.num_fit_problems}
             for (b, n), c in sorted(report.router.choice.items())
         ]
+        if report.gaps:
+            tables[f"Compute-optimal minus each single strategy at equal N, points [95% interval] "
+                   f"({report.bin_kind} bins)"] = _gap_table(report)
         tables[f"Compute saved ({report.bin_kind} bins)"] = [
             {"single strategy": s.reference, "its N": s.reference_n, "its best accuracy %": 100 * s.reference_accuracy,
              "compute-optimal N": s.compute_optimal_n, "token ratio": s.token_ratio, "FLOPs ratio": s.flops_ratio}

@@ -17,8 +17,9 @@ PIPELINE = [sys.executable, str(REPO / "scripts" / "pipeline.py"), "--scale", "s
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
        "WANDB_MODE": "offline"}
 STAGES = ["world", "policies", "verifier", "labels-oracle", "labels-mc", "labels-test", "corrupted-train",
-          "prm-oracle", "prm-mc", "search-oracle", "tree-oracle", "search-mc", "tree-mc", "greedy-small",
-          "greedy-large", "processbench", "corrupted-test", "processbench-corrupted", "eval", "eval-large", "report"]
+          "prm-oracle", "prm-mc", "search-oracle", "tree-oracle", "search-mc", "tree-mc", "tree-checker",
+          "greedy-small", "greedy-large", "processbench", "corrupted-test", "processbench-corrupted", "eval",
+          "eval-large", "report"]
 
 
 def _run(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -12,8 +12,11 @@ from inference.evaluation.compute_optimal import (
     COMPUTE_OPTIMAL,
     Router,
     StrategyChoice,
+    ComputeOptimalReport,
+    EqualBudgetGap,
     apply_router,
     compute_savings,
+    equal_budget_gaps,
     evaluate_compute_optimal,
     fit_router,
 )
@@ -176,3 +179,37 @@ def test_min_gain_backs_off_to_the_pooled_choice_when_a_bin_wins_narrowly():
     backed_off = fit_router(table, binning, list(values), min_gain=0.1)
     assert backed_off.choice[(1, 4)] == StrategyChoice("majority", None, 0.75, 2)
     assert fit_router(table, binning, list(values), min_gain=0.05).choice[(1, 4)].strategy == "beam_search"
+
+
+def _outcome(pid: str, strategy: str, n: int, accuracy: float, beam_width: int | None = None) -> ProblemOutcome:
+    return ProblemOutcome(problem_id=pid, level=None, strategy=strategy, n=n, beam_width=beam_width,
+                          accuracy=accuracy, variance=None, policy_tokens=10.0 * n, prm_tokens=0.0)
+
+
+def test_equal_budget_gaps_are_paired_per_problem_with_a_95_percent_interval():
+    routed = [_outcome(f"q{i}", COMPUTE_OPTIMAL, 4, a) for i, a in enumerate((1.0, 1.0, 0.0, 1.0))]
+    singles = [_outcome(f"q{i}", "majority", 4, a) for i, a in enumerate((1.0, 0.0, 0.0, 1.0))]
+    singles += [_outcome(f"q{i}", "beam_search", 4, a, beam_width=2) for i, a in enumerate((1.0, 1.0, 0.5, 1.0))]
+    singles += [_outcome(f"q{i}", PASS_AT_N, 4, 1.0) for i in range(4)]  # a ceiling, never compared
+    singles += [_outcome("q0", "best_of_n", 4, 0.0)]  # not run on every routed problem: no paired comparison
+    singles += [_outcome(f"q{i}", "majority", 8, 1.0) for i in range(4)]  # no compute-optimal outcome at N=8
+    gaps = equal_budget_gaps(routed, singles)
+    # Differences against majority: 0, 1, 0, 0 -> mean 0.25, sample std 0.5, standard error 0.25.
+    # Against beam search: 0, 0, -0.5, 0 -> mean -0.125, sample std 0.25, standard error 0.125.
+    assert gaps == [
+        EqualBudgetGap(4, "beam_search (M=2)", -0.125, pytest.approx(-0.125 - 1.96 * 0.125),
+                       pytest.approx(-0.125 + 1.96 * 0.125), 4),
+        EqualBudgetGap(4, "majority", 0.25, pytest.approx(0.25 - 1.96 * 0.25), pytest.approx(0.25 + 1.96 * 0.25), 4),
+    ]
+
+
+def test_report_carries_the_gaps_and_reads_reports_written_before_them():
+    binning = quantile_bins(VALUES, kind="predicted", num_bins=2)
+    report = evaluate_compute_optimal(outcomes(), binning, folds=2, seed=0)
+    assert {(g.n, g.reference) for g in report.gaps} == {(4, "majority"), (4, "beam_search (M=4)"),
+                                                         (16, "majority"), (16, "beam_search (M=4)")}
+    assert all(g.num_problems == 8 and g.low <= g.difference <= g.high for g in report.gaps)
+    data = json.loads(json.dumps(report.to_dict()))
+    assert ComputeOptimalReport.from_dict(data) == report
+    del data["gaps"]
+    assert ComputeOptimalReport.from_dict(data).gaps == ()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import re
+from dataclasses import replace
 
+from inference.evaluation.compute_optimal import EqualBudgetGap
 from inference.evaluation.metrics import MetricPoint
 from inference.reporting.html import build_report, headline, render_html, render_table
 
@@ -64,3 +66,18 @@ def test_build_report_is_self_contained(run, co_report, pb_reports, tmp_path):
     best = max((p for p in points if p.level is None and p.strategy != "pass@n"), key=lambda p: p.accuracy)
     assert f"{100 * best.accuracy:.1f}%" in page
     assert "tiny-policy" in page and "Router (oracle bins)" in page and "ProcessBench-style PRM evaluation" in page
+
+
+def test_headline_and_table_of_equal_budget_gaps(run, co_report, tmp_path):
+    _, _, points = run
+    gaps = (EqualBudgetGap(4, "majority", 0.10, 0.02, 0.18, 50),  # ahead: the interval is above 0
+            EqualBudgetGap(4, "beam_search (M=4)", -0.04, -0.12, 0.04, 50),  # within noise
+            EqualBudgetGap(16, "majority", -0.06, -0.10, -0.02, 50))  # behind
+    report = replace(co_report, gaps=gaps)
+    lines = headline(points, compute_optimal=[report])
+    assert any(line.endswith("against each single strategy at equal N (3 paired comparisons, 95% intervals): ahead "
+                             "in 1, behind in 1, within noise in 1; its largest shortfall is -6.0 points against "
+                             "majority at N=16 (-10.0 to -2.0).") for line in lines)
+    page = build_report(tmp_path / "r", points=points, compute_optimal=[report], dpi=40).read_text()
+    assert "Compute-optimal minus each single strategy at equal N, points [95% interval] (oracle bins)" in page
+    assert "+10.0 [+2.0, +18.0]" in page and "-4.0 [-12.0, +4.0]" in page
