@@ -378,7 +378,8 @@ def equal_budget_gaps(routed: Sequence[ProblemOutcome], singles: Sequence[Proble
         differences = np.array([optimal[n][pid] - accuracy[pid] for pid in sorted(accuracy)])
         half_width = 1.96 * differences.std(ddof=1) / np.sqrt(len(differences)) if len(differences) > 1 else np.inf
         mean = float(differences.mean())
-        gaps.append(EqualBudgetGap(n, label, mean, mean - float(half_width), mean + float(half_width), len(differences)))
+        gaps.append(EqualBudgetGap(n, label, mean, mean - float(half_width), mean + float(half_width),
+                                   len(differences)))
     return gaps
 
 
