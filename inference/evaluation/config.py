@@ -27,7 +27,8 @@ class EvalConfig:
     policy_params: int | None = None
     """Parameters of the policy, for FLOPs (2 x parameters x tokens); null leaves FLOPs out."""
     prm_params: dict[str, int] | None = None
-    """Parameters of each PRM by its name in the rows, for FLOPs; null leaves PRM FLOPs out."""
+    """Parameters of each PRM by its name in the rows, for FLOPs (0 for the exact checker); null leaves PRM FLOPs
+    out."""
     compute_optimal: bool = True
     """Fit and compare compute-optimal routing (oracle bins, and predicted bins when predicted_k is set)."""
     folds: int | None = 5
@@ -59,6 +60,9 @@ class EvalConfig:
             raise ConfigError(f"folds must be >= 2 or null (one fit / held-out split), got {self.folds}; e.g. 5")
         if self.predicted_k is not None and self.predicted_k < 1:
             raise ConfigError(f"predicted_k must be >= 1 or null, got {self.predicted_k}")
-        for name, value in {"policy_params": self.policy_params, **(self.prm_params or {})}.items():
-            if value is not None and value < 1:
-                raise ConfigError(f"{name} must be a positive parameter count, got {value}")
+        if self.policy_params is not None and self.policy_params < 1:
+            raise ConfigError(f"policy_params must be a positive parameter count, got {self.policy_params}")
+        for name, value in (self.prm_params or {}).items():
+            # 0 is a verifier without a model (prm.path synthetic-checker): it adds no FLOPs.
+            if value is None or value < 0:
+                raise ConfigError(f"prm_params: {name} must be a parameter count >= 0, got {value}")

@@ -13,6 +13,7 @@ from inference.evaluation.bins import oracle_bins, predicted_bins
 from inference.evaluation.compute_optimal import ComputeOptimalReport, evaluate_compute_optimal
 from inference.evaluation.config import EvalConfig
 from inference.evaluation.metrics import (
+    SAMPLING_STRATEGIES,
     Grader,
     Grouper,
     MetricPoint,
@@ -71,7 +72,11 @@ def evaluate_rows(
         reports = []
         if compute_optimal:
             binnings = [oracle_bins(group, grader=grader, grouper=grouper)]
-            if predicted_k is not None:
+            if predicted_k is not None and not any(_has_scores(r) for r in group if r.strategy in SAMPLING_STRATEGIES):
+                # e.g. a PRM with tree-search rows only: its sampling rows are the unscored greedy run.
+                logger.info("%s + %s: no PRM-scored samples to predict difficulty from; predicted bins skipped",
+                            policy, prm or "(no PRM)")
+            elif predicted_k is not None:
                 binnings.append(predicted_bins(group, k=predicted_k))
             reports = [evaluate_compute_optimal(outcomes, b, folds=folds, fit_fraction=fit_fraction,
                                                 min_gain=min_gain, seed=seed, **params)
@@ -81,6 +86,10 @@ def evaluate_rows(
         logger.info("evaluated %s + %s: %d problems", policy, prm or "(no PRM)",
                     len({o.problem_id for o in outcomes}))
     return evaluations
+
+
+def _has_scores(row: ResultRow) -> bool:
+    return all(c.agg_score is not None for c in row.completions)
 
 
 def _slug(text: str) -> str:

@@ -417,6 +417,10 @@ def problem_outcomes(
         scored = [r for r in by_strategy.values() if all(c.agg_score is not None for c in r.completions)]
         fallback = max(scored or list(by_strategy.values()), key=lambda r: len(r.completions))
         for strategy in SAMPLING_STRATEGIES if derive_sampling else tuple(by_strategy):
+            if strategy not in by_strategy and strategy != "majority" and not scored:
+                # Nothing to derive a PRM selection from: e.g. a PRM with tree-search rows only, which the
+                # unscored greedy row joins.
+                continue
             source = by_strategy.get(strategy, fallback)
             outcomes += sampling_outcomes(samples_of(source), strategy, _up_to(ns, source),
                                           num_subsamples=num_subsamples, seed=seed)

@@ -50,10 +50,33 @@ def test_read_evaluations_errors(tmp_path):
         ({}, "eval needs --inputs"),
         ({"inputs": ("r.jsonl",)}, "eval needs --output_dir"),
         ({"inputs": ("r.jsonl",), "output_dir": "o", "fit_fraction": 1.0}, r"fit_fraction must be in \(0, 1\)"),
-        ({"inputs": ("r.jsonl",), "output_dir": "o", "prm_params": {"prm-a": 0}}, "prm-a must be a positive"),
+        ({"inputs": ("r.jsonl",), "output_dir": "o", "prm_params": {"prm-a": -1}}, "prm-a must be a parameter count"),
+        ({"inputs": ("r.jsonl",), "output_dir": "o", "policy_params": 0}, "policy_params must be a positive"),
         ({"inputs": ("r.jsonl",), "output_dir": "o", "ns": (0, 2)}, "ns must be budgets >= 1"),
     ],
 )
 def test_eval_config_validation(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         EvalConfig(**kwargs)
+
+
+def test_a_prm_without_parameters_is_allowed():
+    # The exact checker (prm.path synthetic-checker) is a verifier without a model: 0 parameters, no PRM FLOPs.
+    assert EvalConfig(inputs=("r.jsonl",), output_dir="o", prm_params={"synthetic-checker": 0}).prm_params == {
+        "synthetic-checker": 0}
+
+
+def test_a_prm_with_tree_search_rows_only_gets_oracle_bins_but_no_predicted_bins():
+    """The exact checker runs beam search only; the unscored greedy row (no PRM) joins it. Nothing predicts
+    difficulty there, so its predicted bins are skipped while the other PRM keeps both kinds."""
+    rows = simulated_rows(20, 4)
+    greedy = [dataclasses.replace(r, prm="", completions=tuple(dataclasses.replace(c, agg_score=None, step_scores=())
+                                                               for c in r.completions[:1]))
+              for r in rows if r.strategy == "majority"]
+    checker = [dataclasses.replace(r, prm="synthetic-checker") for r in rows if r.strategy == "beam_search"]
+    evaluations = evaluate_rows(rows + greedy + checker, num_subsamples=4, predicted_k=2, derive_sampling=True,
+                                **GRADING)
+    by_prm = {e.prm: e for e in evaluations}
+    assert [r.bin_kind for r in by_prm["prm-a"].compute_optimal] == ["oracle", "predicted"]
+    assert [r.bin_kind for r in by_prm["synthetic-checker"].compute_optimal] == ["oracle"]
+    assert {p.strategy for p in select(by_prm["synthetic-checker"].points)} == {"beam_search", "majority", "pass@n"}

@@ -207,6 +207,17 @@ def test_a_one_sample_greedy_row_does_not_cap_the_other_strategies_at_n_1():
         problem_outcomes(rows, ns=[1, 4], **GRADING)
 
 
+def test_unscored_rows_alone_derive_majority_but_no_prm_selection():
+    """A PRM with tree-search rows only (the exact checker's beam search) is joined by the unscored greedy row:
+    majority is derived from it, best-of-N and weighted best-of-N are left out instead of failing."""
+    unscored = tuple(replace(c, agg_score=None, step_scores=()) for c in P1)
+    rows = [row("p1", "majority", completions=unscored[:1], prm="")]
+    outcomes = outcome_map(problem_outcomes(rows, derive_sampling=True, **GRADING))
+    assert sorted(strategy for (_, strategy, _) in outcomes) == ["majority", PASS_AT_N]
+    with pytest.raises(ValueError, match="best_of_n needs PRM scores"):
+        problem_outcomes([row("p1", "best_of_n", completions=unscored)], **GRADING)
+
+
 def test_sweep_rows_at_smaller_n_are_left_out_for_the_largest():
     # A shared-sample sweep writes majority at n=2 (the first two samples) and n=4; N=2 is subsampled from n=4.
     rows = [
