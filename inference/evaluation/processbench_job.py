@@ -21,6 +21,7 @@ from inference.evaluation.processbench import (
     evaluate_scorer,
     load_processbench,
 )
+from inference.scoring.checker import SYNTHETIC_CHECKER, SyntheticCheckerScorer
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ class ProcessBenchConfig:
 
     prms: dict[str, str] = field(default_factory=dict)
     """Display name -> PRM checkpoint directory, e.g. `{tiny: runs/default/prm}`; each PRM writes
-    `processbench-<name>.json`. On the command line: `--prms.<name> DIR`."""
+    `processbench-<name>.json`. On the command line: `--prms.<name> DIR`. `synthetic-checker` is the synthetic
+    world's exact checker (a perfect verifier: F1 and AUROC 1 on checker-labelled data)."""
     data: str = ""
     """A ProcessBench JSONL (`id`, `problem`, `steps`, `label` = first wrong step or -1) or a stepwise JSONL with
     hard labels (`prompt`, `completions`, `labels`, e.g. from `ttc-infer label` with `labeller: oracle`)."""
@@ -185,8 +187,11 @@ def load_records(
 def _load_scorer(config: ProcessBenchConfig, name: str, path: str) -> Any:
     from inference.scoring.loader import load_scorer
 
-    scorer = load_scorer(path, prm_style=config.prm_style, dtype=config.dtype, device=config.device,
-                         max_tokens_per_batch=config.max_tokens_per_batch)
+    if path == SYNTHETIC_CHECKER:
+        scorer: Any = SyntheticCheckerScorer()
+    else:
+        scorer = load_scorer(path, prm_style=config.prm_style, dtype=config.dtype, device=config.device,
+                             max_tokens_per_batch=config.max_tokens_per_batch)
     scorer.name = name
     return scorer
 
@@ -205,7 +210,8 @@ def summary_line(name: str, report: ProcessBenchReport, path: str | Path) -> str
 
 def processbench(config: ProcessBenchConfig) -> str:
     """Score the records with every PRM in turn, save one report per PRM; return one summary line per PRM."""
-    missing = [f"{name}={path}" for name, path in config.prms.items() if not Path(path).is_dir()]
+    missing = [f"{name}={path}" for name, path in config.prms.items()
+               if path != SYNTHETIC_CHECKER and not Path(path).is_dir()]
     if missing:
         raise FileNotFoundError(f"PRM directories not found: {', '.join(missing)}; fix prms in the config")
     records = load_records(config.data, config.data_format, config.limit)

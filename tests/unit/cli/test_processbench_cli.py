@@ -165,6 +165,17 @@ def test_processbench_on_stepwise_oracle_labels(tmp_path, prm_dirs, stepwise_fil
     assert (tmp_path / "out" / "processbench-config.yaml").is_file()
 
 
+def test_the_exact_checker_scores_checker_labels_perfectly(tmp_path, stepwise_file, capsys):
+    """A perfect verifier on checker-labelled data: the ProcessBench metrics must say perfect, whatever the split."""
+    config_path = write_config(tmp_path, {"checker": "synthetic-checker"}, stepwise_file, fit_fraction=0.25)
+    assert main(["processbench", "--config", config_path]) == 0
+    report = ProcessBenchReport.load(tmp_path / "out" / "processbench-checker.json")
+    assert report.scorer == "checker" and report.step_auroc == 1.0
+    assert (report.tuned.error_accuracy, report.tuned.correct_accuracy, report.tuned.f1) == (1.0, 1.0, 1.0)
+    assert report.fixed.f1 == 1.0  # scores are exactly 0 or 1, so 0.5 separates them too
+    assert "checker: F1 1.000 tuned" in capsys.readouterr().out
+
+
 def test_processbench_format_file_with_limit_and_cli_prm_flag(tmp_path, prm_dirs, stepwise_file, capsys):
     data = tmp_path / "pb.jsonl"
     write_jsonl(data, [{"id": r.id, "problem": r.problem, "steps": list(r.steps), "label": -1 if r.label is None
