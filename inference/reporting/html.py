@@ -136,7 +136,7 @@ def headline(
 
 def _compute_optimal_lines(report: ComputeOptimalReport) -> list[str]:
     """Compute-optimal vs the best single strategy at the largest budget, and the compute it saves."""
-    where = f"Compute-optimal ({report.bin_kind} bins, {report.heldout_description})"
+    where = f"Compute-optimal with {report.bin_kind} bins on {report.heldout_description}"
     overall = select(report.points)
     routed = [p for p in overall if p.strategy == COMPUTE_OPTIMAL]
     if not routed:
