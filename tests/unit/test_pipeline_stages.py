@@ -1,6 +1,7 @@
 """The pipeline's stage graph: the PRMs start from the shipped verifier, mix in checker-labelled data, and rerun
 when the verifier changes; --retrain-verifier swaps the check for the recipe."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,31 @@ def test_retrain_verifier_runs_the_recipe_into_prm_base(pipeline):
     assert stages["verifier"].after == ("policies",)
     prm = stages["prm-oracle"].command
     assert prm[prm.index("--model_name_or_path") + 1] == "runs/x/verifier"
+
+
+def test_checker_stage_feeds_eval_and_is_a_ceiling_not_a_strategy(pipeline, tmp_path):
+    stages = _stages(pipeline)
+    checker = stages["tree-checker"].command
+    assert checker[checker.index("--prm.path") + 1] == "synthetic-checker"
+    assert "tree-checker" in stages["eval"].after and "runs/x/search/tree-checker" in stages["eval"].command
+
+    # The summary names the best *reachable* point: a perfect-verifier row above policy-large's greedy accuracy
+    # is reported as the ceiling, never as "reaches it".
+    def point(policy, prm, strategy, n, accuracy):
+        return {"policy": policy, "prm": prm, "strategy": strategy, "n": n, "level": None, "accuracy": accuracy}
+
+    for name, points in {
+        "eval": [point("policy-small", "", "majority", 1, 0.2), point("policy-small", "prm-oracle", "dvts", 4, 0.3),
+                 point("policy-small", "synthetic-checker", "beam_search", 4, 0.9),
+                 point("policy-small", "prm-oracle", "pass@n", 64, 0.95)],
+        "eval-large": [point("policy-large", "", "majority", 1, 0.5)],
+    }.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text("".join(f"{json.dumps(p)}\n" for p in points))
+    opts = pipeline.PipelineOptions(
+        run_dir=tmp_path, scale=pipeline.SCALES["smoke"], small_policy="s", large_policy="l", force=False,
+        retrain_policies=False, wandb=False, seed=0,
+    )
+    line = pipeline.summary_lines(opts)[3]
+    assert line.startswith("policy-large greedy 50.0%: no strategy reaches it within this budget; best overall dvts@4 "
+                           "30.0%; ceiling (beam search with the exact checker as PRM) at N=4: 90.0%")
