@@ -141,3 +141,8 @@ class ResultRow:
     prm: str = ""
     settings: dict = field(default_factory=dict)
     """The strategy's own settings (aggregation, lookahead, max_iterations, ...)."""
+
+    @property
+    def has_prm_scores(self) -> bool:
+        """Every stored completion carries a PRM score (majority without score_with_prm and greedy runs do not)."""
+        return all(c.agg_score is not None for c in self.completions)

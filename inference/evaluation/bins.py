@@ -108,7 +108,7 @@ def sampling_rows(rows: Iterable[ResultRow]) -> dict[str, ResultRow]:
     """Per problem, the sampling row with the most stored completions, preferring rows with PRM scores."""
 
     def rank(row: ResultRow) -> tuple[int, bool]:
-        return len(row.completions), all(c.agg_score is not None for c in row.completions)
+        return len(row.completions), row.has_prm_scores
 
     chosen: dict[str, ResultRow] = {}
     for row in rows:

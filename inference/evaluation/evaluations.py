@@ -72,7 +72,7 @@ def evaluate_rows(
         reports = []
         if compute_optimal:
             binnings = [oracle_bins(group, grader=grader, grouper=grouper)]
-            if predicted_k is not None and not any(_has_scores(r) for r in group if r.strategy in SAMPLING_STRATEGIES):
+            if predicted_k is not None and not any(r.has_prm_scores for r in group if r.strategy in SAMPLING_STRATEGIES):
                 # e.g. a PRM with tree-search rows only: its sampling rows are the unscored greedy run.
                 logger.info("%s + %s: no PRM-scored samples to predict difficulty from; predicted bins skipped",
                             policy, prm or "(no PRM)")
@@ -86,10 +86,6 @@ def evaluate_rows(
         logger.info("evaluated %s + %s: %d problems", policy, prm or "(no PRM)",
                     len({o.problem_id for o in outcomes}))
     return evaluations
-
-
-def _has_scores(row: ResultRow) -> bool:
-    return all(c.agg_score is not None for c in row.completions)
 
 
 def _slug(text: str) -> str:

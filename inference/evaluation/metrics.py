@@ -414,7 +414,7 @@ def problem_outcomes(
                     f"({row.strategy}); pass ns up to {len(row.completions)}"
                 )
         # A derived strategy reuses the largest row whose samples carry PRM scores (majority may store none).
-        scored = [r for r in by_strategy.values() if all(c.agg_score is not None for c in r.completions)]
+        scored = [r for r in by_strategy.values() if r.has_prm_scores]
         fallback = max(scored or list(by_strategy.values()), key=lambda r: len(r.completions))
         for strategy in SAMPLING_STRATEGIES if derive_sampling else tuple(by_strategy):
             if strategy not in by_strategy and strategy != "majority" and not scored:
