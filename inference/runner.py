@@ -16,7 +16,6 @@ from tqdm.auto import tqdm
 from data_prep.records import Problem
 from inference.config import RunConfig, dump_config, parse_shard
 from inference.results import ResultKey, append_results, read_result_dicts, row_key
-from inference.scoring.checker import SYNTHETIC_CHECKER, SyntheticCheckerScorer
 from inference.types import Completion, GenerationRequest, Generator, PRMScore, PRMScorer, SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -87,7 +86,9 @@ def needs_prm(config: RunConfig) -> bool:
 
 def check_prm_path(config: RunConfig) -> None:
     """Fail before the (slow) policy load when the PRM directory is missing."""
-    if needs_prm(config) and config.prm.path != SYNTHETIC_CHECKER and not Path(config.prm.path).is_dir():
+    from inference.scoring.loader import is_loadable_prm_path
+
+    if needs_prm(config) and not is_loadable_prm_path(config.prm.path):
         raise FileNotFoundError(
             f"prm.path={config.prm.path!r} is not a directory; train a PRM there or point prm.path at a local PRM "
             "checkpoint (public PRMs: download them to a folder first)"
@@ -129,7 +130,7 @@ def build_scorer(config: RunConfig) -> PRMScorer | None:
             options[key] = getattr(prm, key)
     if prm.prefix_cache_gib is not None:  # token-classification PRMs only: the loader refuses it for the others
         options["prefix_cache_bytes"] = int(prm.prefix_cache_gib * 2**30)
-    scorer = SyntheticCheckerScorer() if prm.path == SYNTHETIC_CHECKER else load_scorer(prm.path, **options)
+    scorer = load_scorer(prm.path, **options)
     if prm.name is not None:
         scorer.name = prm.name
     return scorer

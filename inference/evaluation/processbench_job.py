@@ -21,7 +21,6 @@ from inference.evaluation.processbench import (
     evaluate_scorer,
     load_processbench,
 )
-from inference.scoring.checker import SYNTHETIC_CHECKER, SyntheticCheckerScorer
 
 logger = logging.getLogger(__name__)
 
@@ -187,11 +186,8 @@ def load_records(
 def _load_scorer(config: ProcessBenchConfig, name: str, path: str) -> Any:
     from inference.scoring.loader import load_scorer
 
-    if path == SYNTHETIC_CHECKER:
-        scorer: Any = SyntheticCheckerScorer()
-    else:
-        scorer = load_scorer(path, prm_style=config.prm_style, dtype=config.dtype, device=config.device,
-                             max_tokens_per_batch=config.max_tokens_per_batch)
+    scorer = load_scorer(path, prm_style=config.prm_style, dtype=config.dtype, device=config.device,
+                         max_tokens_per_batch=config.max_tokens_per_batch)
     scorer.name = name
     return scorer
 
@@ -210,8 +206,9 @@ def summary_line(name: str, report: ProcessBenchReport, path: str | Path) -> str
 
 def processbench(config: ProcessBenchConfig) -> str:
     """Score the records with every PRM in turn, save one report per PRM; return one summary line per PRM."""
-    missing = [f"{name}={path}" for name, path in config.prms.items()
-               if path != SYNTHETIC_CHECKER and not Path(path).is_dir()]
+    from inference.scoring.loader import is_loadable_prm_path
+
+    missing = [f"{name}={path}" for name, path in config.prms.items() if not is_loadable_prm_path(path)]
     if missing:
         raise FileNotFoundError(f"PRM directories not found: {', '.join(missing)}; fix prms in the config")
     records = load_records(config.data, config.data_format, config.limit)

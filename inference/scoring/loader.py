@@ -10,6 +10,7 @@ from typing import Any
 
 from data_prep.prm_metadata import METADATA_FILENAME, PRM_STYLES, PRMMetadata
 from inference.generation.common import resolve_device, resolve_dtype
+from inference.scoring.checker import SYNTHETIC_CHECKER, SyntheticCheckerScorer
 from inference.types import PRMScorer
 
 logger = logging.getLogger(__name__)
@@ -111,6 +112,11 @@ def _load_model(directory: Path, style: str, metadata: PRMMetadata | None, torch
     return PeftModel.from_pretrained(base, str(directory)).merge_and_unload()
 
 
+def is_loadable_prm_path(path: str | Path) -> bool:
+    """A local directory, or `synthetic-checker` (no files): what to check before any slow work."""
+    return str(path) == SYNTHETIC_CHECKER or Path(path).is_dir()
+
+
 def load_scorer(
     path: str | Path,
     *,
@@ -124,7 +130,7 @@ def load_scorer(
     bad_token: str | None = None,
     prefix_cache_bytes: int | None = None,
 ) -> PRMScorer:
-    """Load a PRM from a local checkpoint directory.
+    """Load a PRM from a local checkpoint directory (or `synthetic-checker`, the synthetic world's exact checker).
 
     The style comes from the checkpoint's ttc_prm.json; `prm_style` is needed only for a checkpoint without
     one (a public PRM) and must agree with it otherwise. `step_tag` (step_tag style) and `good_token` /
@@ -132,6 +138,8 @@ def load_scorer(
     max_tokens_per_batch: padded tokens (rows x longest row) per forward pass. prefix_cache_bytes: the
     token-classification scorer's key/value cache for incremental scoring (None: its default; 0: off).
     """
+    if str(path) == SYNTHETIC_CHECKER:
+        return SyntheticCheckerScorer()  # the synthetic world's exact checker: no checkpoint, no options
     directory = Path(path)
     if not directory.is_dir():
         raise FileNotFoundError(f"PRM path {directory} is not a directory; download the checkpoint to a local folder")
