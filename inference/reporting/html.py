@@ -150,12 +150,12 @@ def _compute_optimal_lines(report: ComputeOptimalReport) -> list[str]:
     lines = [line + "."]
     if report.gaps:
         ahead = sum(g.low > 0 for g in report.gaps)
-        behind = [g for g in report.gaps if g.high < 0]
+        behind = sum(g.high < 0 for g in report.gaps)
         worst = min(report.gaps, key=lambda g: (g.difference, g.n, g.reference))
         lines.append(
             f"{where} against each single strategy at equal N ({len(report.gaps)} paired comparisons, 95% "
-            f"intervals): ahead in {ahead}, behind in {len(behind)}, within noise in "
-            f"{len(report.gaps) - ahead - len(behind)}; its largest shortfall is {_points(worst.difference)} "
+            f"intervals): ahead in {ahead}, behind in {behind}, within noise in "
+            f"{len(report.gaps) - ahead - behind}; its largest shortfall is {_points(worst.difference)} "
             f"points against {worst.reference} at N={worst.n} ({_points(worst.low)} to {_points(worst.high)})."
         )
     reached = [s for s in report.savings if s.compute_optimal_n is not None and s.reference_accuracy > 0]
