@@ -139,7 +139,14 @@ def load_scorer(
     token-classification scorer's key/value cache for incremental scoring (None: its default; 0: off).
     """
     if str(path) == SYNTHETIC_CHECKER:
-        return SyntheticCheckerScorer()  # the synthetic world's exact checker: no checkpoint, no options
+        # The synthetic world's exact checker: no checkpoint, so the options that shape how a model reads steps
+        # would be ignored; refuse them instead (dtype, device and batch size have no model to apply to).
+        given = {"prm_style": prm_style, "step_tag": step_tag, "good_token": good_token, "bad_token": bad_token,
+                 "prefix_cache_bytes": prefix_cache_bytes}
+        if any(value is not None for value in given.values()):
+            raise ValueError(f"{SYNTHETIC_CHECKER} is not a model; remove "
+                             f"{', '.join(k for k, v in given.items() if v is not None)}")
+        return SyntheticCheckerScorer()
     directory = Path(path)
     if not directory.is_dir():
         raise FileNotFoundError(f"PRM path {directory} is not a directory; download the checkpoint to a local folder")

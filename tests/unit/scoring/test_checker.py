@@ -7,6 +7,7 @@ import pytest
 from data_prep.synthetic import corrupted_steps, generate_problems, gold_steps
 from inference.config import RunConfig, parse_config
 from inference.runner import build_scorer, check_prm_path
+from inference.scoring.loader import load_scorer
 from inference.scoring.checker import SYNTHETIC_CHECKER, SyntheticCheckerScorer
 
 
@@ -43,3 +44,11 @@ def test_run_config_selects_it_without_a_checkpoint():
     scorer = build_scorer(config)
     assert isinstance(scorer, SyntheticCheckerScorer) and scorer.name == "perfect-verifier"
     assert scorer.num_parameters == 0
+
+
+def test_options_for_a_model_are_refused_not_ignored():
+    with pytest.raises(ValueError, match="synthetic-checker is not a model; remove prm_style, step_tag"):
+        load_scorer(SYNTHETIC_CHECKER, prm_style="step_tag", step_tag="ki")
+    config = parse_config(RunConfig, None, {"prm.path": SYNTHETIC_CHECKER, "prm.prefix_cache_gib": 0.5})
+    with pytest.raises(ValueError, match="remove prefix_cache_bytes"):
+        build_scorer(config)
