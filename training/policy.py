@@ -181,7 +181,8 @@ def train_policy(model_args: PolicyModelArguments, sft_config) -> PolicyManifest
     train_problems = generate_problems("train", model_args.train_problems_per_level, seed=model_args.world_seed)
     dataset = sft_dataset(train_problems)
     trainer = SFTTrainer(model=model, args=sft_config, train_dataset=dataset, processing_class=tokenizer)
-    result = trainer.train(resume_from_checkpoint=_resume_path(sft_config))
+    resumed_from_step = _resumed_from_step(sft_config)
+    result = trainer.train(resume_from_checkpoint=resumed_from_step is not None or None)
     train_seconds = time.time() - started
     output_dir = Path(sft_config.output_dir)
     # Ship bf16 weights and measure the accuracy of exactly those weights.
@@ -208,6 +209,9 @@ def train_policy(model_args: PolicyModelArguments, sft_config) -> PolicyManifest
         eval_problems_per_level=model_args.eval_problems_per_level,
         extra={"train_loss": result.training_loss, "global_steps": trainer.state.global_step},
     )
+    if resumed_from_step is not None:
+        # train_seconds counts this process only: say where it picked up, so the figure is not read as the whole run.
+        manifest.extra["resumed_from_step"] = resumed_from_step
     manifest.save(output_dir)
     return manifest
 
@@ -218,12 +222,14 @@ def _training_settings(sft_config) -> dict:  # noqa: ANN001
     return {key: getattr(sft_config, key, None) for key in keys}
 
 
-def _resume_path(sft_config) -> bool | None:  # noqa: ANN001
+def _resumed_from_step(sft_config) -> int | None:  # noqa: ANN001
+    """The step of the checkpoint a `--resume true` run continues from; None when it starts afresh."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    if not getattr(sft_config, "resume", False):
+    if not getattr(sft_config, "resume", False) or not Path(sft_config.output_dir).is_dir():
         return None
-    return get_last_checkpoint(sft_config.output_dir) is not None or None
+    last = get_last_checkpoint(sft_config.output_dir)
+    return None if last is None else int(Path(last).name.rsplit("-", 1)[-1])
 
 
 def load_policy(checkpoint_dir: str | Path) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
