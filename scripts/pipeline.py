@@ -192,9 +192,8 @@ def _verifier_stage(opts: PipelineOptions) -> Stage:
         return Stage(
             "verifier",
             "check the shipped verifier PRM (the in-run PRMs' starting point) against its manifest",
-            _python("-c", "import json, sys; auroc = json.load(open(sys.argv[1]))['gold_vs_corrupted_step_auroc']; "
-                          "print(sys.argv[1], 'held-out gold-vs-corrupted step AUROC', auroc)", manifest),
-            reads=(manifest,),
+            _python("scripts/ship_verifier.py", "--out", opts.prm_base, "--describe", opts.large_policy),
+            reads=(manifest, f"{opts.large_policy}/ttc_policy_manifest.json"),
         )
     return Stage(
         "verifier",

@@ -79,6 +79,9 @@ class VerifierManifest:
     """The `HeldOutCheck` settings."""
     gold_vs_corrupted_step_auroc: float = 0.0
     gold_vs_corrupted_f1: float = 0.0
+    backbone_config_hash: str = ""
+    """The backbone policy's manifest `config_hash` when the verifier was made: which weights it grew from, so a
+    retrained policy-large is not mistaken for them."""
 
     def save(self, directory: Path) -> Path:
         from data_prep.json_records import write_json_record
@@ -91,6 +94,23 @@ class VerifierManifest:
 
         return read_json_record(cls, Path(directory) / MANIFEST_FILENAME,
                                 missing=f"{directory} is not a verifier written by scripts/ship_verifier.py")
+
+
+def policy_config_hash(policy_dir: Path) -> str:
+    """The `config_hash` in a tiny policy's manifest (read as JSON: no model is loaded)."""
+    return json.loads((policy_dir / "ttc_policy_manifest.json").read_text(encoding="utf-8"))["config_hash"]
+
+
+def describe(verifier_dir: Path, large_policy: Path) -> str:
+    """What the pipeline prints about the verifier it starts from, including whether it grew from `large_policy`."""
+    manifest = VerifierManifest.load(verifier_dir)
+    lines = [f"{verifier_dir}: held-out gold-vs-corrupted step AUROC {manifest.gold_vs_corrupted_step_auroc}"]
+    current = policy_config_hash(large_policy)
+    if manifest.backbone_config_hash and manifest.backbone_config_hash != current:
+        lines.append(f"note: it grew from an earlier {manifest.backbone} (config hash {manifest.backbone_config_hash}), "
+                     f"not from {large_policy} ({current}); the in-run PRMs fine-tune it on this run's policies' "
+                     "samples, and --retrain-verifier grows a new one from this policy")
+    return "\n".join(lines)
 
 
 def config_sha256(path: Path) -> str:
@@ -145,6 +165,7 @@ def ship(source: Path, out: Path, commands: list[str], config: Path, train_secon
         num_parameters=model.num_parameters(), torch_dtype="bfloat16", train_seconds=train_seconds,
         heldout=asdict(check), gold_vs_corrupted_step_auroc=round(result["step_auroc"], 4),
         gold_vs_corrupted_f1=round(result["tuned"]["f1"], 4),
+        backbone_config_hash=policy_config_hash(REPO_ROOT / BACKBONE),
     )
     manifest.save(out)
     return manifest
@@ -172,7 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=Path("configs/prm/tiny_corrupted.yaml"),
                         help="the recipe's config, hashed into the manifest")
     parser.add_argument("--train-seconds", type=float, default=None, help="wall time of all training runs")
+    parser.add_argument("--describe", type=Path, default=None, metavar="LARGE_POLICY",
+                        help="ship nothing: print what --out's manifest says, and whether it grew from LARGE_POLICY")
     args = parser.parse_args(argv)
+    if args.describe is not None:
+        print(describe(args.out, args.describe))
+        return 0
     if args.retrain:
         args.train_seconds, args.source, args.commands = retrain(), RECIPE_OUTPUT, None
     elif args.source is None or args.train_seconds is None:

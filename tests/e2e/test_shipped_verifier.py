@@ -1,6 +1,7 @@
 """The shipped verifier PRM loads like a hub checkpoint, matches its manifest and still verifies held-out steps."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ def test_shipped_verifier_matches_manifest(ship_verifier):
     assert ship_verifier.config_sha256(REPO / manifest.config) == manifest.config_sha256
     assert manifest.commands == ship_verifier.recipe_commands()
     assert manifest.gold_vs_corrupted_step_auroc >= 0.8
+    assert len(manifest.backbone_config_hash) == 16  # which policy-large weights it grew from
 
 
 def test_shipped_verifier_ranks_heldout_gold_steps_above_corrupted(ship_verifier, tmp_path, monkeypatch):
@@ -42,6 +44,21 @@ def test_shipped_verifier_ranks_heldout_gold_steps_above_corrupted(ship_verifier
     assert result["num_fit"] + result["num_eval"] == 5 * check.num_per_level * (1 + check.corrupted_per_problem)
     assert result["step_auroc"] >= 0.75
     assert abs(result["step_auroc"] - manifest.gold_vs_corrupted_step_auroc) <= 0.08
+
+
+def test_describe_notes_a_verifier_that_grew_from_other_policy_weights(ship_verifier, tmp_path):
+    verifier, large = tmp_path / "verifier", tmp_path / "large"
+    verifier.mkdir(), large.mkdir()
+    manifest = ship_verifier.VerifierManifest.load(CHECKPOINT)
+    manifest.backbone_config_hash = "aaaa"
+    manifest.save(verifier)
+    (large / "ttc_policy_manifest.json").write_text(json.dumps({"config_hash": "aaaa"}), encoding="utf-8")
+    assert "note:" not in ship_verifier.describe(verifier, large)
+
+    (large / "ttc_policy_manifest.json").write_text(json.dumps({"config_hash": "bbbb"}), encoding="utf-8")
+    described = ship_verifier.describe(verifier, large)
+    assert f"{manifest.gold_vs_corrupted_step_auroc}" in described
+    assert "note:" in described and "aaaa" in described and "bbbb" in described
 
 
 def test_ship_refuses_a_checkpoint_that_is_not_a_prm(ship_verifier, tmp_path):

@@ -26,7 +26,11 @@ def _stages(pipeline, **overrides):
 def test_prm_stages_fine_tune_the_shipped_verifier_on_a_mixture(pipeline):
     stages = _stages(pipeline)
     verifier = stages["verifier"]
-    assert verifier.reads == ("checkpoints/prm-verifier/ttc_prm_manifest.json",)
+    # The check reads policy-large's manifest too: a retrained policy-large reruns everything after it.
+    assert verifier.reads == ("checkpoints/prm-verifier/ttc_prm_manifest.json",
+                              "checkpoints/policy-large/ttc_policy_manifest.json")
+    assert verifier.command[1:] == ["scripts/ship_verifier.py", "--out", "checkpoints/prm-verifier",
+                                    "--describe", "checkpoints/policy-large"]
     for labeller in ("oracle", "mc"):
         command = stages[f"prm-{labeller}"].command
         assert command[command.index("--model_name_or_path") + 1] == "checkpoints/prm-verifier"
