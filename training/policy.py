@@ -182,7 +182,7 @@ def train_policy(model_args: PolicyModelArguments, sft_config) -> PolicyManifest
     dataset = sft_dataset(train_problems)
     trainer = SFTTrainer(model=model, args=sft_config, train_dataset=dataset, processing_class=tokenizer)
     resumed_from_step = _resumed_from_step(sft_config)
-    result = trainer.train(resume_from_checkpoint=resumed_from_step is not None or None)
+    result = trainer.train(resume_from_checkpoint=True if resumed_from_step is not None else None)
     train_seconds = time.time() - started
     output_dir = Path(sft_config.output_dir)
     # Ship bf16 weights and measure the accuracy of exactly those weights.
