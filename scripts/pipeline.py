@@ -536,7 +536,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-dir", default=None, help="where everything goes (default: runs/<scale>)")
     parser.add_argument("--small-policy", default="checkpoints/policy-small", help="the policy that searches")
     parser.add_argument("--large-policy", default="checkpoints/policy-large",
-                        help="the reference policy (greedy decoding) and the verifier's backbone")
+                        help="the reference policy (greedy decoding); the verifier stage notes whether the verifier "
+                             "grew from it (--retrain-verifier grows one from configs/prm/tiny_corrupted.yaml's "
+                             "model_name_or_path, checkpoints/policy-large)")
     parser.add_argument("--retrain-policies", action="store_true",
                         help="train both tiny policies with training/train_policy.py instead of using the shipped ones "
                         "(writes into --small-policy/--large-policy)")

@@ -107,9 +107,9 @@ def describe(verifier_dir: Path, large_policy: Path) -> str:
     lines = [f"{verifier_dir}: held-out gold-vs-corrupted step AUROC {manifest.gold_vs_corrupted_step_auroc}"]
     current = policy_config_hash(large_policy)
     if manifest.backbone_config_hash and manifest.backbone_config_hash != current:
-        lines.append(f"note: it grew from an earlier {manifest.backbone} (config hash {manifest.backbone_config_hash}), "
-                     f"not from {large_policy} ({current}); the in-run PRMs fine-tune it on this run's policies' "
-                     "samples, and --retrain-verifier grows a new one from this policy")
+        lines.append(f"note: it grew from an earlier {manifest.backbone} "
+                     f"(config hash {manifest.backbone_config_hash}), not from {large_policy} ({current}); the in-run "
+                     "PRMs fine-tune it on this run's policies' samples, and --retrain-verifier grows a new one")
     return "\n".join(lines)
 
 
