@@ -97,8 +97,10 @@ class VerifierManifest:
 
 
 def policy_config_hash(policy_dir: Path) -> str:
-    """The `config_hash` in a tiny policy's manifest (read as JSON: no model is loaded)."""
-    return json.loads((policy_dir / "ttc_policy_manifest.json").read_text(encoding="utf-8"))["config_hash"]
+    """The `config_hash` in a tiny policy's manifest (its one reader: a clear error for a directory without one)."""
+    from training.policy import PolicyManifest
+
+    return PolicyManifest.load(policy_dir).config_hash
 
 
 def describe(verifier_dir: Path, large_policy: Path) -> str:

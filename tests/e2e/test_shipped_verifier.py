@@ -1,7 +1,6 @@
 """The shipped verifier PRM loads like a hub checkpoint, matches its manifest and still verifies held-out steps."""
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ from transformers import AutoModelForTokenClassification
 
 from data_prep.prm_metadata import PRMMetadata
 from tests.repo_files import load_repo_file
+from training.policy import PolicyManifest
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKPOINT = REPO / "checkpoints" / "prm-verifier"
@@ -52,10 +52,11 @@ def test_describe_notes_a_verifier_that_grew_from_other_policy_weights(ship_veri
     manifest = ship_verifier.VerifierManifest.load(CHECKPOINT)
     manifest.backbone_config_hash = "aaaa"
     manifest.save(verifier)
-    (large / "ttc_policy_manifest.json").write_text(json.dumps({"config_hash": "aaaa"}), encoding="utf-8")
+    policy = PolicyManifest.load(REPO / "checkpoints" / "policy-large")
+    dataclasses.replace(policy, config_hash="aaaa").save(large)
     assert "note:" not in ship_verifier.describe(verifier, large)
 
-    (large / "ttc_policy_manifest.json").write_text(json.dumps({"config_hash": "bbbb"}), encoding="utf-8")
+    dataclasses.replace(policy, config_hash="bbbb").save(large)
     described = ship_verifier.describe(verifier, large)
     assert f"{manifest.gold_vs_corrupted_step_auroc}" in described
     assert "note:" in described and "aaaa" in described and "bbbb" in described
