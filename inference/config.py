@@ -672,6 +672,11 @@ def build_dataclass(cls: type, file_data: Mapping[str, Any], cli: Mapping[str, A
             section = file_data.get(name, {}) or {}
             values[name] = build_dataclass(hint, section, _cli_section(cli, name), layers, dotted + ".")
         elif cls is RunConfig and name == "strategies":
+            if name in cli:  # a bare --strategies VALUE would otherwise be dropped without a word
+                raise ConfigError(
+                    "command line: --strategies is a section; set one setting per flag, "
+                    "e.g. --strategies.beam_search.beam_width 4"
+                )
             values[name] = _build_strategies(file_data.get(name, _MISSING), _cli_section(cli, name), layers)
         else:
             value = _field_value(spec, hint, file_data, cli, layers, dotted)

@@ -52,6 +52,14 @@ def test_unknown_flag_without_subcommand(capsys):
     assert "'beam_width' for strategy 'best_of_n' is not known" in one_line_error(capsys)
 
 
+def test_section_given_a_whole_value_is_an_error_not_ignored(capsys):
+    # A bare --strategies JSON / --policy VALUE once parsed as an unknown extra and was dropped without a word.
+    assert cli.main(["run", "--strategies", '{"majority": {"temperature": 0.5}}']) == 2
+    assert "--strategies is a section; set one setting per flag" in one_line_error(capsys)
+    assert cli.main(["run", "--policy", "checkpoints/policy-small"]) == 2
+    assert "--policy is a section; set its keys" in one_line_error(capsys)
+
+
 def test_bad_value_and_stray_argument_exit_2(capsys):
     assert cli.main(["run", "--seed", "x"]) == 2
     assert "--seed): expected an integer, got 'x'" in one_line_error(capsys)
