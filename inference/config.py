@@ -179,7 +179,7 @@ class PolicyConfig:
         return options
 
 
-PRMStyleName = Literal["token_classification", "chat_plus_minus", "step_tag"]
+PRMStyleName = Literal["token_classification", "chat_plus_minus", "step_tag", "lm_likelihood"]
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,9 @@ class PRMConfig:
     """PRM checkpoint directory (a `ttc_prm.json` in it gives its style) or a cached hub id; `synthetic-checker` is
     the synthetic world's exact step checker instead of a model (a perfect verifier: the ceiling of search)."""
     prm_style: PRMStyleName | None = None
-    """How the PRM reads steps; null reads it from the checkpoint's `ttc_prm.json` (public PRMs need it set)."""
+    """How the PRM reads steps; null reads it from the checkpoint's `ttc_prm.json` (public PRMs need it set).
+    `lm_likelihood` reads a plain causal LM (e.g. a larger policy) as verifier: a step scores the smallest
+    probability it gives any of the step's tokens (aggregate with min)."""
     dtype: DType = "auto"
     """Weights dtype; `auto` is bfloat16 on CUDA and float32 on CPU."""
     device: Device = "cpu"

@@ -11,9 +11,13 @@ from typing import Any
 from data_prep.prm_metadata import METADATA_FILENAME, PRM_STYLES, PRMMetadata
 from inference.generation.common import resolve_device, resolve_dtype
 from inference.scoring.checker import SYNTHETIC_CHECKER, SyntheticCheckerScorer
+from inference.scoring.likelihood import LIKELIHOOD_STYLE
 from inference.types import PRMScorer
 
 logger = logging.getLogger(__name__)
+
+SCORER_STYLES: tuple[str, ...] = (*PRM_STYLES, LIKELIHOOD_STYLE)
+"""What `prm_style` may name: the trained PRM styles, and a plain causal LM read as a likelihood verifier."""
 
 _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 _TOKEN_CLASSIFICATION_SUFFIX = "ForTokenClassification"
@@ -112,6 +116,24 @@ def _load_model(directory: Path, style: str, metadata: PRMMetadata | None, torch
     return PeftModel.from_pretrained(base, str(directory)).merge_and_unload()
 
 
+def _load_likelihood_scorer(directory: Path, metadata: PRMMetadata | None, dtype: str, device: str,
+                            max_tokens_per_batch: int, trust_remote_code: bool, unused: dict[str, Any]) -> PRMScorer:
+    """A plain causal LM (a policy checkpoint) as the likelihood verifier; a trained PRM is not one."""
+    from inference.scoring.likelihood import LikelihoodScorer
+
+    if metadata is not None:
+        raise ValueError(f"{directory} is a trained PRM ({METADATA_FILENAME}, style {metadata.prm_style}); "
+                         f"prm_style {LIKELIHOOD_STYLE} reads a plain causal LM such as a policy checkpoint")
+    given = [key for key, value in unused.items() if value is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} do not apply to prm_style {LIKELIHOOD_STYLE}; remove them")
+    torch_device = resolve_device(device)
+    model = _load_model(directory, LIKELIHOOD_STYLE, None, resolve_dtype(dtype, torch_device), trust_remote_code)
+    tokenizer = _load_tokenizer(directory, None, trust_remote_code)
+    return LikelihoodScorer(model, tokenizer, path=str(directory), device=torch_device,
+                            max_tokens_per_batch=max_tokens_per_batch)
+
+
 def is_loadable_prm_path(path: str | Path) -> bool:
     """A local directory, or `synthetic-checker` (no files): what to check before any slow work."""
     return str(path) == SYNTHETIC_CHECKER or Path(path).is_dir()
@@ -151,13 +173,17 @@ def load_scorer(
     if not directory.is_dir():
         raise FileNotFoundError(f"PRM path {directory} is not a directory; download the checkpoint to a local folder")
     metadata = PRMMetadata.load(directory) if (directory / METADATA_FILENAME).is_file() else None
-    if prm_style is not None and prm_style not in PRM_STYLES:
-        raise ValueError(f"prm_style={prm_style!r} is not one of {', '.join(PRM_STYLES)}")
+    if prm_style is not None and prm_style not in SCORER_STYLES:
+        raise ValueError(f"prm_style={prm_style!r} is not one of {', '.join(SCORER_STYLES)}")
     if metadata is None and prm_style is None:
         raise ValueError(
             f"{directory} has no {METADATA_FILENAME} and no prm_style was given; set prm_style to one of "
-            f"{', '.join(PRM_STYLES)}"
+            f"{', '.join(SCORER_STYLES)}"
         )
+    if prm_style == LIKELIHOOD_STYLE:
+        return _load_likelihood_scorer(directory, metadata, dtype, device, max_tokens_per_batch, trust_remote_code,
+                                       {"step_tag": step_tag, "good_token": good_token, "bad_token": bad_token,
+                                        "prefix_cache_bytes": prefix_cache_bytes})
     style = _resolve("prm_style", prm_style, metadata.prm_style if metadata else None, None, metadata)
     if style == "token_classification" and (step_tag, good_token, bad_token) != (None, None, None):
         raise ValueError("step_tag, good_token and bad_token apply to the causal PRM styles, not token_classification")
