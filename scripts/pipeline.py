@@ -27,9 +27,12 @@ from pathlib import Path
 from typing import Callable
 
 from inference.scoring.checker import SYNTHETIC_CHECKER
+from inference.scoring.likelihood import LIKELIHOOD_STYLE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STAGE_MARKER_DIR = ".stages"
+LIKELIHOOD_VERIFIER = "policy-large-likelihood"
+"""Name in result rows of the verifier that reads policy-large's token probabilities (no trained head)."""
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,19 @@ def _inference_stages(opts: PipelineOptions) -> list[Stage]:
         reads=("configs/infer/tiny.yaml",), after=("policies",),
         clean_on_rerun=(f"{run}/search/tree-checker",),
     ))
+    stages.append(Stage(
+        "search-likelihood",
+        f"ttc-infer: policy-small + policy-large's token probabilities as verifier (no trained head; a step scores "
+        f"its least likely token, solutions the minimum), best-of-N and weighted best-of-N at N <= {s.max_n_sampling}",
+        _ttc_infer("run", *common, "--policy.model_name_or_path", opts.small_policy,
+                   "--prm.path", opts.large_policy, "--prm.prm_style", LIKELIHOOD_STYLE,
+                   "--prm.name", LIKELIHOOD_VERIFIER,
+                   "--sweep.strategies", "best_of_n", "weighted_best_of_n", "--sweep.max_n", str(s.max_n_sampling),
+                   "--strategies.best_of_n.aggregation", "min", "--strategies.weighted_best_of_n.aggregation", "min",
+                   "--output_dir", f"{run}/search/search-likelihood"),
+        reads=("configs/infer/tiny.yaml",), after=("policies",),
+        clean_on_rerun=(f"{run}/search/search-likelihood",),
+    ))
     for size, policy in (("small", opts.small_policy), ("large", opts.large_policy)):
         stages.append(Stage(
             f"greedy-{size}",
@@ -261,12 +277,25 @@ def _processbench_stage(run: Path, name: str, data_stage: str, data: str, descri
     )
 
 
+def _likelihood_processbench_stage(opts: PipelineOptions, name: str, data_stage: str, data: str) -> Stage:
+    """The same evaluation of the likelihood verifier (its own call: prm_style applies to every PRM of a call)."""
+    return Stage(
+        name,
+        f"ttc-infer processbench: {LIKELIHOOD_VERIFIER} on the data of the {data_stage} stage",
+        _ttc_infer("processbench", "--config", "configs/eval/processbench_tiny.yaml",
+                   "--data", data, "--output_dir", f"{opts.run_dir}/{name}", "--prm_style", LIKELIHOOD_STYLE,
+                   "--prms", json.dumps({LIKELIHOOD_VERIFIER: opts.large_policy})),
+        reads=("configs/eval/processbench_tiny.yaml",), after=(data_stage, "policies"),
+    )
+
+
 def _evaluation_stages(opts: PipelineOptions) -> list[Stage]:
     run = opts.run_dir
-    searches = ("search-oracle", "tree-oracle", "search-mc", "tree-mc", "tree-checker")
+    searches = ("search-oracle", "tree-oracle", "search-mc", "tree-mc", "tree-checker", "search-likelihood")
     report_args = ["--eval_dir", f"{run}/eval", "--output_dir", f"{run}/report", "--main_prm", "prm-oracle",
                    "--processbench", f"{run}/processbench/processbench-prm-oracle.json",
                    f"{run}/processbench/processbench-prm-mc.json",
+                   f"{run}/processbench-likelihood/processbench-{LIKELIHOOD_VERIFIER}.json",
                    "--title", "ttc on the embedded default: policy-small + search vs policy-large greedy"]
     if opts.wandb:
         report_args += ["--wandb", "true", "--wandb_dir", f"{run}/wandb"]
@@ -282,6 +311,10 @@ def _evaluation_stages(opts: PipelineOptions) -> list[Stage]:
         ),
         _processbench_stage(run, "processbench-corrupted", "corrupted-test", f"{run}/labels/test_corrupted.jsonl",
                             "the two PRMs on held-out gold vs corrupted steps: do they verify the arithmetic?"),
+        _likelihood_processbench_stage(opts, "processbench-likelihood", "labels-test",
+                                       f"{run}/labels/test_oracle.jsonl"),
+        _likelihood_processbench_stage(opts, "processbench-corrupted-likelihood", "corrupted-test",
+                                       f"{run}/labels/test_corrupted.jsonl"),
         Stage(
             "eval",
             "accuracy at N per strategy, level and compute; difficulty bins; compute-optimal routing",
@@ -291,7 +324,7 @@ def _evaluation_stages(opts: PipelineOptions) -> list[Stage]:
             after=(*searches, "greedy-small"),
             late_args=lambda o: ["--policy_params", str(count_parameters(o.small_policy)), "--prm_params", json.dumps(
                 {**{f"prm-{name}": count_parameters(o.run_dir / f"prm-{name}") for name in ("oracle", "mc")},
-                 SYNTHETIC_CHECKER: 0})],
+                 SYNTHETIC_CHECKER: 0, LIKELIHOOD_VERIFIER: count_parameters(o.large_policy)})],
         ),
         Stage(
             "eval-large",
@@ -305,7 +338,7 @@ def _evaluation_stages(opts: PipelineOptions) -> list[Stage]:
             "report",
             "plots, one HTML page and W&B offline runs",
             _ttc_infer("report", *report_args, "--policy", "policy-small"),
-            after=("eval", "eval-large", "processbench"),
+            after=("eval", "eval-large", "processbench", "processbench-likelihood"),
             late_args=lambda o: ["--references", json.dumps(reference_accuracies(o.run_dir))],
         ),
     ]
@@ -479,24 +512,35 @@ def summary_lines(opts: PipelineOptions) -> list[str]:
     best = max(reachable, key=lambda p: p["accuracy"], default=None)
     matching = sorted((p for p in reachable if large is not None and p["accuracy"] >= large),
                       key=lambda p: (p["n"], -p["accuracy"]))
-    match_text = (f"{matching[0]['strategy']} reaches it at N = {matching[0]['n']} ({matching[0]['accuracy']:.1%})"
+    match_text = (f"{_arm(matching[0])} reaches it at N = {matching[0]['n']} ({matching[0]['accuracy']:.1%})"
                   if matching else "no strategy reaches it within this budget")
-    bench = _processbench_f1(opts.run_dir / "processbench")
-    corrupted = _processbench_f1(opts.run_dir / "processbench-corrupted", auroc_only=True)
+    bench = [*_processbench_f1(opts.run_dir / "processbench"),
+             *_processbench_f1(opts.run_dir / "processbench-likelihood")]
+    corrupted = [*_processbench_f1(opts.run_dir / "processbench-corrupted", auroc_only=True),
+                 *_processbench_f1(opts.run_dir / "processbench-corrupted-likelihood", auroc_only=True)]
     return [
         f"policy-small greedy {_pct(small)} | policy-large greedy {_pct(large)}",
         f"policy-small at N={n_tree}: majority {acc('majority', n_tree)}, best-of-N {acc('best_of_n', n_tree)}, "
         f"weighted best-of-N {acc('weighted_best_of_n', n_tree)}, beam search {acc('beam_search', n_tree)}, "
         f"DVTS {acc('dvts', n_tree)}",
         f"policy-small at N={n_sampling}: majority {acc('majority', n_sampling)}, weighted best-of-N "
-        f"{acc('weighted_best_of_n', n_sampling)}, pass@N {acc('pass@n', n_sampling)}",
+        f"{acc('weighted_best_of_n', n_sampling)}, pass@N {acc('pass@n', n_sampling)}; with {LIKELIHOOD_VERIFIER} "
+        f"as verifier at N={n_tree} / {n_sampling}: weighted best-of-N "
+        f"{acc('weighted_best_of_n', n_tree, LIKELIHOOD_VERIFIER)} / "
+        f"{acc('weighted_best_of_n', n_sampling, LIKELIHOOD_VERIFIER)}",
         f"policy-large greedy {_pct(large)}: {match_text}; best overall "
-        + (f"{best['strategy']}@{best['n']} {best['accuracy']:.1%}" if best else "n/a")
+        + (f"{_arm(best)}@{best['n']} {best['accuracy']:.1%}" if best else "n/a")
         + f"; ceiling (beam search with the exact checker as PRM) at N={n_tree}: "
         + acc("beam_search", n_tree, prm=SYNTHETIC_CHECKER),
-        "PRMs (ProcessBench-style F1 / step AUROC on policy solutions): " + (", ".join(bench) if bench else "n/a")
+        "Verifiers (ProcessBench-style F1 / step AUROC on policy solutions): " + (", ".join(bench) if bench else "n/a")
         + "; step AUROC on held-out gold vs corrupted steps: " + (", ".join(corrupted) if corrupted else "n/a"),
     ]
+
+
+def _arm(point: dict) -> str:
+    """A strategy and the verifier it ran with (none for majority, which reads no scores)."""
+    prm = point.get("prm")
+    return f"{point['strategy']} ({prm})" if prm and point["strategy"] != "majority" else point["strategy"]
 
 
 def _pct(value: float | None) -> str:

@@ -239,7 +239,7 @@ def build_report(
             level_n = max(sampled or [p.n for p in level_points])
         figures[f"Accuracy per level at N={level_n}"] = plots.plot_accuracy_by_level(points, n=level_n)
     if prm_points and len(prm_points) > 1:
-        figures["PRM comparison"] = plots.plot_prm_comparison(prm_points)
+        figures["PRM comparison"] = plots.plot_prm_comparison(prm_points, references=references)
     if processbench:
         figures["PRM robustness (ProcessBench-style)"] = plots.plot_processbench(processbench)
     for report in compute_optimal:

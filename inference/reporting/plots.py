@@ -224,8 +224,10 @@ def plot_prm_comparison(
     *,
     strategies: Sequence[str] = ("weighted_best_of_n", "beam_search"),
     title: str = "PRM comparison",
+    references: Mapping[str, float] | None = None,
 ) -> Figure:
-    """Side by side, one panel per strategy: accuracy vs N with one line per PRM (and beam width)."""
+    """Side by side, one panel per strategy: accuracy vs N with one line per PRM (and beam width), and the
+    reference models' accuracies as horizontal lines (which verifier lifts the policy past them)."""
     if len(points_by_prm) < 1:
         raise ValueError("plot_prm_comparison needs the points of at least one PRM")
     fig, axes = _figure(width=6.0 * len(strategies), height=5.0, ncols=len(strategies))
@@ -237,6 +239,8 @@ def plot_prm_comparison(
                 ax.plot([p.n for p in series], [100 * p.accuracy for p in series], marker="o", markersize=4,
                         color=palette[i % len(palette)], linestyle=("-", "--", ":")[j % 3],
                         label=f"{prm} {suffix}".strip())
+        if ax.get_legend_handles_labels()[0]:
+            _references(ax, references)
         _log2_axis(ax)
         _percent_axis(ax)
         ax.set_xlabel("Generation budget N (log2 scale)")

@@ -18,7 +18,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", 
        "WANDB_MODE": "offline"}
 STAGES = ["world", "policies", "verifier", "labels-oracle", "labels-mc", "labels-test", "corrupted-train",
           "prm-oracle", "prm-mc", "search-oracle", "tree-oracle", "search-mc", "tree-mc", "tree-checker",
-          "greedy-small", "greedy-large", "processbench", "corrupted-test", "processbench-corrupted", "eval",
+          "search-likelihood", "greedy-small", "greedy-large", "processbench", "corrupted-test",
+          "processbench-corrupted", "processbench-likelihood", "processbench-corrupted-likelihood", "eval",
           "eval-large", "report"]
 
 
@@ -65,6 +66,10 @@ def test_every_stage_runs_and_leaves_a_report(finished_run):
         corrupted = json.loads((run_dir / "processbench-corrupted" / f"processbench-{prm}.json").read_text())
         assert corrupted["num_fit"] + corrupted["num_eval"] == 120
         assert corrupted["step_auroc"] >= 0.7, (prm, corrupted["step_auroc"])
+    likelihood = json.loads((run_dir / "processbench-likelihood" / "processbench-policy-large-likelihood.json")
+                            .read_text())
+    assert likelihood["scorer"] == "policy-large-likelihood" and likelihood["num_eval"] > 0
+    assert {point["prm"] for point in _metrics(run_dir)} >= {"prm-oracle", "prm-mc", "policy-large-likelihood"}
     strategies = {point["strategy"] for point in _metrics(run_dir)}
     assert {"majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts", "pass@n"} <= strategies
     summary = result.stdout.split("Report: ", 1)[1].splitlines()

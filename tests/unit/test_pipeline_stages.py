@@ -84,5 +84,29 @@ def test_checker_stage_feeds_eval_and_is_a_ceiling_not_a_strategy(pipeline, tmp_
         retrain_policies=False, wandb=False, seed=0,
     )
     line = pipeline.summary_lines(opts)[3]
-    assert line.startswith("policy-large greedy 50.0%: no strategy reaches it within this budget; best overall dvts@4 "
-                           "30.0%; ceiling (beam search with the exact checker as PRM) at N=4: 90.0%")
+    assert line.startswith("policy-large greedy 50.0%: no strategy reaches it within this budget; best overall dvts "
+                           "(prm-oracle)@4 30.0%; ceiling (beam search with the exact checker as PRM) at N=4: 90.0%")
+
+
+def test_likelihood_stage_reads_policy_large_as_verifier_and_feeds_eval(pipeline):
+    stages = _stages(pipeline)
+    command = stages["search-likelihood"].command
+
+    def value(flag):
+        return command[command.index(flag) + 1]
+
+    assert (value("--prm.path"), value("--prm.prm_style")) == ("checkpoints/policy-large", "lm_likelihood")
+    assert value("--policy.model_name_or_path") == "checkpoints/policy-small"
+    # The last step (the boxed answer) is fluent whatever came before it: solutions are scored by their minimum.
+    assert value("--strategies.best_of_n.aggregation") == value("--strategies.weighted_best_of_n.aggregation") == "min"
+    assert stages["search-likelihood"].after == ("policies",)
+    assert "search-likelihood" in stages["eval"].after
+    assert "runs/x/search/search-likelihood" in stages["eval"].command
+    # ProcessBench-style, in calls of their own (prm_style applies to every PRM of one call), into the report.
+    for name, data in (("processbench-likelihood", "test_oracle"), ("processbench-corrupted-likelihood",
+                                                                     "test_corrupted")):
+        bench = stages[name].command
+        assert bench[bench.index("--prm_style") + 1] == "lm_likelihood"
+        assert bench[bench.index("--data") + 1] == f"runs/x/labels/{data}.jsonl"
+        assert json.loads(bench[bench.index("--prms") + 1]) == {"policy-large-likelihood": "checkpoints/policy-large"}
+    assert "runs/x/processbench-likelihood/processbench-policy-large-likelihood.json" in stages["report"].command

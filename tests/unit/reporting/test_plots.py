@@ -91,6 +91,10 @@ def test_prm_comparison(run, tmp_path):
     assert legend_texts(fig.axes[1]) == ["prm-a (M=4)", "prm-b (M=4)"]
     assert all("%" in ax.get_ylabel() and "N" in ax.get_xlabel() for ax in fig.axes)
     check_saved(fig, tmp_path / "prm.png")
+    # A reference model's greedy accuracy is drawn in every panel with results: which verifier gets past it.
+    fig = plots.plot_prm_comparison({"prm-a": points}, references={"large greedy": 0.5})
+    assert [legend_texts(ax) for ax in fig.axes] == [["prm-a", "large greedy (50.0%)"],
+                                                     ["prm-a (M=4)", "large greedy (50.0%)"]]
 
 
 def test_processbench_bars(pb_reports, tmp_path):
