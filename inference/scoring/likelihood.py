@@ -1,7 +1,8 @@
 """Likelihood verifier: a causal LM (e.g. a larger policy) scores each step by the least likely token it contains.
 
-No step labels are trained: the verifier reads the solution in the policy's own chat prompt, and a step's score is
-min over the step's tokens of P(token | everything before it). A slip such as `67 * 7 = 459` puts one token the
+No step labels are trained: the verifier reads the solution after ttc's policy prompt (its own chat template over
+`data_prep.steps.SYSTEM_PROMPT`, the policies' default), and a step's score is min over the step's tokens of
+P(token | everything before it). A slip such as `67 * 7 = 459` puts one token the
 verifier did not expect into an otherwise fluent step, so the minimum (not the mean) is what exposes it; aggregate
 such scores with `min` or `prod`, since the last step (the boxed answer) is fluent whatever came before it.
 """
@@ -61,6 +62,7 @@ class LikelihoodScorer(BatchedPRMScorer):
     def step_probabilities(self, model_inputs: dict[str, Any], batch: list[PRMInput]) -> list[list[float]]:
         import torch
 
+        # Every position's full distribution is needed (batch x length x vocab floats): max_tokens_per_batch bounds it.
         with torch.inference_mode():
             logits = self.model(**model_inputs).logits
             # Log-probability of each token given the tokens before it (position t predicts token t + 1).
