@@ -16,6 +16,7 @@ from inference.evaluation.compute_optimal import COMPUTE_OPTIMAL, ComputeOptimal
 from inference.evaluation.metrics import PASS_AT_N, MetricPoint, accuracy_table, select
 from inference.evaluation.processbench import ProcessBenchReport
 from inference.reporting import plots
+from inference.scoring.checker import SYNTHETIC_CHECKER
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +102,14 @@ def headline(
     references: Mapping[str, float] | None = None,
     compute_optimal: Sequence[ComputeOptimalReport] = (),
     processbench: Sequence[ProcessBenchReport] = (),
+    other_verifiers: Mapping[str, Sequence[MetricPoint]] | None = None,
 ) -> list[str]:
-    """The few sentences at the top of the report."""
+    """The few sentences at the top of the report.
+
+    `points` are the main PRM's; `other_verifiers` (name -> points) are searched for a reference the main PRM does
+    not match, so the page says which verifier gets the policy there (ceilings, pass@N and the exact checker, never
+    count as matching).
+    """
     overall = select(points)
     arms = [p for p in overall if p.strategy not in (PASS_AT_N, COMPUTE_OPTIMAL)]
     lines = []
@@ -123,8 +130,10 @@ def headline(
             first = min(reached, key=lambda p: (p.n, -p.accuracy, p.label))
             lines.append(f"{name} ({_pct(accuracy)}) is matched by {first.label} at N={first.n} ({_pct(first.accuracy)}).")
         else:
-            lines.append(f"{name} ({_pct(accuracy)}) is not matched by any strategy up to "
+            scope = " with the main PRM" if other_verifiers else ""
+            lines.append(f"{name} ({_pct(accuracy)}) is not matched by any strategy{scope} up to "
                          f"N={max((p.n for p in arms), default=0)}.")
+            lines += _matched_by_other_verifiers(name, accuracy, other_verifiers or {})
     for report in compute_optimal:
         lines += _compute_optimal_lines(report)
     for r in processbench:
@@ -132,6 +141,20 @@ def headline(
         lines.append(f"{r.scorer or 'PRM'}: ProcessBench-style F1 {_pct(r.tuned.f1)} at tuned threshold "
                      f"{r.tuned.threshold:.3g} ({_pct(r.fixed.f1)} at 0.5), step AUROC {auroc}.")
     return lines or ["No results."]
+
+
+def _matched_by_other_verifiers(name: str, accuracy: float, others: Mapping[str, Sequence[MetricPoint]]) -> list[str]:
+    lines = []
+    for verifier, points in sorted(others.items()):
+        if verifier == SYNTHETIC_CHECKER:  # a perfect verifier knows the answers: a ceiling, not a strategy
+            continue
+        arms = [p for p in select(points) if p.strategy not in (PASS_AT_N, COMPUTE_OPTIMAL)]
+        reached = [p for p in arms if p.accuracy >= accuracy]
+        if reached:
+            first = min(reached, key=lambda p: (p.n, -p.accuracy, p.label))
+            lines.append(f"With {verifier} as verifier, {name} is matched by {first.label} at N={first.n} "
+                         f"({_pct(first.accuracy)}).")
+    return lines
 
 
 def _compute_optimal_lines(report: ComputeOptimalReport) -> list[str]:
@@ -275,7 +298,8 @@ def build_report(
         ]
     page = render_html(
         title=title,
-        headline=headline(points, references=references, compute_optimal=compute_optimal, processbench=processbench),
+        headline=headline(points, references=references, compute_optimal=compute_optimal, processbench=processbench,
+                          other_verifiers=prm_points),
         figures=pngs, tables=tables, config=config,
     )
     path = out_dir / REPORT_FILENAME

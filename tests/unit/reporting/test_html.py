@@ -30,6 +30,21 @@ def test_headline_from_hand_made_points():
     ]
 
 
+def test_headline_names_another_verifier_that_reaches_a_reference_the_main_prm_misses():
+    main = [point("majority", 16, 0.45), point("weighted_best_of_n", 16, 0.55), point("pass@n", 16, 0.9)]
+    others = {
+        "main-prm": main,
+        "large-likelihood": [point("best_of_n", 4, 0.58), point("best_of_n", 8, 0.70), point("pass@n", 8, 0.9)],
+        "synthetic-checker": [point("beam_search", 4, 0.85, beam_width=4)],  # a ceiling: never "matches"
+        "weak": [point("best_of_n", 16, 0.50)],
+    }
+    lines = headline(main, references={"large greedy": 0.6}, other_verifiers=others)
+    assert lines[-2:] == [
+        "large greedy (60.0%) is not matched by any strategy with the main PRM up to N=16.",
+        "With large-likelihood as verifier, large greedy is matched by best_of_n at N=8 (70.0%).",
+    ]
+
+
 def test_render_table_escapes_and_formats():
     table = render_table([{"strategy": "<b>x</b>", "acc": 0.123456}, {"strategy": "y", "extra": None}])
     assert "&lt;b&gt;x&lt;/b&gt;" in table and "<td>0.1235</td>" in table
