@@ -267,25 +267,27 @@ def _inference_stages(opts: PipelineOptions) -> list[Stage]:
 
 def _processbench_stage(run: Path, name: str, data_stage: str, data: str, description: str) -> Stage:
     """`ttc-infer processbench` of both PRMs on one labelled file, written to `<run>/<name>`."""
-    return Stage(
-        name,
-        description,
-        _ttc_infer("processbench", "--config", "configs/eval/processbench_tiny.yaml",
-                   "--data", data, "--output_dir", f"{run}/{name}",
-                   "--prms", json.dumps({"prm-oracle": f"{run}/prm-oracle", "prm-mc": f"{run}/prm-mc"})),
-        reads=("configs/eval/processbench_tiny.yaml",), after=(data_stage, "prm-oracle", "prm-mc"),
-    )
+    return _processbench_call(run, name, data_stage, data, description,
+                              {"prm-oracle": f"{run}/prm-oracle", "prm-mc": f"{run}/prm-mc"}, ("prm-oracle", "prm-mc"))
 
 
 def _likelihood_processbench_stage(opts: PipelineOptions, name: str, data_stage: str, data: str) -> Stage:
     """The same evaluation of the likelihood verifier (its own call: prm_style applies to every PRM of a call)."""
+    return _processbench_call(opts.run_dir, name, data_stage, data,
+                              f"ttc-infer processbench: {LIKELIHOOD_VERIFIER} on the data of the {data_stage} stage",
+                              {LIKELIHOOD_VERIFIER: opts.large_policy}, ("policies",), prm_style=LIKELIHOOD_STYLE)
+
+
+def _processbench_call(run: Path, name: str, data_stage: str, data: str, description: str, prms: dict[str, str],
+                       made_by: tuple[str, ...], prm_style: str | None = None) -> Stage:
+    """One `ttc-infer processbench` stage: `prms` (name -> checkpoint, made by the `made_by` stages) on `data`."""
+    style = ["--prm_style", prm_style] if prm_style else []
     return Stage(
         name,
-        f"ttc-infer processbench: {LIKELIHOOD_VERIFIER} on the data of the {data_stage} stage",
+        description,
         _ttc_infer("processbench", "--config", "configs/eval/processbench_tiny.yaml",
-                   "--data", data, "--output_dir", f"{opts.run_dir}/{name}", "--prm_style", LIKELIHOOD_STYLE,
-                   "--prms", json.dumps({LIKELIHOOD_VERIFIER: opts.large_policy})),
-        reads=("configs/eval/processbench_tiny.yaml",), after=(data_stage, "policies"),
+                   "--data", data, "--output_dir", f"{run}/{name}", *style, "--prms", json.dumps(prms)),
+        reads=("configs/eval/processbench_tiny.yaml",), after=(data_stage, *made_by),
     )
 
 

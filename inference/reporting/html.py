@@ -111,7 +111,7 @@ def headline(
     count as matching).
     """
     overall = select(points)
-    arms = [p for p in overall if p.strategy not in (PASS_AT_N, COMPUTE_OPTIMAL)]
+    arms = _arms(overall)
     lines = []
     if arms:
         best = min(arms, key=lambda p: (-p.accuracy, p.n, p.label))
@@ -125,9 +125,8 @@ def headline(
         top = max(ceiling, key=lambda p: p.n)
         lines.append(f"Ceiling pass@{top.n} (any correct among {top.n} samples): {_pct(top.accuracy)}.")
     for name, accuracy in (references or {}).items():
-        reached = [p for p in arms if p.accuracy >= accuracy]
-        if reached:
-            first = min(reached, key=lambda p: (p.n, -p.accuracy, p.label))
+        first = _first_reaching(arms, accuracy)
+        if first is not None:
             lines.append(f"{name} ({_pct(accuracy)}) is matched by {first.label} at N={first.n} ({_pct(first.accuracy)}).")
         else:
             scope = " with the main PRM" if other_verifiers else ""
@@ -143,15 +142,24 @@ def headline(
     return lines or ["No results."]
 
 
+def _arms(points: Sequence[MetricPoint]) -> list[MetricPoint]:
+    """The points of strategies a user can run: not the pass@N ceiling, not the compute-optimal summary."""
+    return [p for p in points if p.strategy not in (PASS_AT_N, COMPUTE_OPTIMAL)]
+
+
+def _first_reaching(arms: Sequence[MetricPoint], accuracy: float) -> MetricPoint | None:
+    """The cheapest point at or above `accuracy` (smallest N, then the most accurate), or None."""
+    reached = [p for p in arms if p.accuracy >= accuracy]
+    return min(reached, key=lambda p: (p.n, -p.accuracy, p.label)) if reached else None
+
+
 def _matched_by_other_verifiers(name: str, accuracy: float, others: Mapping[str, Sequence[MetricPoint]]) -> list[str]:
     lines = []
     for verifier, points in sorted(others.items()):
         if verifier == SYNTHETIC_CHECKER:  # a perfect verifier knows the answers: a ceiling, not a strategy
             continue
-        arms = [p for p in select(points) if p.strategy not in (PASS_AT_N, COMPUTE_OPTIMAL)]
-        reached = [p for p in arms if p.accuracy >= accuracy]
-        if reached:
-            first = min(reached, key=lambda p: (p.n, -p.accuracy, p.label))
+        first = _first_reaching(_arms(select(points)), accuracy)
+        if first is not None:
             lines.append(f"With {verifier} as verifier, {name} is matched by {first.label} at N={first.n} "
                          f"({_pct(first.accuracy)}).")
     return lines
