@@ -23,8 +23,9 @@ DEFAULT_MATH500_PATH = DEFAULT_DATA_DIR / "math500_test.jsonl"
 DEFAULT_GSM8K_PATH = DEFAULT_DATA_DIR / "gsm8k_test.jsonl"
 """GSM8K test set (fields question, answer with the final number after `####`)."""
 
-SYNTHETIC_TEST_NUM_PER_LEVEL = 100
-"""Problems per level for the `synthetic-test` benchmark unless `num_per_level` is given."""
+SYNTHETIC_NUM_PER_LEVEL = 20
+"""Problems per level of a synthetic benchmark (5 levels: 100 problems) unless `num_per_level` is given; the one
+default of `ttc-data convert`, `ttc-infer run` and `ttc-infer label`."""
 
 BENCHMARK_NAMES = ("math500", "gsm8k", "synthetic-test")
 """Names `load_benchmark` accepts besides a file path."""
@@ -229,7 +230,7 @@ def load_gsm8k(path: str | Path = DEFAULT_GSM8K_PATH) -> list[Problem]:
     return _load(path, GSM8K_FIELDS, "gsm8k", clean_answer=_gsm8k_number)
 
 
-def _load_synthetic_test(num_per_level: int = SYNTHETIC_TEST_NUM_PER_LEVEL, **kwargs: Any) -> list[Problem]:
+def _load_synthetic_test(num_per_level: int = SYNTHETIC_NUM_PER_LEVEL, **kwargs: Any) -> list[Problem]:
     from data_prep.synthetic import generate_problems
 
     return generate_problems("test", num_per_level, **kwargs)

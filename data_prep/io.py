@@ -1,23 +1,32 @@
-"""JSONL reading and writing with errors that name the file and line, atomic writes and durable appends."""
+"""JSONL reading and writing with errors that name the file and line, atomic writes, durable appends and the one
+repair of a line torn by a kill: the file infrastructure every command uses."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+logger = logging.getLogger(__name__)
 
-def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+
+def read_jsonl(path: str | os.PathLike, *, skip_torn_tail: bool = False) -> Iterator[tuple[int, dict]]:
     """Yield `(line_no, row)` for each non-blank line of a JSONL file; `line_no` is 1-based.
 
     Raises ValueError naming the file and line for a line that is not UTF-8, not JSON, or not a JSON object.
+    With `skip_torn_tail`, a last line without its newline that is not whole JSON (a write cut off by a kill) is
+    skipped with a warning instead: readers of files that are appended to while a job may die use it.
     """
     path = Path(path)
     with path.open("rb") as handle:
         for line_no, raw in enumerate(handle, start=1):
+            if skip_torn_tail and not raw.endswith(b"\n") and _is_torn(raw):
+                logger.warning("%s: ignoring a torn last line (%d bytes) left by an interrupted write", path, len(raw))
+                return
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as error:
@@ -51,11 +60,23 @@ def _to_line(row: Any) -> str:
     return json.dumps(dict(row), ensure_ascii=False) + "\n"
 
 
-def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> int:
-    """Write `rows` (dicts or records with `to_dict()`) to `path` atomically; return the number written.
+def _is_torn(raw: bytes) -> bool:
+    """Whether a last line without its newline is a cut-off write (not one whole JSON value)."""
+    if not raw.strip():
+        return False
+    try:
+        json.loads(raw)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike: a write cut mid-row or mid-character
+        return True
+    return False
 
-    The rows go to a temporary file in the same directory, which replaces `path` only once complete,
-    so readers never see a half-written file. Parent directories are created.
+
+def atomic_write_lines(path: str | os.PathLike, lines: Iterable[str]) -> int:
+    """Write text `lines` to `path` atomically; return how many were written.
+
+    They go to a temporary file in the same directory, fsynced, which then replaces `path`, so a reader (or a run
+    killed meanwhile) never sees a half-written file; a failure removes the temporary file and leaves `path` as
+    it was. Parent directories are created.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,8 +86,8 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> int:
     count = 0
     try:
         with handle:
-            for row in rows:
-                handle.write(_to_line(row))
+            for line in lines:
+                handle.write(line)
                 count += 1
             handle.flush()
             os.fsync(handle.fileno())
@@ -77,24 +98,76 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> int:
     return count
 
 
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Replace `path` with `text` atomically (see `atomic_write_lines`); returns the path."""
+    atomic_write_lines(path, [text])
+    return Path(path)
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> int:
+    """Write `rows` (dicts or records with `to_dict()`) to `path` atomically; return the number written."""
+    return atomic_write_lines(path, (_to_line(row) for row in rows))
+
+
+def repair_torn_tail(path: str | os.PathLike) -> int:
+    """Make an appended-to file end on a whole line before the next append; return the bytes dropped.
+
+    A kill can only tear the last line. A last line without its newline that is whole JSON gets its newline;
+    one that is not (a write cut off mid-row) is cut with a warning, so the rows it held are recomputed on resume
+    and never duplicated. Reads only the file's tail. A missing or empty file is left alone.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    with path.open("r+b") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return 0
+        position, keep, block = size, 0, 1 << 16
+        while position > 0:  # walk back block by block to the last newline
+            start = max(0, position - block)
+            handle.seek(start)
+            cut = handle.read(position - start).rfind(b"\n")
+            if cut >= 0:
+                keep = start + cut + 1
+                break
+            position = start
+        handle.seek(keep)
+        if not _is_torn(handle.read(size - keep)):
+            handle.seek(size)
+            handle.write(b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+            return 0
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())
+    logger.warning("%s: dropped a torn last line (%d bytes) left by an interrupted write", path, size - keep)
+    return size - keep
+
+
 def append_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> int:
     """Append whole lines for `rows` to `path` and fsync; return the number appended.
 
-    All rows are serialised before anything is written, so a bad row appends nothing. When the file does
-    not end with a newline (an earlier write was cut off), the new rows start on a fresh line.
+    All rows are serialised before anything is written, so a bad row appends nothing; the file's torn last line,
+    if a kill left one, is repaired first (`repair_torn_tail`), and the rows go out in one write.
     """
     path = Path(path)
     lines = [_to_line(row) for row in rows]
-    if not lines:
+    payload = "".join(lines).encode("utf-8")
+    if not payload:
         return 0
-    text = "".join(lines)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("ab+") as handle:
-        if handle.tell() > 0:
-            handle.seek(-1, os.SEEK_END)
-            if handle.read(1) != b"\n":
-                text = "\n" + text
-        handle.write(text.encode("utf-8"))
-        handle.flush()
-        os.fsync(handle.fileno())
+    repair_torn_tail(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return len(lines)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
+from data_prep.benchmarks import SYNTHETIC_NUM_PER_LEVEL
 from data_prep.steps import SYSTEM_PROMPT
 
 SHIPPED_POLICY = "checkpoints/policy-small"
@@ -29,9 +30,6 @@ RESERVED_STRATEGY_KEYS: dict[str, str] = {
 """Strategy Settings fields that the runner fills in, so a strategy section may not set them."""
 
 BENCHMARK_NAMES_WITH_PATH = ("math500", "gsm8k")
-
-SYNTHETIC_NUM_PER_LEVEL = 20
-"""Problems per level of `synthetic-test` unless benchmark.num_per_level says otherwise (5 levels: 100 problems)."""
 
 
 class ConfigError(ValueError):

@@ -12,9 +12,6 @@ from inference.config import BenchmarkConfig, ConfigError, PolicyConfig
 SYNTHETIC_BENCHMARKS = ("synthetic-train", "synthetic-test")
 """Benchmark names drawn from the synthetic world (the only ones the oracle labeller can check)."""
 
-SYNTHETIC_LABEL_NUM_PER_LEVEL = 20
-"""Problems per level of a synthetic benchmark unless benchmark.num_per_level says otherwise (5 levels: 100)."""
-
 RESUME_SAFE_KEYS = frozenset(
     {
         "chunk_size",

@@ -33,6 +33,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from data_prep.benchmarks import SYNTHETIC_NUM_PER_LEVEL
 from data_prep.grading import answers_match, normalize_answer
 from data_prep.io import append_jsonl, read_jsonl
 from data_prep.labels import oracle_labels, parse_stepwise_row
@@ -41,7 +42,6 @@ from data_prep.steps import STEP_SEPARATOR, extract_boxed_answer, join_steps, sp
 from inference.config import CliValue, ConfigError, dump_config, parse_config
 from inference.label_config import (
     RESUME_SAFE_KEYS,
-    SYNTHETIC_LABEL_NUM_PER_LEVEL,
     LabelBenchmarkConfig,
     LabelConfig,
     flatten,
@@ -71,7 +71,7 @@ def load_label_problems(benchmark: LabelBenchmarkConfig) -> list[Problem]:
 
     if benchmark.is_synthetic:
         split = "train" if benchmark.name_or_path == "synthetic-train" else "test"
-        problems = generate_problems(split, benchmark.num_per_level or SYNTHETIC_LABEL_NUM_PER_LEVEL, benchmark.seed or 0)
+        problems = generate_problems(split, benchmark.num_per_level or SYNTHETIC_NUM_PER_LEVEL, benchmark.seed or 0)
         problems = problems[: benchmark.limit] if benchmark.limit is not None else problems
     else:
         config = benchmark.as_benchmark_config()

@@ -6,11 +6,11 @@ import glob
 import json
 import logging
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_prep.io import append_jsonl, read_jsonl, write_jsonl
 from inference.types import Compute, ResultRow, ScoredCompletion
 
 logger = logging.getLogger(__name__)
@@ -136,54 +136,13 @@ def row_key(row: ResultRow | dict) -> ResultKey:
     return (row["problem_id"], row["strategy"], row["n"], row["beam_width"], row["seed"])
 
 
-def _truncate_torn_tail(fd: int, path: Path) -> None:
-    """Cut a last line that lacks its newline (a write interrupted by a kill) so the next append starts clean."""
-    size = os.fstat(fd).st_size
-    if size == 0:
-        return
-    with open(path, "rb") as handle:
-        handle.seek(size - 1)
-        if handle.read(1) == b"\n":
-            return
-        # Walk back to the last newline; everything after it is the torn line.
-        position = size
-        block = 1 << 16
-        while position > 0:
-            start = max(0, position - block)
-            handle.seek(start)
-            chunk = handle.read(position - start)
-            cut = chunk.rfind(b"\n")
-            if cut >= 0:
-                keep = start + cut + 1
-                break
-            position = start
-        else:
-            keep = 0
-    os.ftruncate(fd, keep)
-    logger.warning("%s: dropped a torn last line (%d bytes) left by an interrupted write", path, size - keep)
-
-
 def append_results(path: str | Path, rows: Iterable[ResultRow]) -> None:
-    """Append rows as whole JSON lines in one write, then flush and fsync.
+    """Append rows as whole JSON lines in one write, then fsync (`data_prep.io.append_jsonl`).
 
     A kill can only tear the last line of the file; that torn line is cut before the next append and skipped
     by `read_results`, so the rows it held are recomputed on resume and never duplicated.
     """
-    path = Path(path)
-    payload = "".join(json.dumps(row_to_dict(row), ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
-    if not payload:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        _truncate_torn_tail(fd, path)
-        view = memoryview(payload)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_jsonl(path, [row_to_dict(row) for row in rows])
 
 
 def read_result_dicts(path: str | Path) -> list[tuple[int, dict]]:
@@ -191,22 +150,7 @@ def read_result_dicts(path: str | Path) -> list[tuple[int, dict]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: results file not found")
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    torn = lines.pop()  # text after the last newline: empty unless the last write was interrupted
-    if torn.strip():
-        logger.warning("%s: ignoring a torn last line (%d bytes) left by an interrupted write", path, len(torn))
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((number, json.loads(line)))
-        except json.JSONDecodeError as error:
-            raise ValueError(
-                f"{path}:{number}: invalid JSON ({error}); the file is corrupt beyond a torn last line"
-            ) from error
-    return rows
+    return list(read_jsonl(path, skip_torn_tail=True))
 
 
 def read_results(path: str | Path) -> list[ResultRow]:
@@ -283,12 +227,5 @@ def merge_results(inputs: Sequence[str | Path], out: str | Path) -> MergeSummary
                 duplicates += 1
                 continue
             merged[key] = (where, data)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for _, data in merged.values():
-            handle.write(json.dumps(data, ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, out)
+    write_jsonl(out, (data for _, data in merged.values()))
     return MergeSummary(inputs=tuple(files), rows_written=len(merged), duplicates_dropped=duplicates)

@@ -13,6 +13,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from data_prep.io import atomic_write_text
 from data_prep.records import Problem
 from inference.config import RunConfig, dump_config, parse_shard
 from inference.results import ResultKey, append_results, read_result_dicts, row_key
@@ -55,12 +56,7 @@ def config_copy_path(config: RunConfig) -> Path:
 
 def write_run_config(config: RunConfig) -> Path:
     """Write the resolved config next to the results (it reads back with `--config`)."""
-    path = config_copy_path(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dump_config(config), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(config_copy_path(config), dump_config(config))
 
 
 def load_problems(config: RunConfig) -> list[Problem]:

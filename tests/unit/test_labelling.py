@@ -16,7 +16,7 @@ from inference.config import ConfigError, parse_config
 from inference.label_config import LabelBenchmarkConfig, LabelConfig
 from inference.labelling import label_agreement, label_chunk, label_problems, load_label_problems
 from inference.strategies.common import call_seed
-from inference.testing import ScriptedGenerator
+from tests.fakes import ScriptedGenerator
 from inference.types import Completion
 
 REPO = Path(__file__).resolve().parents[2]

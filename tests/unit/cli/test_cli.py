@@ -11,7 +11,7 @@ import pytest
 import inference.cli as cli
 import inference.runner as runner
 from inference.results import append_results, read_results
-from inference.testing import ScriptedGenerator, TablePRMScorer
+from tests.fakes import ScriptedGenerator, TablePRMScorer
 from tests.unit.cli.test_results import make_row
 from tests.unit.cli.test_runner import problems, script, scores
 

@@ -112,7 +112,7 @@ def test_corrupt_middle_line_is_an_error_naming_the_line(tmp_path):
     with open(path, "ab") as handle:
         handle.write(b"{not json\n")
     append_results(path, [make_row("b")])
-    with pytest.raises(ValueError, match=r"results.jsonl:2: invalid JSON"):
+    with pytest.raises(ValueError, match=r"results.jsonl: line 2: invalid JSON"):
         read_results(path)
 
 

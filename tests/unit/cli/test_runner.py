@@ -10,7 +10,7 @@ from data_prep.records import Problem
 from inference.config import CliValue, RunConfig, parse_config
 from inference.results import read_result_dicts, read_results, row_key
 from inference.runner import check_prm_path, needs_prm, plan_jobs, results_path, run_sweep, select_shard
-from inference.testing import ScriptedGenerator, TablePRMScorer
+from tests.fakes import ScriptedGenerator, TablePRMScorer
 
 FINAL = "Therefore, the final answer is: $\\boxed{{{}}}$."
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.io import append_jsonl, read_jsonl, write_jsonl
+from data_prep.io import append_jsonl, atomic_write_lines, atomic_write_text, read_jsonl, repair_torn_tail, write_jsonl
 from data_prep.records import Problem
 
 
@@ -68,11 +68,52 @@ def test_append_adds_whole_lines(tmp_path: Path) -> None:
     assert [row["a"] for _, row in read_jsonl(path)] == [1, 2, 3]
 
 
-def test_append_starts_a_fresh_line_after_a_cut_off_write(tmp_path: Path) -> None:
+def test_append_cuts_a_torn_last_line_first(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1}\n{"a": ', encoding="utf-8")  # a kill in the middle of a write
+    append_jsonl(path, [{"a": 2}])
+    assert path.read_text(encoding="utf-8").splitlines() == ['{"a": 1}', '{"a": 2}']
+
+
+def test_repair_completes_a_whole_last_row_and_cuts_a_torn_one(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.jsonl"
+    whole.write_text('{"a": 1}\n{"a": 2}', encoding="utf-8")  # cut just before its newline: the row is whole
+    assert repair_torn_tail(whole) == 0
+    assert whole.read_text(encoding="utf-8") == '{"a": 1}\n{"a": 2}\n'
+    torn = tmp_path / "torn.jsonl"
+    torn.write_bytes('{"a": 1}\n{"b": "\u00e9'.encode()[:-1])  # cut inside a two-byte character
+    assert repair_torn_tail(torn) == len('{"b": "\u00e9'.encode()) - 1
+    assert torn.read_text(encoding="utf-8") == '{"a": 1}\n'
+    only = tmp_path / "only.jsonl"
+    only.write_text('{"a": ', encoding="utf-8")
+    repair_torn_tail(only)
+    assert only.read_bytes() == b""
+    assert repair_torn_tail(tmp_path / "missing.jsonl") == 0
+
+
+def test_read_skips_a_torn_tail_only_when_asked(tmp_path: Path) -> None:
     path = tmp_path / "rows.jsonl"
     path.write_text('{"a": 1}\n{"a": ', encoding="utf-8")
-    append_jsonl(path, [{"a": 2}])
-    assert path.read_text(encoding="utf-8").splitlines() == ['{"a": 1}', '{"a": ', '{"a": 2}']
+    assert [row for _, row in read_jsonl(path, skip_torn_tail=True)] == [{"a": 1}]
+    with pytest.raises(ValueError, match="line 2: invalid JSON"):
+        list(read_jsonl(path))
+    path.write_text('{"a": 1}\n{"a": 2}', encoding="utf-8")  # whole last row without newline: kept
+    assert [row["a"] for _, row in read_jsonl(path, skip_torn_tail=True)] == [1, 2]
+
+
+def test_atomic_write_text_replaces_whole_or_not_at_all(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "config.yaml"
+    atomic_write_text(path, "a: 1\n")
+    assert path.read_text(encoding="utf-8") == "a: 1\n"
+
+    def failing_lines():
+        yield "b: 2\n"
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write_lines(path, failing_lines())
+    assert path.read_text(encoding="utf-8") == "a: 1\n"
+    assert os.listdir(path.parent) == ["config.yaml"]
 
 
 def test_append_with_an_unserialisable_row_writes_nothing(tmp_path: Path) -> None:

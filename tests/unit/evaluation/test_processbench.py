@@ -20,7 +20,7 @@ from inference.evaluation.processbench import (
     step_auroc,
     tune_threshold,
 )
-from inference.testing import TablePRMScorer
+from tests.fakes import TablePRMScorer
 
 # (id, step scores, label = first wrong step or None)
 HAND = [

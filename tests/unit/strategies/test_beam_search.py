@@ -7,7 +7,7 @@ import pytest
 from data_prep.records import Problem
 from inference.strategies import beam_search
 from inference.strategies.common import call_seed
-from inference.testing import ScriptedGenerator, TablePRMScorer
+from tests.fakes import ScriptedGenerator, TablePRMScorer
 from inference.types import GenerationRequest, SamplingParams
 
 P = Problem(id="b/0", problem="What is 2 + 3?", answer="5", source="toy")

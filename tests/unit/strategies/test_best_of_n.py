@@ -5,7 +5,7 @@ import pytest
 from data_prep.records import Problem
 from inference.strategies import best_of_n
 from inference.strategies.selection import best_answer, select_answer, weighted_answer
-from inference.testing import ScriptedGenerator, TablePRMScorer
+from tests.fakes import ScriptedGenerator, TablePRMScorer
 from inference.types import Completion, ScoredCompletion
 
 

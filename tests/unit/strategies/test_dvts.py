@@ -4,7 +4,7 @@ import pytest
 
 from data_prep.records import Problem
 from inference.strategies import dvts
-from inference.testing import ScriptedGenerator, TablePRMScorer
+from tests.fakes import ScriptedGenerator, TablePRMScorer
 from inference.types import GenerationRequest
 
 P = Problem(id="d/0", problem="What is 2 + 3?", answer="5", source="toy")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from inference.testing import ScriptedGenerator, TablePRMScorer, complete_text
+from tests.fakes import ScriptedGenerator, TablePRMScorer, complete_text
 from inference.types import Completion, GenerationRequest, PRMScore, SamplingParams
 
 

@@ -5,7 +5,7 @@ import pytest
 from data_prep.records import Problem
 from inference.strategies import majority
 from inference.strategies.selection import majority_answer
-from inference.testing import ScriptedGenerator, TablePRMScorer
+from tests.fakes import ScriptedGenerator, TablePRMScorer
 from inference.types import Completion, GenerationRequest, SamplingParams, ScoredCompletion
 
 HALF = Problem(id="t/0", problem="Halve one.", answer="\\frac{1}{2}", level=2, source="toy")
