@@ -15,16 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from data_prep.synthetic import generate_problems  # noqa: E402
-from inference.generation import load_generator  # noqa: E402
-from inference.scoring.loader import load_scorer  # noqa: E402
-from inference.strategies import get_strategy, make_settings  # noqa: E402
+from data_prep.synthetic import generate_problems
+from inference.generation import load_generator
+from inference.scoring.loader import load_scorer
+from inference.strategies import get_strategy, make_settings
 
 
 def run_variant(args: argparse.Namespace, problems: list, *, batch_size: int, prefix_cache_bytes: int) -> tuple:

@@ -17,12 +17,10 @@ from data_prep.io import atomic_write_text
 from data_prep.records import Problem
 from inference.config import RunConfig, dump_config, parse_shard
 from inference.results import ResultKey, append_results, read_result_dicts, row_key
+from inference.strategies import SAMPLING_STRATEGIES
 from inference.types import Completion, GenerationRequest, Generator, PRMScore, PRMScorer, SamplingParams
 
 logger = logging.getLogger(__name__)
-
-SAMPLING_STRATEGIES: tuple[str, ...] = ("majority", "best_of_n", "weighted_best_of_n")
-"""Strategies that sample N full solutions at once and may share one sample set (`share_samples`)."""
 
 
 # --------------------------------------------------------------------------- problems, shards and paths

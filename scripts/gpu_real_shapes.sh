@@ -8,12 +8,15 @@
 #   OUT=/tmp/gpu MATH500=../shared/data/math500_test.jsonl bash scripts/gpu_real_shapes.sh
 # A CPU rehearsal of the same code paths (small body, short rows): CPU_SMOKE=1 bash scripts/gpu_real_shapes.sh
 set -uo pipefail
+cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_real_shapes}
 SHAPES=${SHAPES:-/tmp/shapes}
 MATH500=${MATH500:-../shared/data/math500_test.jsonl}
 PYTHON=${PYTHON:-python3}
 RESULTS=$OUT/real_shapes.jsonl
 mkdir -p "$OUT"
+# The device's python has the libraries but not ttc installed: import it from this checkout.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1 TRL_EXPERIMENTAL_SILENCE=1 WANDB_MODE=disabled
 
 phase() {  # phase NAME SECONDS COMMAND...: run bounded, log to $OUT/NAME.log, print the outcome

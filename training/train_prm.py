@@ -6,12 +6,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):
-    # Run as a file (`python training/train_prm.py`, `accelerate launch training/train_prm.py`): import from the repo.
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training.logging_utils import configure_offline_defaults, configure_wandb, run_identity, setup_logging
 

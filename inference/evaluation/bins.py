@@ -19,13 +19,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from inference.evaluation.metrics import (
-    SAMPLING_STRATEGIES,
+    AnswerMatcher,
     BinKind,
-    Grader,
     Grouper,
     default_grading,
     prepare_samples,
 )
+from inference.strategies import SAMPLING_STRATEGIES
 from inference.types import ResultRow
 
 NUM_BINS = 5
@@ -125,7 +125,7 @@ def sampling_rows(rows: Iterable[ResultRow]) -> dict[str, ResultRow]:
 
 
 def oracle_pass_at_1(
-    rows: Iterable[ResultRow], *, grader: Grader | None = None, grouper: Grouper | None = None
+    rows: Iterable[ResultRow], *, grader: AnswerMatcher | None = None, grouper: Grouper | None = None
 ) -> dict[str, float]:
     """Per problem, the fraction of its stored samples whose answer matches gold (needs gold answers)."""
     if grader is None or grouper is None:
@@ -157,7 +157,7 @@ def predicted_scores(rows: Iterable[ResultRow], *, k: int) -> dict[str, float]:
     return result
 
 
-def oracle_bins(rows: Iterable[ResultRow], *, grader: Grader | None = None, grouper: Grouper | None = None,
+def oracle_bins(rows: Iterable[ResultRow], *, grader: AnswerMatcher | None = None, grouper: Grouper | None = None,
                 num_bins: int = NUM_BINS) -> Binning:
     """Quintiles of the policy's pass@1 estimated from its own samples (bin 1 = highest pass@1)."""
     return quantile_bins(oracle_pass_at_1(rows, grader=grader, grouper=grouper), kind="oracle", num_bins=num_bins)

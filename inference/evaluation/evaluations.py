@@ -13,8 +13,7 @@ from inference.evaluation.bins import oracle_bins, predicted_bins
 from inference.evaluation.compute_optimal import ComputeOptimalReport, evaluate_compute_optimal
 from inference.evaluation.config import EvalConfig
 from inference.evaluation.metrics import (
-    SAMPLING_STRATEGIES,
-    Grader,
+    AnswerMatcher,
     Grouper,
     MetricPoint,
     ProblemOutcome,
@@ -23,6 +22,7 @@ from inference.evaluation.metrics import (
     record_from_dict,
 )
 from inference.evaluation.rows import by_model, read_rows
+from inference.strategies import SAMPLING_STRATEGIES
 from inference.types import ResultRow
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def evaluate_rows(
     fit_fraction: float = 0.5,
     min_gain: float | None = None,
     predicted_k: int | None = None,
-    grader: Grader | None = None,
+    grader: AnswerMatcher | None = None,
     grouper: Grouper | None = None,
 ) -> list[ModelEvaluation]:
     """Evaluate each (policy, PRM) in `rows` (majority rows without a PRM join every PRM of their policy)."""

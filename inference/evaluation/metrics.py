@@ -36,12 +36,12 @@ from typing import Literal
 
 import numpy as np
 
+from inference.config import powers_of_two
+from inference.strategies import SAMPLING_STRATEGIES
 from inference.types import Compute, ResultRow
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_STRATEGIES: tuple[str, ...] = ("majority", "best_of_n", "weighted_best_of_n")
-"""Strategies whose rows store N_max samples that are subsampled to every smaller N."""
 PASS_AT_N = "pass@n"
 """Strategy name of the pass@N ceiling points (any correct answer among N samples)."""
 STRATEGY_ORDER: tuple[str, ...] = (*SAMPLING_STRATEGIES, "beam_search", "dvts", "compute_optimal", PASS_AT_N)
@@ -49,7 +49,7 @@ STRATEGY_ORDER: tuple[str, ...] = (*SAMPLING_STRATEGIES, "beam_search", "dvts", 
 BinKind = Literal["level", "oracle", "predicted"]
 """How problems were grouped: given levels, oracle pass@1 quintiles, or predicted (PRM score) quintiles."""
 
-Grader = Callable[[str, "str | None"], bool]
+AnswerMatcher = Callable[[str, "str | None"], bool]
 """(gold, predicted answer) -> equivalent; `data_prep.grading.answers_match` by default."""
 Grouper = Callable[[list], list]
 """answers -> one group id per answer (None for no answer); `data_prep.grading.group_equivalent` by default."""
@@ -131,18 +131,23 @@ def strategy_label(strategy: str, beam_width: int | None) -> str:
 
 
 def flops(compute: Compute, policy_params: int, prm_params: int) -> float:
-    """FLOPs of one problem's compute: 2 x parameters x tokens for the policy and for the PRM."""
-    return 2.0 * (policy_params * compute.policy_tokens + prm_params * compute.prm_tokens)
+    """FLOPs of one problem's compute (`forward_flops` of its policy and PRM tokens)."""
+    return forward_flops(policy_params, compute.policy_tokens, prm_params, compute.prm_tokens)
 
 
-def default_grading() -> tuple[Grader, Grouper]:
+def forward_flops(policy_params: int, policy_tokens: float, prm_params: int, prm_tokens: float) -> float:
+    """The one FLOPs formula: 2 x parameters x tokens for the policy and for the PRM (forward passes only)."""
+    return 2.0 * (policy_params * policy_tokens + prm_params * prm_tokens)
+
+
+def default_grading() -> tuple[AnswerMatcher, Grouper]:
     """`data_prep.grading.answers_match` and `group_equivalent` (imported on first use)."""
     from data_prep.grading import answers_match, group_equivalent
 
     return answers_match, group_equivalent
 
 
-def prepare_samples(row: ResultRow, grader: Grader, grouper: Grouper) -> ProblemSamples:
+def prepare_samples(row: ResultRow, grader: AnswerMatcher, grouper: Grouper) -> ProblemSamples:
     """Group a sampling row's answers by equivalence and grade each group once against gold."""
     if not row.completions:
         raise ValueError(f"row {row.problem_id!r} ({row.strategy}) has no stored completions to subsample")
@@ -305,8 +310,8 @@ def run_outcomes(rows: Iterable[ResultRow]) -> list[ProblemOutcome]:
 
 
 def default_ns(n_max: int) -> list[int]:
-    """1, 2, 4, ... up to n_max, with n_max itself included."""
-    ns = [2**i for i in range(int(math.log2(n_max)) + 1)] if n_max >= 1 else []
+    """The sweep's budgets up to n_max (`powers_of_two`), with n_max itself included."""
+    ns = list(powers_of_two(n_max))
     return ns if ns and ns[-1] == n_max else ns + [n_max]
 
 
@@ -351,7 +356,7 @@ def problem_outcomes(
     num_subsamples: int = 32,
     seed: int = 0,
     derive_sampling: bool = False,
-    grader: Grader | None = None,
+    grader: AnswerMatcher | None = None,
     grouper: Grouper | None = None,
 ) -> list[ProblemOutcome]:
     """Per-problem outcomes of every strategy in `rows` at every N, plus the pass@N ceiling.
@@ -443,7 +448,7 @@ def _point(
     std = None if any(v is None for v in variances) else math.sqrt(sum(variances)) / len(group)
     point_flops = None
     if policy_params is not None and (prm_params is not None or prm_tokens == 0):
-        point_flops = 2.0 * (policy_params * policy_tokens + (prm_params or 0) * prm_tokens)
+        point_flops = forward_flops(policy_params, policy_tokens, prm_params or 0, prm_tokens)
     return MetricPoint(
         strategy=head.strategy, n=head.n, level=level, bin_kind=bin_kind,
         accuracy=float(np.mean([o.accuracy for o in group])), accuracy_std=std,
@@ -503,7 +508,7 @@ def compute_metrics(
     num_subsamples: int = 32,
     seed: int = 0,
     derive_sampling: bool = False,
-    grader: Grader | None = None,
+    grader: AnswerMatcher | None = None,
     grouper: Grouper | None = None,
 ) -> list[MetricPoint]:
     """`problem_outcomes` then `aggregate` by level: the standard metric table of one (policy, PRM) run."""

@@ -26,15 +26,21 @@ class Strategy:
     name: str
     settings: type
     run: RunFn
+    samples: bool = False
+    """Draws N independent samples per problem: its rows store them all, so runs at equal sampling settings can
+    share one set and evaluation can subsample them to every smaller N."""
 
 
 STRATEGIES: dict[str, Strategy] = {
-    "majority": Strategy("majority", majority.Settings, majority.run),
-    "best_of_n": Strategy("best_of_n", best_of_n.Settings, best_of_n.run),
-    "weighted_best_of_n": Strategy("weighted_best_of_n", best_of_n.Settings, best_of_n.run_weighted),
+    "majority": Strategy("majority", majority.Settings, majority.run, samples=True),
+    "best_of_n": Strategy("best_of_n", best_of_n.Settings, best_of_n.run, samples=True),
+    "weighted_best_of_n": Strategy("weighted_best_of_n", best_of_n.Settings, best_of_n.run_weighted, samples=True),
     "beam_search": Strategy("beam_search", beam_search.Settings, beam_search.run),
     "dvts": Strategy("dvts", dvts.Settings, dvts.run),
 }
+
+SAMPLING_STRATEGIES: tuple[str, ...] = tuple(name for name, entry in STRATEGIES.items() if entry.samples)
+"""Strategies whose rows store N independent samples (the registry's `samples` entries), in registry order."""
 
 
 def get_strategy(name: str) -> Strategy:
@@ -58,6 +64,7 @@ def make_settings(name: str, options: Mapping[str, Any] | None = None) -> Any:
 
 
 __all__ = [
+    "SAMPLING_STRATEGIES",
     "STRATEGIES",
     "Strategy",
     "best_answer",
