@@ -104,6 +104,25 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def write_json(path: str | os.PathLike, data: Any, *, indent: int = 2, sort_keys: bool = False) -> Path:
+    """Write one JSON document (indented, with a final newline) atomically; returns the path."""
+    return atomic_write_text(path, json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n")
+
+
+def read_json(path: str | os.PathLike, *, fix: str = "") -> Any:
+    """One JSON document; a missing, non-UTF-8 or malformed file raises naming it (`fix` says what to do)."""
+    path = Path(path)
+    hint = f"; {fix}" if fix else ""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found{hint}")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not valid UTF-8 (byte {error.start}){hint}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: invalid JSON ({error}){hint}") from None
+
+
 def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> int:
     """Write `rows` (dicts or records with `to_dict()`) to `path` atomically; return the number written."""
     return atomic_write_lines(path, (_to_line(row) for row in rows))

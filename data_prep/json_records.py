@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
+
+from data_prep.io import read_json, write_json
 
 Record = TypeVar("Record")
 
 
 def write_json_record(record: Any, path: str | Path) -> Path:
     """Write a dataclass as sorted, indented JSON."""
-    path = Path(path)
-    path.write_text(json.dumps(asdict(record), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return path
+    return write_json(path, asdict(record), sort_keys=True)
 
 
 def read_json_record(cls: type[Record], path: str | Path, *, missing: str) -> Record:
@@ -25,10 +24,7 @@ def read_json_record(cls: type[Record], path: str | Path, *, missing: str) -> Re
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {missing}")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: invalid JSON ({error})") from error
+    raw = read_json(path)
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(raw).__name__}")
     unknown = set(raw) - set(cls.__dataclass_fields__)

@@ -20,7 +20,6 @@ The k samples used to predict difficulty are not charged to the compute-optimal 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +27,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
+from data_prep.io import read_json, write_json
 
 from inference.evaluation.bins import Binning, quantile_bins
 from inference.evaluation.metrics import (
@@ -144,14 +145,11 @@ class Router:
         return cls(data["bin_kind"], tuple(float(t) for t in data["bin_edges"]), int(data["num_bins"]), choices, k)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> Router:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: invalid JSON ({error}); write router files with Router.save") from None
+        data = read_json(path, fix="write router files with Router.save")
         return cls.from_dict(data, where=str(path))
 
 

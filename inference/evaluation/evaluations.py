@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from data_prep.io import read_jsonl, write_jsonl
+from data_prep.io import read_jsonl, write_json, write_jsonl
 from inference.evaluation.bins import oracle_bins, predicted_bins
 from inference.evaluation.compute_optimal import ComputeOptimalReport, evaluate_compute_optimal
 from inference.evaluation.config import EvalConfig
@@ -100,7 +100,7 @@ def write_evaluations(evaluations: Sequence[ModelEvaluation], out_dir: str | Pat
     write_jsonl(out_dir / METRICS_FILE, [t | asdict(p) for t, e in zip(tags, evaluations) for p in e.points])
     write_jsonl(out_dir / OUTCOMES_FILE, [t | asdict(o) for t, e in zip(tags, evaluations) for o in e.outcomes])
     reports = [t | {"report": r.to_dict()} for t, e in zip(tags, evaluations) for r in e.compute_optimal]
-    (out_dir / COMPUTE_OPTIMAL_FILE).write_text(json.dumps(reports, indent=1) + "\n", encoding="utf-8")
+    write_json(out_dir / COMPUTE_OPTIMAL_FILE, reports, indent=1)
     for e in evaluations:
         for report in e.compute_optimal:
             path = out_dir / ROUTERS_DIR / f"{_slug(e.policy)}__{_slug(e.prm)}__{report.bin_kind}.json"
@@ -148,5 +148,5 @@ def evaluate(config: EvalConfig) -> str:
         min_gain=config.min_gain, predicted_k=config.predicted_k,
     )
     out_dir = write_evaluations(evaluations, config.output_dir)
-    (out_dir / "eval_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
+    write_json(out_dir / "eval_config.json", asdict(config))
     return f"{len(rows)} rows, {len(evaluations)} (policy, PRM) pairs -> {out_dir / METRICS_FILE}"

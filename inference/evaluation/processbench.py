@@ -12,7 +12,6 @@ may be locally valid. Every step of a correct solution is good.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.io import read_jsonl
+from data_prep.io import read_json, read_jsonl, write_json
 from inference.evaluation.metrics import split_ids
 from inference.types import PRMScorer
 
@@ -99,14 +98,11 @@ class ProcessBenchReport:
         return cls(**(data | metrics))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> ProcessBenchReport:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: invalid JSON ({error}); write it with ProcessBenchReport.save") from None
+        data = read_json(path, fix="write it with ProcessBenchReport.save")
         return cls.from_dict(data, where=str(path))
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from data_prep.io import read_jsonl
+from data_prep.io import atomic_write_text, read_jsonl
 from data_prep.labels import STEPWISE_FIELDS, parse_stepwise_row
 from data_prep.records import StepLabels
 from inference.config import ConfigError, DType, Device, PRMStyleName, dump_config
@@ -214,7 +214,7 @@ def processbench(config: ProcessBenchConfig) -> str:
     records = load_records(config.data, config.data_format, config.limit)
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "processbench-config.yaml").write_text(dump_config(config), encoding="utf-8")
+    atomic_write_text(output_dir / "processbench-config.yaml", dump_config(config))
     lines = [f"{len(records)} records from {config.data}"]
     for name, path in config.prms.items():
         scorer = _load_scorer(config, name, path)
