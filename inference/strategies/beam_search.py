@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 
 from data_prep.records import Problem
 from inference.scoring.aggregate import aggregate
-from inference.strategies.common import Ledger, make_row
-from inference.strategies.selection import select_answer
-from inference.strategies.tree import Partial, TreeSettings, expand, rank_key, score, to_completion
+from inference.strategies.common import Ledger
+from inference.strategies.tree import Partial, TreeSettings, expand, final_row, rank_key, score
 from inference.types import Generator, PRMScorer, ResultRow
 
 logger = logging.getLogger(__name__)
@@ -85,14 +84,7 @@ def run(problems: list[Problem], generator: Generator, scorer: PRMScorer, settin
         candidates = score(ledger, expand(ledger, parents, width, settings, iteration), settings)
         parents = _prune(candidates, states, settings)
         logger.debug("beam search iteration %d: %d candidates, %d kept", iteration, len(candidates), len(parents))
-    rows = []
-    for index, (problem, state) in enumerate(zip(problems, states)):
-        completions = [to_completion(partial, settings) for partial in _finalize(state, settings)]
-        pred = select_answer(completions, settings.final_selection)
-        rows.append(
-            make_row(
-                problem, NAME, settings, completions, pred, ledger.compute[index],
-                policy=generator.name, prm=scorer.name,
-            )
-        )
-    return rows
+    return [
+        final_row(problem, NAME, settings, _finalize(state, settings), ledger.compute[index], generator, scorer)
+        for index, (problem, state) in enumerate(zip(problems, states))
+    ]

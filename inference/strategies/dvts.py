@@ -15,9 +15,8 @@ import logging
 from dataclasses import dataclass, replace
 
 from data_prep.records import Problem
-from inference.strategies.common import Ledger, make_row
-from inference.strategies.selection import select_answer
-from inference.strategies.tree import Partial, TreeSettings, expand, rank_key, score, to_completion
+from inference.strategies.common import Ledger
+from inference.strategies.tree import Partial, TreeSettings, expand, final_row, rank_key, score
 from inference.types import Generator, PRMScorer, ResultRow
 
 logger = logging.getLogger(__name__)
@@ -61,14 +60,8 @@ def run(problems: list[Problem], generator: Generator, scorer: PRMScorer, settin
             children = expand(ledger, parents, settings.beam_width, settings, iteration)
         parents = _keep_best(score(ledger, children, settings), finalists)
         logger.debug("dvts iteration %d: %d subtrees still growing", iteration, len(parents))
-    rows = []
-    for index, problem in enumerate(problems):
-        completions = [to_completion(finalists[index][group], settings) for group in sorted(finalists[index])]
-        pred = select_answer(completions, settings.final_selection)
-        rows.append(
-            make_row(
-                problem, NAME, settings, completions, pred, ledger.compute[index],
-                policy=generator.name, prm=scorer.name,
-            )
-        )
-    return rows
+    return [
+        final_row(problem, NAME, settings, [finalists[index][group] for group in sorted(finalists[index])],
+                  ledger.compute[index], generator, scorer)
+        for index, problem in enumerate(problems)
+    ]

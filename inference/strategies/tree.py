@@ -12,9 +12,10 @@ from dataclasses import dataclass, replace
 
 from data_prep.steps import STEP_SEPARATOR, extract_boxed_answer, join_steps, split_steps
 from inference.scoring.aggregate import aggregate
-from inference.strategies.common import Ledger, StrategySettings, call_seed, require, scored_completion
-from inference.strategies.selection import FinalSelection
-from inference.types import Completion, SamplingParams, ScoredCompletion
+from data_prep.records import Problem
+from inference.strategies.common import Ledger, StrategySettings, call_seed, make_row, require, scored_completion
+from inference.strategies.selection import FinalSelection, select_answer
+from inference.types import Compute, Completion, Generator, PRMScorer, ResultRow, SamplingParams, ScoredCompletion
 
 
 @dataclass(frozen=True)
@@ -153,3 +154,13 @@ def to_completion(partial: Partial, settings: TreeSettings) -> ScoredCompletion:
         join_steps(list(partial.steps)), partial.steps, partial.step_scores, settings.aggregation,
         num_tokens=partial.num_tokens, finished=partial.finished,
     )
+
+
+def final_row(
+    problem: Problem, strategy: str, settings: TreeSettings, finals: Sequence[Partial], compute: Compute,
+    generator: Generator, scorer: PRMScorer,
+) -> ResultRow:
+    """A problem's result row from its final partial solutions: their completions and the selected answer."""
+    completions = [to_completion(partial, settings) for partial in finals]
+    pred = select_answer(completions, settings.final_selection)
+    return make_row(problem, strategy, settings, completions, pred, compute, policy=generator.name, prm=scorer.name)
