@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -33,6 +35,17 @@ class Problem:
 
     def to_dict(self) -> dict:
         return {"id": self.id, "problem": self.problem, "answer": self.answer, "level": self.level, "source": self.source}
+
+
+def require_unique_ids(problems: Iterable[Problem], where: str) -> None:
+    """Raise ValueError naming `where` and up to three repeated ids when two problems share an id.
+
+    Rows of a run or a labelling job are keyed by problem id, so a repeated id would merge two problems' rows.
+    """
+    counts = Counter(problem.id for problem in problems)
+    repeated = sorted(problem_id for problem_id, count in counts.items() if count > 1)
+    if repeated:
+        raise ValueError(f"{where}: problem ids repeat ({repeated[:3]}); ids must be unique")
 
 
 @dataclass(frozen=True)

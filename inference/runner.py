@@ -14,7 +14,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from data_prep.io import atomic_write_text
-from data_prep.records import Problem
+from data_prep.records import Problem, require_unique_ids
 from inference.config import RunConfig, dump_config, parse_shard
 from inference.results import ResultKey, append_results, read_result_dicts, row_key
 from inference.strategies import SAMPLING_STRATEGIES
@@ -63,10 +63,7 @@ def load_problems(config: RunConfig) -> list[Problem]:
 
     bench = config.benchmark
     problems = load_benchmark(bench.name_or_path, limit=bench.limit, **bench.loader_options())
-    ids = Counter(p.id for p in problems)
-    repeated = sorted(i for i, count in ids.items() if count > 1)
-    if repeated:
-        raise ValueError(f"benchmark {bench.name_or_path}: problem ids repeat ({repeated[:3]}); ids must be unique")
+    require_unique_ids(problems, f"benchmark {bench.name_or_path}")
     return select_shard(problems, config.shard)
 
 
@@ -91,18 +88,9 @@ def check_prm_path(config: RunConfig) -> None:
 
 def build_generator(config: RunConfig) -> Generator:
     """The policy backend the config names, seeded with the run's seed."""
-    from inference.generation import load_generator
+    from inference.generation import build_policy_generator
 
-    policy = config.policy
-    try:
-        return load_generator(policy.backend, policy.model_name_or_path, **policy.generator_options(config.seed))
-    except OSError as error:
-        if Path(policy.model_name_or_path).exists():
-            raise
-        raise FileNotFoundError(
-            f"policy.model_name_or_path={policy.model_name_or_path!r} is neither a local directory nor a model in "
-            f"the local Hugging Face cache ({str(error).splitlines()[0]}); point it at a checkpoint directory"
-        ) from error
+    return build_policy_generator(config.policy, config.seed)
 
 
 def build_scorer(config: RunConfig) -> PRMScorer | None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from inference.types import Generator
+
+if TYPE_CHECKING:
+    from inference.config import PolicyConfig
 
 BACKENDS: tuple[str, ...] = ("transformers", "vllm")
 """Backend names `load_generator` accepts."""
@@ -47,4 +51,17 @@ def load_generator(backend: str, model: str, **options: Any) -> Generator:
     return cls(model, **options)
 
 
-__all__ = ["BACKENDS", "backend_options", "load_generator"]
+def build_policy_generator(policy: PolicyConfig, seed: int) -> Generator:
+    """The policy backend a config's `policy` section names, seeded with `seed` (`ttc-infer run` and `label`)."""
+    try:
+        return load_generator(policy.backend, policy.model_name_or_path, **policy.generator_options(seed))
+    except OSError as error:
+        if Path(policy.model_name_or_path).exists():
+            raise
+        raise FileNotFoundError(
+            f"policy.model_name_or_path={policy.model_name_or_path!r} is neither a local directory nor a model in "
+            f"the local Hugging Face cache ({str(error).splitlines()[0]}); point it at a checkpoint directory"
+        ) from error
+
+
+__all__ = ["BACKENDS", "backend_options", "build_policy_generator", "load_generator"]

@@ -123,7 +123,7 @@ def write_config(path: Path, policy: Path, output: Path, **extra: object) -> Pat
 def run_label(config: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "inference.labelling", "--config", str(config), "--log_level", "warning"],
+        [sys.executable, "-m", "inference.cli", "label", "--config", str(config), "--log_level", "warning"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 

@@ -8,7 +8,7 @@ import pytest
 
 import inference.labelling as labelling
 from inference.cli import SUBCOMMANDS, main
-from inference.label_config import LabelBenchmarkConfig, LabelConfig
+from inference.labelling import LabelBenchmarkConfig, LabelConfig
 
 
 def one_line_error(capsys) -> str:

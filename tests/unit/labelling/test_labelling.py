@@ -9,17 +9,26 @@ import pytest
 
 from data_prep.io import read_jsonl
 from data_prep.labels import read_step_labels
-from data_prep.records import Problem, StepLabels
+from data_prep.records import Problem, StepLabels, require_unique_ids
 from data_prep.steps import FINAL_ANSWER_TEMPLATE, join_steps
 from data_prep.synthetic import generate_problems, gold_steps
-from inference.config import ConfigError, parse_config
-from inference.label_config import LabelBenchmarkConfig, LabelConfig
-from inference.labelling import label_agreement, label_chunk, label_problems, load_label_problems
+from inference.cli import main
+from inference import generation
+from inference.config import ConfigError, PolicyConfig, parse_config
+from inference.labelling import (
+    LabelBenchmarkConfig,
+    LabelConfig,
+    label,
+    label_agreement,
+    label_chunk,
+    label_problems,
+    load_label_problems,
+)
 from inference.strategies.common import call_seed
-from tests.fakes import ScriptedGenerator
 from inference.types import Completion
+from tests.fakes import ScriptedGenerator
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 ADD = Problem(id="add", problem="What is 2 + 3?", answer="5")
 BOXED_5 = "Therefore, the final answer is: $\\boxed{5}$."
@@ -252,6 +261,25 @@ def test_synthetic_train_problems_come_from_the_world_generator():
     assert problems[0].id == "synthetic/train/L1/0"
 
 
+def test_repeated_problem_ids_are_refused_by_the_check_run_and_label_share():
+    repeated = [ADD, TWO, Problem(id="add", problem="What is 2 + 2?", answer="4")]
+    with pytest.raises(ValueError, match=r"^benchmark mine: problem ids repeat \(\['add'\]\); ids must be unique$"):
+        require_unique_ids(repeated, "benchmark mine")
+    require_unique_ids([ADD, TWO], "benchmark mine")  # distinct ids pass
+
+
+def test_label_names_a_missing_policy_like_run_does(tmp_path, monkeypatch):
+    def not_found(backend, model, **options):
+        raise OSError(f"{model} is not a folder\n(more detail)")
+
+    monkeypatch.setattr(generation, "load_generator", not_found)
+    cfg = config(tmp_path, labeller="oracle", benchmark=LabelBenchmarkConfig("synthetic-train", limit=1),
+                 policy=PolicyConfig(model_name_or_path=str(tmp_path / "missing")), rollouts_per_step=8)
+    with pytest.raises(FileNotFoundError, match="is neither a local directory nor a model in the local Hugging Face "
+                                                r"cache \(.*missing is not a folder\); point it at a checkpoint"):
+        label(cfg)
+
+
 @pytest.mark.parametrize("name", ["tiny_mc", "tiny_oracle", "math500_mc"])
 def test_shipped_configs_parse(name):
     cfg = parse_config(LabelConfig, REPO / "configs" / "label" / f"{name}.yaml", {})
@@ -259,10 +287,8 @@ def test_shipped_configs_parse(name):
     assert cfg.labeller == ("oracle" if name == "tiny_oracle" else "mc")
 
 
-def test_label_main_reports_config_errors_in_one_line(tmp_path, capsys):
-    from inference.labelling import label_main
-
-    assert label_main(["--num_solutions", "0", "--output", str(tmp_path / "x.jsonl")]) == 2
-    assert capsys.readouterr().err.strip() == "ttc-infer label: error: command line: num_solutions must be >= 1, got 0"
-    assert label_main(["--rollouts_per_stepp", "4"]) == 2
-    assert "unrecognized arguments: --rollouts_per_stepp" in capsys.readouterr().err
+def test_label_reports_config_errors_in_one_line(tmp_path, capsys):
+    assert main(["label", "--num_solutions", "0", "--output", str(tmp_path / "x.jsonl")]) == 2
+    assert capsys.readouterr().err.strip() == "ttc-infer: error: command line: num_solutions must be >= 1, got 0"
+    assert main(["label", "--rollouts_per_stepp", "4"]) == 2
+    assert "flag --rollouts_per_stepp is not known" in capsys.readouterr().err

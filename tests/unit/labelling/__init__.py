@@ -1,0 +1,1 @@
+"""Tests of the `ttc-infer` command: config, result files, runner, CLI."""
