@@ -96,7 +96,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str
             _add_flag(group, dotted, hint, doc, default_value(spec))
             if values_hook is not None:
                 value_hint = dict_value_hint(hint)
-                for key in values_hook.keys():
+                for key in values_hook.known_keys():
                     default = (default_value(spec) or {}).get(key)
                     _add_flag(group, f"{dotted}.{key}", value_hint, f"{values_hook.doc} ({spec.name}[{key}])", default)
 
@@ -105,7 +105,7 @@ def _add_keyed_settings_arguments(parser: argparse.ArgumentParser, dotted: str, 
                                   defaults: dict[str, dict[str, Any]]) -> None:
     """One group per known name, one flag per setting of its Settings dataclass (reserved ones left out)."""
     note = f" ({hook.note})" if hook.note else ""
-    for name in hook.keys():
+    for name in hook.known_keys():
         settings = hook.settings_of(name)
         group = parser.add_argument_group(f"{dotted}.{name}: settings of {name}{note}")
         docs, hints = field_docs(settings), typing.get_type_hints(settings)

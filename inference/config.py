@@ -36,7 +36,8 @@ BENCHMARK_NAMES_WITH_PATH = ("math500", "gsm8k")
 
 
 def _strategy_names() -> list[str]:
-    from inference.strategies import STRATEGIES  # on use: loading a config loads no strategy module
+    # Imported on use: loading a config module loads no strategy module.
+    from inference.strategies import STRATEGIES
 
     return list(STRATEGIES)
 
@@ -52,7 +53,7 @@ def _field_mapping_keys() -> list[str]:
 
 
 STRATEGY_SETTINGS = KeyedSettings(
-    keys=_strategy_names,
+    known_keys=_strategy_names,
     settings_of=_strategy_settings,
     reserved=RESERVED_STRATEGY_KEYS,
     noun="strategy",
@@ -61,10 +62,10 @@ STRATEGY_SETTINGS = KeyedSettings(
 )
 """Hook of `strategies`: `strategies.<strategy>.<setting>`, typed by that strategy's Settings fields."""
 
-MIN_N_BY_STRATEGY = KeyedValues(keys=_strategy_names, doc="smallest N of this strategy")
+MIN_N_BY_STRATEGY = KeyedValues(known_keys=_strategy_names, doc="smallest N of this strategy")
 """Hook of `sweep.min_n_by_strategy`: one `--sweep.min_n_by_strategy.<strategy>` flag per strategy."""
 
-FIELD_MAPPING = KeyedValues(keys=_field_mapping_keys, doc="column mapping entry")
+FIELD_MAPPING = KeyedValues(known_keys=_field_mapping_keys, doc="column mapping entry")
 """Hook of a benchmark's `fields`: one `--benchmark.fields.<key>` flag per FieldMapping field."""
 
 

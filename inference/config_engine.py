@@ -56,7 +56,7 @@ class KeyedSettings:
     """Hook of a `dict[str, dict]` field mapping names to settings: `<field>.<name>.<setting>`, each name's keys
     checked and typed by the Settings dataclass `settings_of(name)`."""
 
-    keys: Callable[[], Sequence[str]]
+    known_keys: Callable[[], Sequence[str]]
     """The known names (called when needed, so a registry can be imported late)."""
     settings_of: Callable[[str], type]
     """The Settings dataclass of a known name."""
@@ -74,7 +74,7 @@ class KeyedSettings:
 class KeyedValues:
     """Hook of a `dict[str, X]` field whose keys are known: one `--<field>.<key>` flag per key in `--help`."""
 
-    keys: Callable[[], Sequence[str]]
+    known_keys: Callable[[], Sequence[str]]
     """The known keys (called when needed)."""
     doc: str = ""
     """Help of each key's flag."""
@@ -425,14 +425,18 @@ def _build_keyed_settings(hook: KeyedSettings, spec: dataclasses.Field, dotted: 
         if not isinstance(section, Mapping):
             raise ConfigError(f"{base_origin}: {dotted}.{name} must be a mapping of settings, got {section!r}")
         result.setdefault(str(name), {})
-        entries += [(str(name), str(key), value, f"{base_origin}: {dotted}.{name}.{key}") for key, value in section.items()]
+        entries += [
+            (str(name), str(key), value, f"{base_origin}: {dotted}.{name}.{key}") for key, value in section.items()
+        ]
     for flag, value in cli.items():
         if "." not in flag:
-            raise ConfigError(f"command line: --{dotted}.{flag} is a section; set its keys, e.g. --{dotted}.{flag}.<key> V")
+            raise ConfigError(
+                f"command line: --{dotted}.{flag} is a section; set its keys, e.g. --{dotted}.{flag}.<key> V"
+            )
         name, key = flag.split(".", 1)
         result.setdefault(name, {})
         entries.append((name, key, value, layers.origin(f"{dotted}.{flag}", True)))
-    known = list(hook.keys())
+    known = list(hook.known_keys())
     for name in result:
         if name not in known:
             origin = base_origin if name in base else "command line"

@@ -193,13 +193,13 @@ class HookedConfig:
 
     knobs: dict[str, dict] = dataclasses.field(
         default_factory=dict,
-        metadata={"keyed_settings": KeyedSettings(keys=lambda: ["left", "right"], settings_of=lambda name: Knob,
+        metadata={"keyed_settings": KeyedSettings(known_keys=lambda: ["left", "right"], settings_of=lambda name: Knob,
                                                     reserved={"seed": "the caller's"}, note="seed is the caller's")},
     )
     """Per-knob settings."""
     limits: dict[str, int] = dataclasses.field(
         default_factory=lambda: {"low": 2},
-        metadata={"keyed_values": KeyedValues(keys=lambda: ["low", "high"], doc="limit of this end")},
+        metadata={"keyed_values": KeyedValues(known_keys=lambda: ["low", "high"], doc="limit of this end")},
     )
     """Per-end limits."""
 
