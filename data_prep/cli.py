@@ -28,6 +28,28 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every `--flag` of `parser` and of its subcommands."""
+    flags: set[str] = set()
+    for action in parser._actions:
+        flags.update(option for option in action.option_strings if option.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                flags |= _option_strings(subparser)
+    return flags
+
+
+def _check_flag_spelling(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Flags are spelled with underscores; an old hyphen spelling of a known flag gets the new one in its error."""
+    known = _option_strings(parser)
+    for token in argv:
+        flag = token.split("=", 1)[0]
+        if flag.startswith("--") and "-" in flag[2:] and flag not in known:
+            underscored = "--" + flag[2:].replace("-", "_")
+            if underscored in known:
+                raise UsageError(f"unrecognized flag {flag}; flags use underscores: {underscored}")
+
+
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "path",
@@ -40,12 +62,12 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
         "(default: generic)",
     )
     mapping = parser.add_argument_group("field mapping (generic format only)")
-    mapping.add_argument("--problem-field", help="column with the problem text (default: problem)")
-    mapping.add_argument("--answer-field", help="column with the gold answer (default: answer)")
-    mapping.add_argument("--id-field", help="column with a unique id (default: number the rows)")
-    mapping.add_argument("--level-field", help="column with the level 1-5 (default: no levels)")
-    mapping.add_argument("--answer-after", help="take the answer after the last occurrence of this marker, e.g. ####")
-    mapping.add_argument("--answer-regex", help="take the answer from this regex's first capture group")
+    mapping.add_argument("--problem_field", help="column with the problem text (default: problem)")
+    mapping.add_argument("--answer_field", help="column with the gold answer (default: answer)")
+    mapping.add_argument("--id_field", help="column with a unique id (default: number the rows)")
+    mapping.add_argument("--level_field", help="column with the level 1-5 (default: no levels)")
+    mapping.add_argument("--answer_after", help="take the answer after the last occurrence of this marker, e.g. ####")
+    mapping.add_argument("--answer_regex", help="take the answer from this regex's first capture group")
     mapping.add_argument("--source", help="source name stored in each problem (default: the file stem)")
 
 
@@ -60,8 +82,8 @@ def make_parser() -> argparse.ArgumentParser:
         "as stepwise-supervision rows, every step labelled correct) into DIR.",
     )
     synth.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory (created)")
-    synth.add_argument("--num-per-level-train", type=int, default=200, metavar="N", help="train problems per level (default: 200)")
-    synth.add_argument("--num-per-level-test", type=int, default=100, metavar="N", help="test problems per level (default: 100)")
+    synth.add_argument("--num_per_level_train", type=int, default=200, metavar="N", help="train problems per level (default: 200)")
+    synth.add_argument("--num_per_level_test", type=int, default=100, metavar="N", help="test problems per level (default: 100)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
     corrupt = commands.add_parser(
@@ -73,11 +95,11 @@ def make_parser() -> argparse.ArgumentParser:
     )
     corrupt.add_argument("--out", required=True, type=Path, metavar="OUT.jsonl", help="output file")
     corrupt.add_argument("--split", choices=("train", "test"), default="train", help="problem split (default: train)")
-    corrupt.add_argument("--num-per-level", type=int, default=400, metavar="N",
+    corrupt.add_argument("--num_per_level", type=int, default=400, metavar="N",
                          help="problems per level (default: 400)")
-    corrupt.add_argument("--corrupted-per-problem", type=int, default=3, metavar="K",
+    corrupt.add_argument("--corrupted_per_problem", type=int, default=3, metavar="K",
                          help="corrupted solutions per problem, besides its gold one (default: 3)")
-    corrupt.add_argument("--final-answer-fraction", type=float, default=0.1, metavar="F",
+    corrupt.add_argument("--final_answer_fraction", type=float, default=0.1, metavar="F",
                          help="share of corrupted solutions whose only mistake is the boxed answer (default: 0.1)")
     corrupt.add_argument("--seed", type=int, default=0, help="seed of the problems and the corruptions (default: 0)")
 
@@ -101,7 +123,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def _load_from_args(args: argparse.Namespace, limit: int | None = None) -> list[Problem]:
-    given = ["--" + name.replace("_", "-") for name in _FIELD_OPTIONS if getattr(args, name) is not None]
+    given = ["--" + name for name in _FIELD_OPTIONS if getattr(args, name) is not None]
     if args.path in BENCHMARK_NAMES:
         if given or args.format:
             options = ", ".join(given + (["--format"] if args.format else []))
@@ -133,7 +155,7 @@ def _load_from_args(args: argparse.Namespace, limit: int | None = None) -> list[
 def _synth(args: argparse.Namespace) -> None:
     from data_prep.synthetic import generate_problems, gold_steps
 
-    for flag, value in (("--num-per-level-train", args.num_per_level_train), ("--num-per-level-test", args.num_per_level_test)):
+    for flag, value in (("--num_per_level_train", args.num_per_level_train), ("--num_per_level_test", args.num_per_level_test)):
         if value < 1:
             raise UsageError(f"{flag} must be >= 1, got {value}")
     train = generate_problems("train", args.num_per_level_train, seed=args.seed)
@@ -153,7 +175,7 @@ def _corrupt(args: argparse.Namespace) -> None:
     from data_prep.synthetic import corrupted_step_labels, generate_problems
 
     if args.num_per_level < 1:
-        raise UsageError(f"--num-per-level must be >= 1, got {args.num_per_level}")
+        raise UsageError(f"--num_per_level must be >= 1, got {args.num_per_level}")
     problems = generate_problems(args.split, args.num_per_level, seed=args.seed)
     records = corrupted_step_labels(problems, args.corrupted_per_problem, seed=args.seed,
                                     final_answer_fraction=args.final_answer_fraction)
@@ -189,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run `ttc-data`; return 0 on success, 1 for bad input data, 2 for a bad command line."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        args = make_parser().parse_args(argv)
+        parser = make_parser()
+        argv = sys.argv[1:] if argv is None else list(argv)
+        _check_flag_spelling(parser, argv)
+        args = parser.parse_args(argv)
         _COMMANDS[args.command](args)
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else 0

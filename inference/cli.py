@@ -13,7 +13,18 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from inference.config import CliValue, ConfigError, MergeConfig, RunConfig, default_value, field_docs, parse_config
+from inference.config import MergeConfig, RunConfig
+from inference.config_engine import (
+    CliValue,
+    ConfigError,
+    KeyedSettings,
+    default_value,
+    dict_value_hint,
+    field_docs,
+    keyed_settings,
+    keyed_values,
+    parse_config,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,62 +79,48 @@ def _add_flag(group: Any, dotted: str, hint: Any, doc: str, default: Any) -> Non
     )
 
 
-def _dict_keys(cls: type, name: str) -> tuple[list[str], Any, str]:
-    """Known keys, value type and docs of a dict-valued field that gets one flag per key."""
-    if name == "min_n_by_strategy":
-        from inference.strategies import STRATEGIES
-
-        return list(STRATEGIES), int, "smallest N of this strategy"
-    if name == "fields":
-        from data_prep.benchmarks import FieldMapping
-
-        return [f.name for f in dataclasses.fields(FieldMapping)], str | None, "column mapping entry"
-    return [], Any, ""
-
-
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "", group: Any = None) -> None:
-    """One `--section.key` flag per config field (help = the field's attribute docstring)."""
+    """One `--section.key` flag per config field (help = the field's attribute docstring); a field's hook
+    (`keyed_settings`, `keyed_values` in its metadata) adds one flag per known name."""
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
     group = group or parser.add_argument_group(f"{cls.__name__} keys")
     for spec in dataclasses.fields(cls):
         hint, dotted, doc = hints[spec.name], prefix + spec.name, docs.get(spec.name, "")
+        settings_hook, values_hook = keyed_settings(spec), keyed_values(spec)
         if dataclasses.is_dataclass(hint):
             add_config_arguments(parser, hint, dotted + ".", parser.add_argument_group(f"{dotted}: {doc.rstrip('.')}"))
-        elif cls is RunConfig and spec.name == "strategies":
-            _add_strategy_arguments(parser, default_value(spec))
+        elif settings_hook is not None:
+            _add_keyed_settings_arguments(parser, dotted, settings_hook, default_value(spec))
         else:
             _add_flag(group, dotted, hint, doc, default_value(spec))
-            keys, value_hint, key_doc = _dict_keys(cls, spec.name)
-            for key in keys:
-                default = (default_value(spec) or {}).get(key)
-                _add_flag(group, f"{dotted}.{key}", value_hint, f"{key_doc} ({spec.name}[{key}])", default)
+            if values_hook is not None:
+                value_hint = dict_value_hint(hint)
+                for key in values_hook.known_keys():
+                    default = (default_value(spec) or {}).get(key)
+                    _add_flag(group, f"{dotted}.{key}", value_hint, f"{values_hook.doc} ({spec.name}[{key}])", default)
 
 
-def _add_strategy_arguments(parser: argparse.ArgumentParser, defaults: dict[str, dict[str, Any]]) -> None:
-    from inference.config import RESERVED_STRATEGY_KEYS
-    from inference.strategies import STRATEGIES
-
-    for name, strategy in STRATEGIES.items():
-        group = parser.add_argument_group(f"strategies.{name}: settings of {name} (n and seed come from sweep and run)")
-        docs, hints = field_docs(strategy.settings), typing.get_type_hints(strategy.settings)
-        for spec in dataclasses.fields(strategy.settings):
-            if spec.name not in RESERVED_STRATEGY_KEYS:
+def _add_keyed_settings_arguments(parser: argparse.ArgumentParser, dotted: str, hook: KeyedSettings,
+                                  defaults: dict[str, dict[str, Any]]) -> None:
+    """One group per known name, one flag per setting of its Settings dataclass (reserved ones left out)."""
+    note = f" ({hook.note})" if hook.note else ""
+    for name in hook.known_keys():
+        settings = hook.settings_of(name)
+        group = parser.add_argument_group(f"{dotted}.{name}: settings of {name}{note}")
+        docs, hints = field_docs(settings), typing.get_type_hints(settings)
+        for spec in dataclasses.fields(settings):
+            if spec.name not in hook.reserved:
                 default = defaults.get(name, {}).get(spec.name, default_value(spec))
-                _add_flag(group, f"strategies.{name}.{spec.name}", hints[spec.name], docs.get(spec.name, ""), default)
+                _add_flag(group, f"{dotted}.{name}.{spec.name}", hints[spec.name], docs.get(spec.name, ""), default)
 
 
 def _delegate(command: str) -> tuple[Any, Any]:
-    """The (config class, entry function) another package provides for `command`."""
+    """The (config class, entry function) another package provides for `command`; an import error is raised as
+    it is (every delegate exists, so one that fails to import is broken and must say why)."""
     module_name, config_name, function_name, _ = DELEGATED[command]
-    try:
-        module = importlib.import_module(module_name)
-        return getattr(module, config_name), getattr(module, function_name)
-    except (ImportError, AttributeError):
-        raise NotImplementedError(
-            f"`ttc-infer {command}` needs {module_name}.{config_name} (a config dataclass) and "
-            f"{module_name}.{function_name}(config); this installation does not provide them yet"
-        ) from None
+    module = importlib.import_module(module_name)
+    return getattr(module, config_name), getattr(module, function_name)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -141,10 +138,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_config_arguments(merge, MergeConfig)
     for command, (_, _, _, text) in DELEGATED.items():
         delegated = sub.add_parser(command, parents=[common], allow_abbrev=False, help=text, description=text)
-        try:
-            add_config_arguments(delegated, _delegate(command)[0])
-        except Exception:  # noqa: BLE001 - a broken or missing delegate is reported when its subcommand runs
-            logger.debug("no config flags for `%s`", command, exc_info=True)
+        add_config_arguments(delegated, _delegate(command)[0])  # a broken delegate fails here, loudly
     return parser
 
 

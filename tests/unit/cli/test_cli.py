@@ -9,6 +9,7 @@ import types
 import pytest
 
 import inference.cli as cli
+from inference.config_engine import KeyedSettings, KeyedValues
 import inference.runner as runner
 from inference.results import append_results, read_results
 from tests.fakes import ScriptedGenerator, TablePRMScorer
@@ -165,4 +166,50 @@ def test_delegated_subcommand_parses_its_config_and_calls_the_library(monkeypatc
 def test_missing_delegate_is_a_clear_runtime_error(monkeypatch, capsys):
     monkeypatch.setitem(cli.DELEGATED, "report", ("no_such_module_xyz", "ReportConfig", "report", "report"))
     assert cli.main(["report"]) == 1
-    assert "`ttc-infer report` needs no_such_module_xyz.ReportConfig" in one_line_error(capsys)
+    assert "No module named 'no_such_module_xyz'" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["report", "--help"], ["run", "--help"]])
+def test_a_delegate_that_fails_to_import_fails_help_loudly(monkeypatch, capsys, argv):
+    # Help once left a broken subcommand's flags out without a word; now the import error is the answer.
+    monkeypatch.setitem(cli.DELEGATED, "report", ("no_such_module_xyz", "ReportConfig", "report", "report"))
+    assert cli.main(argv) == 1
+    assert "No module named 'no_such_module_xyz'" in one_line_error(capsys)
+
+
+@dataclasses.dataclass(frozen=True)
+class Knob:
+    """Settings of one knob."""
+
+    level: int = 1
+    """How far the knob is turned."""
+    seed: int = 0
+    """Filled in by the caller."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HookedConfig:
+    """A config whose mapping fields carry hooks (no class or field name is special to the flag builder)."""
+
+    knobs: dict[str, dict] = dataclasses.field(
+        default_factory=dict,
+        metadata={"keyed_settings": KeyedSettings(known_keys=lambda: ["left", "right"], settings_of=lambda name: Knob,
+                                                    reserved={"seed": "the caller's"}, note="seed is the caller's")},
+    )
+    """Per-knob settings."""
+    limits: dict[str, int] = dataclasses.field(
+        default_factory=lambda: {"low": 2},
+        metadata={"keyed_values": KeyedValues(known_keys=lambda: ["low", "high"], doc="limit of this end")},
+    )
+    """Per-end limits."""
+
+
+def test_flags_of_hooked_fields_come_from_the_hook():
+    parser = cli._Parser(prog="x")
+    cli.add_config_arguments(parser, HookedConfig)
+    out = parser.format_help()
+    for flag in ("--knobs.left.level", "--knobs.right.level", "--limits", "--limits.low", "--limits.high"):
+        assert flag in out
+    assert "--knobs.left.seed" not in out and "--knobs " not in out
+    assert "knobs.left: settings of left (seed is the caller's)" in out
+    assert "limit of this end (limits[low]) (default: 2)" in out

@@ -291,3 +291,20 @@ def test_merge_config_needs_inputs_and_out():
 def test_unknown_benchmark_field_mapping_key():
     with pytest.raises(ConfigError, match="benchmark.fields: key 'problm' is not known; did you mean 'problem'"):
         parse_config(RunConfig, None, cli(benchmark__name_or_path="p.jsonl", benchmark__fields__problm="q"))
+
+
+def test_keyed_settings_hook_checks_any_field_that_carries_it(tmp_path):
+    from tests.unit.cli.test_cli import HookedConfig, Knob
+
+    path = write(tmp_path, "knobs:\n  left:\n    level: 3\n")
+    config = parse_config(HookedConfig, path, cli(knobs__right__level="5", limits__high="9"))
+    assert config.knobs == {"left": {"level": 3}, "right": {"level": 5}}
+    assert config.limits == {"low": 2, "high": 9} and Knob(**config.knobs["left"]).level == 3
+    with pytest.raises(ConfigError, match=r"knobs.left.seed: 'seed' cannot be set per name \(the caller's\)"):
+        parse_config(HookedConfig, write(tmp_path, "knobs:\n  left:\n    seed: 1\n"), {})
+    with pytest.raises(ConfigError, match=r"command line: knobs.lft: name 'lft' is not known; did you mean 'left'"):
+        parse_config(HookedConfig, None, cli(knobs__lft__level="1"))
+    with pytest.raises(ConfigError, match=r"\(--knobs.left.levl\): 'levl' for name 'left' is not known; did you mean"):
+        parse_config(HookedConfig, None, cli(knobs__left__levl="1"))
+    with pytest.raises(ConfigError, match=r"--knobs.left.level\): expected an integer"):
+        parse_config(HookedConfig, None, cli(knobs__left__level="x"))

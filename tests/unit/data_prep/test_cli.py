@@ -22,7 +22,7 @@ def write_lines(path: Path, rows: list) -> Path:
 
 def test_synth_writes_train_test_and_gold_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "synth"
-    assert main(["synth", "--out", str(out), "--num-per-level-train", "3", "--num-per-level-test", "2", "--seed", "1"]) == 0
+    assert main(["synth", "--out", str(out), "--num_per_level_train", "3", "--num_per_level_test", "2", "--seed", "1"]) == 0
     train = [Problem(**row) for _, row in read_jsonl(out / "train.jsonl")]
     test = [Problem(**row) for _, row in read_jsonl(out / "test.jsonl")]
     gold = [row for _, row in read_jsonl(out / "gold_train.jsonl")]
@@ -39,7 +39,7 @@ def test_synth_writes_train_test_and_gold_steps(tmp_path: Path, capsys: pytest.C
 
 
 def test_synth_is_deterministic_for_a_seed(tmp_path: Path) -> None:
-    args = ["--num-per-level-train", "2", "--num-per-level-test", "1", "--seed", "3"]
+    args = ["--num_per_level_train", "2", "--num_per_level_test", "1", "--seed", "3"]
     assert main(["synth", "--out", str(tmp_path / "a"), *args]) == 0
     assert main(["synth", "--out", str(tmp_path / "b"), *args]) == 0
     for name in ("train.jsonl", "test.jsonl", "gold_train.jsonl"):
@@ -59,7 +59,7 @@ def test_validate_prints_count_and_levels(tmp_path: Path, capsys: pytest.Capture
 
 def test_validate_generic_with_field_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_lines(tmp_path / "g.jsonl", [{"question": "Q", "answer": "r\n#### 1,234"}])
-    argv = ["validate", str(path), "--problem-field", "question", "--answer-after", "####", "--source", "mine"]
+    argv = ["validate", str(path), "--problem_field", "question", "--answer_after", "####", "--source", "mine"]
     assert main(argv) == 0
     assert capsys.readouterr().out.splitlines() == [f"{path}: 1 problems (source: mine)", "  level unknown: 1"]
 
@@ -83,12 +83,12 @@ def test_missing_file_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ("argv", "message"),
     [
         (["validate", "x.jsonl", "--format", "foo"], "argument --format: invalid choice: 'foo'"),
-        (["validate", "x.jsonl", "--format", "math500", "--problem-field", "q"], "--problem-field: field options apply only to --format generic"),
+        (["validate", "x.jsonl", "--format", "math500", "--problem_field", "q"], "--problem_field: field options apply only to --format generic"),
         (["validate", "math500", "--format", "math500"], "--format: these options apply to files, not to the named benchmark 'math500'"),
-        (["validate", "x.jsonl", "--answer-after", "#", "--answer-regex", "(x)"], "at most one of"),
+        (["validate", "x.jsonl", "--answer_after", "#", "--answer_regex", "(x)"], "at most one of"),
         (["convert", "x.jsonl"], "the following arguments are required: --out"),
         (["convert", "x.jsonl", "--out", "y.jsonl", "--limit", "0"], "--limit must be >= 1, got 0"),
-        (["synth", "--out", "d", "--num-per-level-test", "0"], "--num-per-level-test must be >= 1, got 0"),
+        (["synth", "--out", "d", "--num_per_level_test", "0"], "--num_per_level_test must be >= 1, got 0"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         ([], "the following arguments are required: COMMAND"),
     ],
@@ -101,12 +101,28 @@ def test_usage_errors_print_one_line_and_exit_2(argv: list[str], message: str, c
     assert err.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    ("argv", "hyphen", "underscore"),
+    [
+        (["corrupt", "--out", "x.jsonl", "--num-per-level", "2"], "--num-per-level", "--num_per_level"),
+        (["synth", "--out", "d", "--num-per-level-train=3"], "--num-per-level-train", "--num_per_level_train"),
+        (["validate", "x.jsonl", "--problem-field", "q"], "--problem-field", "--problem_field"),
+        (["corrupt", "--corrupted-per-problem", "2"], "--corrupted-per-problem", "--corrupted_per_problem"),
+    ],
+)
+def test_old_hyphen_flag_names_the_underscore_flag(argv: list[str], hyphen: str, underscore: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"ttc-data: error: unrecognized flag {hyphen}; flags use underscores: {underscore}\n"
+
+
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert all(command in out for command in ("synth", "validate", "convert"))
     assert main(["convert", "--help"]) == 0
-    assert "--answer-field" in capsys.readouterr().out
+    assert "--answer_field" in capsys.readouterr().out
 
 
 def test_convert_gsm8k_to_problem_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -132,7 +148,7 @@ def test_corrupt_writes_gold_and_corrupted_step_labels(tmp_path: Path, capsys: p
     from data_prep.labels import read_step_labels
 
     out = tmp_path / "corrupted.jsonl"
-    command = ["corrupt", "--out", str(out), "--num-per-level", "2", "--corrupted-per-problem", "2", "--seed", "3"]
+    command = ["corrupt", "--out", str(out), "--num_per_level", "2", "--corrupted_per_problem", "2", "--seed", "3"]
     assert main(command) == 0
     records = read_step_labels(out)
     assert len(records) == 10 * 3
@@ -143,4 +159,4 @@ def test_corrupt_writes_gold_and_corrupted_step_labels(tmp_path: Path, capsys: p
         assert record.labels == expected
     assert sum(all(record.labels) for record in records) == 10
     assert "wrote 30 solutions (10 problems" in capsys.readouterr().out
-    assert main(["corrupt", "--out", str(out), "--num-per-level", "0"]) == 2
+    assert main(["corrupt", "--out", str(out), "--num_per_level", "0"]) == 2
