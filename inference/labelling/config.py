@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from inference.config import BenchmarkConfig, ConfigError, PolicyConfig
+from inference.config import FIELD_MAPPING, BenchmarkConfig, ConfigError, PolicyConfig
 
 SYNTHETIC_BENCHMARKS = ("synthetic-train", "synthetic-test")
 """Benchmark names drawn from the synthetic world (the only ones the oracle labeller can check)."""
@@ -41,7 +41,7 @@ class LabelBenchmarkConfig:
     """Synthetic benchmarks only: seed of the synthetic world's problem stream; null uses 0."""
     path: str | None = None
     """math500 / gsm8k only: the benchmark file; null uses `../shared/data/<name>_test.jsonl`."""
-    fields: dict[str, str] | None = None
+    fields: dict[str, str] | None = field(default=None, metadata={"keyed_values": FIELD_MAPPING})
     """Problem files only: column mapping (problem, answer, id, level, answer_after, answer_regex)."""
     source: str | None = None
     """Problem files only: the `source` recorded in each problem; null uses the file name without suffix."""
