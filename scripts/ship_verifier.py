@@ -25,9 +25,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    # Run as a file from a checkout that is not installed: import ttc from the repo.
-    sys.path.insert(0, str(REPO_ROOT))
 MANIFEST_FILENAME = "ttc_prm_manifest.json"
 BACKBONE = "checkpoints/policy-large"
 
