@@ -76,8 +76,8 @@ def build_stages(opts: PipelineOptions) -> list[Stage]:
             "world",
             "synthetic world splits (for inspection; every stage draws the same seeded problems)",
             _ttc_data("synth", "--out", f"{run}/world",
-                      "--num-per-level-train", str(s.label_problems_per_level),
-                      "--num-per-level-test", str(s.test_problems_per_level), "--seed", str(opts.seed)),
+                      "--num_per_level_train", str(s.label_problems_per_level),
+                      "--num_per_level_test", str(s.test_problems_per_level), "--seed", str(opts.seed)),
         )
     ]
     stages += _policy_stages(opts)
@@ -175,8 +175,8 @@ def _label_stages(opts: PipelineOptions) -> list[Stage]:
 
 def _corrupt_command(split: str, out: str, per_level: int, corrupted_per_problem: int, seed: int) -> list[str]:
     """`ttc-data corrupt`: gold and corrupted solutions of `split` problems, labelled by the checker."""
-    return _ttc_data("corrupt", "--split", split, "--out", out, "--num-per-level", str(per_level),
-                     "--corrupted-per-problem", str(corrupted_per_problem), "--seed", str(seed))
+    return _ttc_data("corrupt", "--split", split, "--out", out, "--num_per_level", str(per_level),
+                     "--corrupted_per_problem", str(corrupted_per_problem), "--seed", str(seed))
 
 
 def _prm_stages(opts: PipelineOptions) -> list[Stage]:
