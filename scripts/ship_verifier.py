@@ -25,16 +25,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    # Run as a file from a checkout that is not installed: import ttc from the repo.
-    sys.path.insert(0, str(REPO_ROOT))
 MANIFEST_FILENAME = "ttc_prm_manifest.json"
 BACKBONE = "checkpoints/policy-large"
 
 RECIPE: tuple[tuple[str, ...], ...] = (
     # Checker-labelled gold and corrupted solutions of train problems (seconds, no model).
-    ("-m", "data_prep.cli", "corrupt", "--out", "runs/corrupted/train.jsonl", "--num-per-level", "2000",
-     "--corrupted-per-problem", "3"),
+    ("-m", "data_prep.cli", "corrupt", "--out", "runs/corrupted/train.jsonl", "--num_per_level", "2000",
+     "--corrupted_per_problem", "3"),
     # 3000 steps from policy-large's weights: the head starts comparing written results after 2000-2500 steps.
     ("training/train_prm.py", "--config", "configs/prm/tiny_corrupted.yaml", "--use_cpu", "true", "--bf16", "true",
      "--save_steps", "250"),
@@ -128,7 +125,7 @@ def measure_heldout(checkpoint: Path, check: HeldOutCheck, work_dir: Path) -> di
     data = work_dir / "heldout_corrupted.jsonl"
     subprocess.run(
         [sys.executable, "-m", "data_prep.cli", "corrupt", "--split", check.split, "--out", str(data),
-         "--num-per-level", str(check.num_per_level), "--corrupted-per-problem", str(check.corrupted_per_problem),
+         "--num_per_level", str(check.num_per_level), "--corrupted_per_problem", str(check.corrupted_per_problem),
          "--seed", str(check.seed)],
         check=True, cwd=REPO_ROOT,
     )

@@ -16,7 +16,15 @@ from inference.evaluation.compute_optimal import COMPUTE_OPTIMAL, ComputeOptimal
 from inference.evaluation.metrics import PASS_AT_N, MetricPoint, accuracy_table, select
 from inference.evaluation.processbench import ProcessBenchReport
 from inference.reporting import plots
-from inference.scoring.checker import SYNTHETIC_CHECKER
+from inference.reporting.headline import (
+    Arm,
+    best_arm,
+    ceiling,
+    first_reaching,
+    matches_by_verifier,
+    percent,
+    runnable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,10 +100,6 @@ def render_html(
     return "\n".join(parts)
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
 def headline(
     points: Sequence[MetricPoint],
     *,
@@ -104,65 +108,44 @@ def headline(
     processbench: Sequence[ProcessBenchReport] = (),
     other_verifiers: Mapping[str, Sequence[MetricPoint]] | None = None,
 ) -> list[str]:
-    """The few sentences at the top of the report.
+    """The few sentences at the top of the report (the facts are `inference.reporting.headline`'s).
 
     `points` are the main PRM's; `other_verifiers` (name -> points) are searched for a reference the main PRM does
     not match, so the page says which verifier gets the policy there (ceilings, pass@N and the exact checker, never
     count as matching).
     """
-    overall = select(points)
-    arms = _arms(overall)
+    main = [Arm(p) for p in runnable(points)]
     lines = []
-    if arms:
-        best = min(arms, key=lambda p: (-p.accuracy, p.n, p.label))
-        lines.append(f"Best accuracy: {best.label} at N={best.n}: {_pct(best.accuracy)} "
-                     f"on {best.num_problems} problems.")
-        singles = [p for p in arms if p.n == 1]
+    best = best_arm(main)
+    if best is not None:
+        p = best.point
+        lines.append(f"Best accuracy: {p.label} at N={p.n}: {percent(p.accuracy)} on {p.num_problems} problems.")
+        singles = [a.point for a in main if a.point.n == 1]
         if singles:
-            lines.append(f"One sample (N=1): {_pct(max(p.accuracy for p in singles))}.")
-    ceiling = [p for p in overall if p.strategy == PASS_AT_N]
-    if ceiling:
-        top = max(ceiling, key=lambda p: p.n)
-        lines.append(f"Ceiling pass@{top.n} (any correct among {top.n} samples): {_pct(top.accuracy)}.")
+            lines.append(f"One sample (N=1): {percent(max(p.accuracy for p in singles))}.")
+    top = ceiling(points)
+    if top is not None:
+        lines.append(f"Ceiling pass@{top.n} (any correct among {top.n} samples): {percent(top.accuracy)}.")
     for name, accuracy in (references or {}).items():
-        first = _first_reaching(arms, accuracy)
+        first = first_reaching(main, accuracy)
         if first is not None:
-            lines.append(f"{name} ({_pct(accuracy)}) is matched by {first.label} at N={first.n} ({_pct(first.accuracy)}).")
-        else:
-            scope = " with the main PRM" if other_verifiers else ""
-            lines.append(f"{name} ({_pct(accuracy)}) is not matched by any strategy{scope} up to "
-                         f"N={max((p.n for p in arms), default=0)}.")
-            lines += _matched_by_other_verifiers(name, accuracy, other_verifiers or {})
+            p = first.point
+            lines.append(f"{name} ({percent(accuracy)}) is matched by {p.label} at N={p.n} ({percent(p.accuracy)}).")
+            continue
+        scope = " with the main PRM" if other_verifiers else ""
+        lines.append(f"{name} ({percent(accuracy)}) is not matched by any strategy{scope} up to "
+                     f"N={max((a.point.n for a in main), default=0)}.")
+        for verifier, match in matches_by_verifier(other_verifiers or {}, accuracy).items():
+            p = match.point
+            lines.append(f"With {verifier} as verifier, {name} is matched by {p.label} at N={p.n} "
+                         f"({percent(p.accuracy)}).")
     for report in compute_optimal:
         lines += _compute_optimal_lines(report)
     for r in processbench:
         auroc = "n/a" if r.step_auroc is None else f"{r.step_auroc:.3f}"
-        lines.append(f"{r.scorer or 'PRM'}: ProcessBench-style F1 {_pct(r.tuned.f1)} at tuned threshold "
-                     f"{r.tuned.threshold:.3g} ({_pct(r.fixed.f1)} at 0.5), step AUROC {auroc}.")
+        lines.append(f"{r.scorer or 'PRM'}: ProcessBench-style F1 {percent(r.tuned.f1)} at tuned threshold "
+                     f"{r.tuned.threshold:.3g} ({percent(r.fixed.f1)} at 0.5), step AUROC {auroc}.")
     return lines or ["No results."]
-
-
-def _arms(points: Sequence[MetricPoint]) -> list[MetricPoint]:
-    """The points of strategies a user can run: not the pass@N ceiling, not the compute-optimal summary."""
-    return [p for p in points if p.strategy not in (PASS_AT_N, COMPUTE_OPTIMAL)]
-
-
-def _first_reaching(arms: Sequence[MetricPoint], accuracy: float) -> MetricPoint | None:
-    """The cheapest point at or above `accuracy` (smallest N, then the most accurate), or None."""
-    reached = [p for p in arms if p.accuracy >= accuracy]
-    return min(reached, key=lambda p: (p.n, -p.accuracy, p.label)) if reached else None
-
-
-def _matched_by_other_verifiers(name: str, accuracy: float, others: Mapping[str, Sequence[MetricPoint]]) -> list[str]:
-    lines = []
-    for verifier, points in sorted(others.items()):
-        if verifier == SYNTHETIC_CHECKER:  # a perfect verifier knows the answers: a ceiling, not a strategy
-            continue
-        first = _first_reaching(_arms(select(points)), accuracy)
-        if first is not None:
-            lines.append(f"With {verifier} as verifier, {name} is matched by {first.label} at N={first.n} "
-                         f"({_pct(first.accuracy)}).")
-    return lines
 
 
 def _compute_optimal_lines(report: ComputeOptimalReport) -> list[str]:
@@ -173,11 +156,11 @@ def _compute_optimal_lines(report: ComputeOptimalReport) -> list[str]:
     if not routed:
         return []
     top = max(routed, key=lambda p: p.n)
-    rivals = [p for p in overall if p.n == top.n and p.strategy not in (PASS_AT_N, COMPUTE_OPTIMAL)]
-    line = f"{where}: {_pct(top.accuracy)} at N={top.n}"
+    rivals = [p for p in runnable(overall) if p.n == top.n]
+    line = f"{where}: {percent(top.accuracy)} at N={top.n}"
     if rivals:
         rival = max(rivals, key=lambda p: p.accuracy)
-        line += f" vs {_pct(rival.accuracy)} for the best single strategy there, {rival.label}"
+        line += f" vs {percent(rival.accuracy)} for the best single strategy there, {rival.label}"
     lines = [line + "."]
     if report.gaps:
         ahead = sum(g.low > 0 for g in report.gaps)
@@ -193,13 +176,13 @@ def _compute_optimal_lines(report: ComputeOptimalReport) -> list[str]:
     if report.savings and report.savings[0].compute_optimal_n is None:
         s = report.savings[0]
         lines.append(f"{where} does not reach the best single strategy's accuracy ({s.reference}, "
-                     f"{_pct(s.reference_accuracy)} at N={s.reference_n}).")
+                     f"{percent(s.reference_accuracy)} at N={s.reference_n}).")
     if reached:
         s = reached[0]
         ratio = s.flops_ratio if s.flops_ratio is not None else s.token_ratio
         unit = "FLOPs" if s.flops_ratio is not None else "tokens"
         saving = "" if ratio is None else f": {ratio:.1f}x {'less' if ratio >= 1 else 'more'} compute ({unit})"
-        lines.append(f"{where} reaches {s.reference}'s best {_pct(s.reference_accuracy)} (N={s.reference_n}) "
+        lines.append(f"{where} reaches {s.reference}'s best {percent(s.reference_accuracy)} (N={s.reference_n}) "
                      f"at N={s.compute_optimal_n}{saving}.")
     return lines
 

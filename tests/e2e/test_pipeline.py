@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from inference.pipeline.scales import SCALES
+from inference.pipeline.stages import PipelineOptions, stage_names
+from inference.pipeline.summary import summary_lines
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,7 +57,7 @@ def finished_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
 def test_every_stage_runs_and_leaves_a_report(finished_run):
     run_dir, result = finished_run
     status = _stage_lines(result.stdout)
-    assert list(status) == STAGES
+    assert list(status) == STAGES == stage_names()
     assert all(text.startswith("done in") for text in status.values()), status
     html = (run_dir / "report" / "report.html").read_text()
     assert "data:image/png;base64," in html and "https://" not in html
@@ -74,6 +78,11 @@ def test_every_stage_runs_and_leaves_a_report(finished_run):
     assert {"majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts", "pass@n"} <= strategies
     summary = result.stdout.split("Report: ", 1)[1].splitlines()
     assert summary[0].endswith("report.html") and len([s for s in summary[1:] if s.strip()]) == 5
+    # The printed lines are the module's summary of the run's outputs.
+    opts = PipelineOptions(run_dir=run_dir, scale=SCALES["smoke"], small_policy="checkpoints/policy-small",
+                           large_policy="checkpoints/policy-large", force=False, retrain_policies=False, wandb=False,
+                           seed=0)
+    assert [line.strip() for line in summary[1:6]] == summary_lines(opts)
 
 
 def test_second_run_is_all_cached(finished_run):

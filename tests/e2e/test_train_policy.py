@@ -45,3 +45,13 @@ def test_resume_without_a_checkpoint_starts_afresh(tmp_path):
     assert main([*SMALL_SHAPE, "--output_dir", str(output_dir), "--max_steps", "2", "--resume", "true"]) == 0
     manifest = PolicyManifest.load(output_dir)
     assert manifest.extra["global_steps"] == 2 and "resumed_from_step" not in manifest.extra
+
+
+def test_describe_prints_each_shipped_policy_manifest(capsys):
+    policies = [str(REPO / "checkpoints" / name) for name in ("policy-small", "policy-large")]
+    assert main(["--describe", *policies]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for line, policy in zip(lines, policies, strict=True):
+        manifest = PolicyManifest.load(policy)
+        assert line.startswith(f"{policy}: {manifest.policy_name}, ")
+        assert f"all={manifest.greedy_accuracy['all']}" in line

@@ -2,29 +2,45 @@
 when the verifier changes; --retrain-verifier swaps the check for the recipe."""
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from tests.repo_files import load_repo_file
+from inference.evaluation.evaluations import ModelEvaluation, write_evaluations
+from inference.evaluation.metrics import MetricPoint
+from inference.pipeline.cache import stage_key
+from inference.pipeline.scales import SCALES, Scale
+from inference.pipeline.stages import PipelineOptions, build_stages
+from inference.pipeline.summary import summary_lines
 
 
-@pytest.fixture(scope="module")
-def pipeline():
-    return load_repo_file("scripts/pipeline.py", "ttc_pipeline")
-
-
-def _stages(pipeline, **overrides):
-    opts = pipeline.PipelineOptions(
-        run_dir=Path("runs/x"), scale=pipeline.SCALES["smoke"], small_policy="checkpoints/policy-small",
+def _stages(**overrides):
+    opts = PipelineOptions(
+        run_dir=Path("runs/x"), scale=SCALES["smoke"], small_policy="checkpoints/policy-small",
         large_policy="checkpoints/policy-large", force=False, retrain_policies=False, wandb=False, seed=0,
         **overrides,
     )
-    return {stage.name: stage for stage in pipeline.build_stages(opts)}
+    return {stage.name: stage for stage in build_stages(opts)}
 
 
-def test_prm_stages_fine_tune_the_shipped_verifier_on_a_mixture(pipeline):
-    stages = _stages(pipeline)
+def test_scales_are_written_by_keyword():
+    with pytest.raises(TypeError):
+        Scale(2, 2, 1, 2, 1, 2, 4, 4, 2, 8)  # ten integers in a row: which is which?
+    assert SCALES["default"] == Scale(**asdict(SCALES["default"]))
+    assert (SCALES["default"].max_n_sampling, SCALES["default"].max_n_tree) == (64, 16)
+
+
+def test_policies_stage_checks_the_shipped_manifests_with_train_policy():
+    stage = _stages()["policies"]
+    assert stage.command[1:] == ["training/train_policy.py", "--describe", "checkpoints/policy-small",
+                                 "checkpoints/policy-large"]
+    assert stage.reads == ("checkpoints/policy-small/ttc_policy_manifest.json",
+                           "checkpoints/policy-large/ttc_policy_manifest.json")
+
+
+def test_prm_stages_fine_tune_the_shipped_verifier_on_a_mixture():
+    stages = _stages()
     verifier = stages["verifier"]
     # The check reads policy-large's manifest too: a retrained policy-large reruns everything after it.
     assert verifier.reads == ("checkpoints/prm-verifier/ttc_prm_manifest.json",
@@ -41,18 +57,18 @@ def test_prm_stages_fine_tune_the_shipped_verifier_on_a_mixture(pipeline):
     assert corrupt[corrupt.index("--split") + 1] == "train"
 
 
-def test_a_changed_verifier_changes_the_prm_stage_keys(pipeline):
-    stages = _stages(pipeline)
+def test_a_changed_verifier_changes_the_prm_stage_keys():
+    stages = _stages()
     keys = {}
     for name, stage in stages.items():
-        keys[name] = pipeline.stage_key(stage, keys)
+        keys[name] = stage_key(stage, keys)
     changed = dict(keys, verifier="another-verifier")
-    assert pipeline.stage_key(stages["prm-oracle"], changed) != keys["prm-oracle"]
-    assert pipeline.stage_key(stages["labels-oracle"], changed) == keys["labels-oracle"]
+    assert stage_key(stages["prm-oracle"], changed) != keys["prm-oracle"]
+    assert stage_key(stages["labels-oracle"], changed) == keys["labels-oracle"]
 
 
-def test_retrain_verifier_runs_the_recipe_into_prm_base(pipeline):
-    stages = _stages(pipeline, retrain_verifier=True, prm_base="runs/x/verifier")
+def test_retrain_verifier_runs_the_recipe_into_prm_base():
+    stages = _stages(retrain_verifier=True, prm_base="runs/x/verifier")
     command = stages["verifier"].command
     assert command[1:] == ["scripts/ship_verifier.py", "--retrain", "--out", "runs/x/verifier"]
     assert stages["verifier"].after == ("policies",)
@@ -60,36 +76,34 @@ def test_retrain_verifier_runs_the_recipe_into_prm_base(pipeline):
     assert prm[prm.index("--model_name_or_path") + 1] == "runs/x/verifier"
 
 
-def test_checker_stage_feeds_eval_and_is_a_ceiling_not_a_strategy(pipeline, tmp_path):
-    stages = _stages(pipeline)
+def test_checker_stage_feeds_eval_and_is_a_ceiling_not_a_strategy(tmp_path):
+    stages = _stages()
     checker = stages["tree-checker"].command
     assert checker[checker.index("--prm.path") + 1] == "synthetic-checker"
     assert "tree-checker" in stages["eval"].after and "runs/x/search/tree-checker" in stages["eval"].command
 
     # The summary names the best *reachable* point: a perfect-verifier row above policy-large's greedy accuracy
     # is reported as the ceiling, never as "reaches it".
-    def point(policy, prm, strategy, n, accuracy):
-        return {"policy": policy, "prm": prm, "strategy": strategy, "n": n, "level": None, "accuracy": accuracy}
+    def point(strategy, n, accuracy, beam_width=None):
+        return MetricPoint(strategy, n, None, None, accuracy, None, 10.0, 0.0, None, 10, beam_width)
 
-    for name, points in {
-        "eval": [point("policy-small", "", "majority", 1, 0.2), point("policy-small", "prm-oracle", "dvts", 4, 0.3),
-                 point("policy-small", "synthetic-checker", "beam_search", 4, 0.9),
-                 point("policy-small", "prm-oracle", "pass@n", 64, 0.95)],
-        "eval-large": [point("policy-large", "", "majority", 1, 0.5)],
-    }.items():
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "metrics.jsonl").write_text("".join(f"{json.dumps(p)}\n" for p in points))
-    opts = pipeline.PipelineOptions(
-        run_dir=tmp_path, scale=pipeline.SCALES["smoke"], small_policy="s", large_policy="l", force=False,
+    write_evaluations([
+        ModelEvaluation("policy-small", "", (), (point("majority", 1, 0.2),)),
+        ModelEvaluation("policy-small", "prm-oracle", (), (point("dvts", 4, 0.3, 4), point("pass@n", 64, 0.95))),
+        ModelEvaluation("policy-small", "synthetic-checker", (), (point("beam_search", 4, 0.9, 4),)),
+    ], tmp_path / "eval")
+    write_evaluations([ModelEvaluation("policy-large", "", (), (point("majority", 1, 0.5),))], tmp_path / "eval-large")
+    opts = PipelineOptions(
+        run_dir=tmp_path, scale=SCALES["smoke"], small_policy="s", large_policy="l", force=False,
         retrain_policies=False, wandb=False, seed=0,
     )
-    line = pipeline.summary_lines(opts)[3]
+    line = summary_lines(opts)[3]
     assert line.startswith("policy-large greedy 50.0%: no strategy reaches it within this budget; best overall dvts "
                            "(prm-oracle)@4 30.0%; ceiling (beam search with the exact checker as PRM) at N=4: 90.0%")
 
 
-def test_likelihood_stage_reads_policy_large_as_verifier_and_feeds_eval(pipeline):
-    stages = _stages(pipeline)
+def test_likelihood_stage_reads_policy_large_as_verifier_and_feeds_eval():
+    stages = _stages()
     command = stages["search-likelihood"].command
 
     def value(flag):

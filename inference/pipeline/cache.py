@@ -1,0 +1,138 @@
+"""The stage cache: a stage's key, its marker in `<run>/.stages`, and running the stages that are not done.
+
+A stage is skipped when its key (its command line, the content of the config files it reads and the keys of the
+stages it depends on) matches the key its marker recorded when it last finished; so a second run starts at the
+first changed stage, and a run stopped with Ctrl-C resumes at the interrupted stage (whose own command resumes
+where it can). Outputs of a stage whose inputs changed are removed before it reruns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from data_prep.io import atomic_write_text
+from inference.pipeline.stages import REPO_ROOT, PipelineOptions, Stage
+
+STAGE_MARKER_DIR = ".stages"
+
+
+class StageFailed(RuntimeError):
+    """A stage's command exited with a non-zero status."""
+
+    def __init__(self, stage: Stage, status: int, log_path: Path) -> None:
+        super().__init__(f"stage {stage.name!r} failed with exit status {status}; its log: {log_path}")
+        self.status = status
+
+
+def _file_digest(path: Path) -> str:
+    if not path.exists():
+        return "missing"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def stage_key(stage: Stage, keys: dict[str, str]) -> str:
+    """The stage's cache key, from its command, the files it reads and the keys (`keys`) of the stages before it."""
+    # The interpreter enters the key as its environment (sys.prefix), not as typed: `python` and `python3` of one
+    # environment (quickstart.sh runs python3) must share the cache.
+    payload = {
+        "command": [sys.prefix if part == sys.executable else part for part in stage.command],
+        "reads": {name: _file_digest(REPO_ROOT / name) for name in stage.reads},
+        "after": {name: keys[name] for name in stage.after},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def marker_path(run_dir: Path, stage: Stage) -> Path:
+    """Where a finished stage records its key."""
+    return run_dir / STAGE_MARKER_DIR / f"{stage.name}.json"
+
+
+def previous_key(run_dir: Path, stage: Stage) -> str | None:
+    """The key the stage finished with last time, or None (never finished, or an unreadable marker)."""
+    try:
+        return json.loads(marker_path(run_dir, stage).read_text())["key"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def is_done(run_dir: Path, stage: Stage, key: str) -> bool:
+    """Whether the stage last finished with this key."""
+    return previous_key(run_dir, stage) == key
+
+
+def mark_done(run_dir: Path, stage: Stage, key: str, seconds: float) -> None:
+    record = {"key": key, "seconds": round(seconds, 1), "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    atomic_write_text(marker_path(run_dir, stage), json.dumps(record) + "\n")
+
+
+def _clean(paths: Sequence[str]) -> None:
+    for path in map(Path, paths):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    if not env.get("WANDB_API_KEY"):
+        env["WANDB_MODE"] = "offline"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_stage(stage: Stage, opts: PipelineOptions) -> None:
+    """Run the stage's command from the repository root, teeing its output into `<run>/logs/<stage>.log`."""
+    command = stage.command + (stage.late_args(opts) if stage.late_args else [])
+    log_path = opts.run_dir / "logs" / f"{stage.name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"\n$ {' '.join(command)}\n")
+    # Output goes to the terminal (progress bars with ETAs) and is teed into the stage's log file.
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0
+    )
+    assert process.stdout is not None
+    with open(log_path, "ab") as log:
+        for chunk in iter(lambda: process.stdout.read(4096), b""):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+            log.write(chunk)
+    status = process.wait()
+    if status != 0:
+        raise StageFailed(stage, status, log_path)
+
+
+def run_stages(stages: Sequence[Stage], opts: PipelineOptions, only: Sequence[str] | None = None) -> None:
+    """Run, in order, every stage that is not done with its current key (all with `opts.force`; with `only`, just
+    those named), printing one status line a stage. Raises StageFailed; Ctrl-C leaves finished stages marked."""
+    keys: dict[str, str] = {}
+    started = time.time()
+    for index, stage in enumerate(stages, start=1):
+        keys[stage.name] = stage_key(stage, keys)
+        prefix = f"[{index}/{len(stages)}] {stage.name}"
+        if only is not None and stage.name not in only:
+            print(f"{prefix}: skipped (--only)", flush=True)
+            continue
+        if not opts.force and is_done(opts.run_dir, stage, keys[stage.name]):
+            print(f"{prefix}: cached", flush=True)
+            continue
+        if opts.force or previous_key(opts.run_dir, stage) not in (None, keys[stage.name]):
+            # Inputs changed (or --force): old outputs would be resumed from; remove them.
+            _clean(stage.clean_on_rerun)
+        print(f"{prefix}: {stage.description}  (elapsed {time.time() - started:.0f}s)", flush=True)
+        stage_started = time.time()
+        run_stage(stage, opts)
+        mark_done(opts.run_dir, stage, keys[stage.name], time.time() - stage_started)
+        print(f"{prefix}: done in {time.time() - stage_started:.0f}s", flush=True)

@@ -1,0 +1,93 @@
+"""The main job on the embedded default, in one command: world -> labels -> PRMs -> search -> eval -> report.
+
+Every stage is one of ttc's own commands (`ttc-data`, `ttc-infer`, `accelerate launch training/train_prm.py`),
+run as a subprocess so the training and inference arms stay independent. A stage is skipped when its cache key
+(its command line, the content of the config files it reads and the keys of the stages it depends on) matches
+the key recorded when it last finished; so a second run starts at the first changed stage, and a run stopped
+with Ctrl-C resumes at the interrupted stage (whose own command resumes where it can). `--force` redoes all.
+
+    python scripts/pipeline.py                    # default scale, about 20 minutes on 2 CPU cores
+    python scripts/pipeline.py --scale smoke      # every stage on a handful of problems (tests)
+    python scripts/pipeline.py --scale large      # more problems and a larger budget, for a patient user
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from inference.pipeline.cache import StageFailed, run_stages
+from inference.pipeline.scales import SCALES
+from inference.pipeline.stages import (
+    REPO_ROOT,
+    PipelineOptions,
+    build_stages,
+    stage_names,
+)
+from inference.pipeline.summary import summary_lines
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pipeline.py",
+        description=__doc__.split("\n\n")[0],
+        epilog=f"Stages: {', '.join(stage_names())}. Logs: <run-dir>/logs/<stage>.log.",
+    )
+    parser.add_argument("--scale", choices=sorted(SCALES), default="default",
+                        help="how much work: smoke (tests, ~2 min), default (~20 min on 2 cores), large (patient users)")
+    parser.add_argument("--run-dir", default=None, help="where everything goes (default: runs/<scale>)")
+    parser.add_argument("--small-policy", default="checkpoints/policy-small", help="the policy that searches")
+    parser.add_argument("--large-policy", default="checkpoints/policy-large",
+                        help="the reference policy (greedy decoding); the verifier stage notes whether the verifier "
+                             "grew from it (--retrain-verifier grows one from configs/prm/tiny_corrupted.yaml's "
+                             "model_name_or_path, checkpoints/policy-large)")
+    parser.add_argument("--retrain-policies", action="store_true",
+                        help="train both tiny policies with training/train_policy.py instead of using the shipped ones "
+                        "(writes into --small-policy/--large-policy)")
+    parser.add_argument("--prm-base", default="checkpoints/prm-verifier",
+                        help="the in-run PRMs' initial weights: the shipped verifier PRM (see its manifest)")
+    parser.add_argument("--retrain-verifier", action="store_true",
+                        help="retrain the verifier PRM with scripts/ship_verifier.py --retrain (about 90 minutes on "
+                        "2 cores) instead of using the shipped one (writes into --prm-base)")
+    parser.add_argument("--force", action="store_true", help="redo every stage, ignoring the cache")
+    parser.add_argument("--no-wandb", action="store_true", help="skip the W&B offline runs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="*", default=None, help="run only these stages (and skip the rest)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the pipeline; 0 when every stage finished, 1 when one failed, 130 when interrupted."""
+    args = make_parser().parse_args(argv)
+    opts = PipelineOptions(
+        run_dir=Path(args.run_dir or f"runs/{args.scale}"), scale=SCALES[args.scale],
+        small_policy=args.small_policy, large_policy=args.large_policy, force=args.force,
+        retrain_policies=args.retrain_policies, wandb=not args.no_wandb, seed=args.seed,
+        prm_base=args.prm_base, retrain_verifier=args.retrain_verifier,
+    )
+    os.chdir(REPO_ROOT)
+    started = time.time()
+    # A plain SIGTERM behaves like Ctrl-C: stop and leave the finished stages cached. SIGINT too, even when the
+    # pipeline starts from a background job of a script, which hands it SIGINT ignored (Python then installs no
+    # KeyboardInterrupt handler and `kill -INT` would be lost).
+    previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        run_stages(build_stages(opts), opts, only=args.only)
+    except StageFailed as error:
+        print(f"pipeline: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\npipeline: interrupted; run the same command again to resume at the interrupted stage",
+              file=sys.stderr)
+        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(f"\nfinished in {time.time() - started:.0f}s. Report: {opts.run_dir / 'report' / 'report.html'}")
+    for line in summary_lines(opts):
+        print("  " + line)
+    return 0

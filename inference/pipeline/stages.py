@@ -1,0 +1,354 @@
+"""The pipeline's stage graph: Stage, PipelineOptions and the stages of each arm, in run order.
+
+Every stage is one of ttc's own commands (`ttc-data`, `ttc-infer`, `accelerate launch training/train_prm.py`,
+`training/train_policy.py`, `scripts/ship_verifier.py`), run as a subprocess from the repository root so the
+training and inference arms stay independent.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from inference.pipeline.scales import SCALES, Scale
+from inference.scoring.checker import SYNTHETIC_CHECKER
+from inference.scoring.likelihood import LIKELIHOOD_STYLE
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+"""Where the stage commands run (their paths are relative to it)."""
+LIKELIHOOD_VERIFIER = "policy-large-likelihood"
+"""Name in result rows of the verifier that reads policy-large's token probabilities (no trained head)."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline: a command, what it reads, what it depends on."""
+
+    name: str
+    description: str
+    command: list[str]
+    reads: tuple[str, ...] = ()
+    """Files whose content is part of the cache key (configs, shipped checkpoints' manifests)."""
+    after: tuple[str, ...] = ()
+    """Stages whose results this one uses (their keys are part of this key)."""
+    clean_on_rerun: tuple[str, ...] = ()
+    """Paths removed before the stage reruns after a change (outputs a changed input invalidates)."""
+    late_args: Callable[[PipelineOptions], list[str]] | None = None
+    """Arguments known only once earlier stages ran (measured accuracies, parameter counts)."""
+
+
+@dataclass
+class PipelineOptions:
+    """What one pipeline run does and where (the command line's choices)."""
+
+    run_dir: Path
+    scale: Scale
+    small_policy: str
+    large_policy: str
+    force: bool
+    retrain_policies: bool
+    wandb: bool
+    seed: int
+    prm_base: str = "checkpoints/prm-verifier"
+    retrain_verifier: bool = False
+
+
+def _python(*args: str) -> list[str]:
+    return [sys.executable, *args]
+
+
+def _ttc_infer(*args: str) -> list[str]:
+    return _python("-m", "inference.cli", *args)
+
+
+def _ttc_data(*args: str) -> list[str]:
+    return _python("-m", "data_prep.cli", *args)
+
+
+def build_stages(opts: PipelineOptions) -> list[Stage]:
+    """The stages in run order."""
+    run, s = opts.run_dir, opts.scale
+    stages: list[Stage] = [
+        Stage(
+            "world",
+            "synthetic world splits (for inspection; every stage draws the same seeded problems)",
+            _ttc_data("synth", "--out", f"{run}/world",
+                      "--num_per_level_train", str(s.label_problems_per_level),
+                      "--num_per_level_test", str(s.test_problems_per_level), "--seed", str(opts.seed)),
+        )
+    ]
+    stages += _policy_stages(opts)
+    stages.append(_verifier_stage(opts))
+    stages += _label_stages(opts)
+    stages += _prm_stages(opts)
+    stages += _inference_stages(opts)
+    stages += _evaluation_stages(opts)
+    return stages
+
+
+def stage_names() -> list[str]:
+    """The stage names in run order (they do not depend on the options)."""
+    options = PipelineOptions(Path("runs/default"), SCALES["default"], "checkpoints/policy-small",
+                              "checkpoints/policy-large", force=False, retrain_policies=False, wandb=True, seed=0)
+    return [stage.name for stage in build_stages(options)]
+
+
+def _accelerate_launch() -> list[str]:
+    return _python("-m", "accelerate.commands.launch", "--config_file", "configs/accelerate/cpu.yaml")
+
+
+def _policy_stages(opts: PipelineOptions) -> list[Stage]:
+    if not opts.retrain_policies:
+        return [Stage(
+            "policies",
+            "check the shipped tiny policies against their manifests",
+            _python("training/train_policy.py", "--describe", opts.small_policy, opts.large_policy),
+            reads=(f"{opts.small_policy}/ttc_policy_manifest.json", f"{opts.large_policy}/ttc_policy_manifest.json"),
+        )]
+    return [Stage(
+        "policies",
+        "retrain both tiny policies (20-40 minutes each on 2 cores)",
+        ["bash", "-c",
+         f"{sys.executable} training/train_policy.py --config configs/policy/small.yaml --output_dir {opts.small_policy}"
+         f" && {sys.executable} training/train_policy.py --config configs/policy/large.yaml "
+         f"--output_dir {opts.large_policy}"],
+        reads=("configs/policy/small.yaml", "configs/policy/large.yaml"),
+    )]
+
+
+def _verifier_stage(opts: PipelineOptions) -> Stage:
+    """The PRMs' starting point: the shipped verifier (checked against its manifest) or a retrained one."""
+    manifest = f"{opts.prm_base}/ttc_prm_manifest.json"
+    if not opts.retrain_verifier:
+        return Stage(
+            "verifier",
+            "check the shipped verifier PRM (the in-run PRMs' starting point) against its manifest",
+            _python("scripts/ship_verifier.py", "--out", opts.prm_base, "--describe", opts.large_policy),
+            reads=(manifest, f"{opts.large_policy}/ttc_policy_manifest.json"),
+        )
+    return Stage(
+        "verifier",
+        "retrain the verifier PRM from policy-large on checker-labelled data (about 90 minutes on 2 cores)",
+        _python("scripts/ship_verifier.py", "--retrain", "--out", opts.prm_base),
+        reads=("configs/prm/tiny_corrupted.yaml",), after=("policies",),
+    )
+
+
+def _label_stages(opts: PipelineOptions) -> list[Stage]:
+    """Step labels of policy-small's solutions (oracle, Monte Carlo, test) and the checker-labelled train mixture."""
+    run, s = opts.run_dir, opts.scale
+    policy_stages = ("policies",)
+    stages = []
+    for labeller, config in (("oracle", "configs/label/tiny_oracle.yaml"), ("mc", "configs/label/tiny_mc.yaml")):
+        per_level = s.label_problems_per_level if labeller == "oracle" else s.mc_problems_per_level
+        extra = ["--rollouts_per_step", str(s.mc_rollouts)] if labeller == "mc" else []
+        stages.append(Stage(
+            f"labels-{labeller}",
+            f"{labeller} step labels on policy-small's solutions to synthetic train problems",
+            _ttc_infer("label", "--config", config, "--policy.model_name_or_path", opts.small_policy,
+                       "--benchmark.num_per_level", str(per_level), "--num_solutions", str(s.label_solutions),
+                       "--output", f"{run}/labels/{labeller}.jsonl", "--seed", str(opts.seed), *extra),
+            reads=(config,), after=policy_stages, clean_on_rerun=(f"{run}/labels/{labeller}.jsonl",),
+        ))
+    stages.append(Stage(
+        "labels-test",
+        "oracle-labelled policy solutions to test problems (ProcessBench-style PRM evaluation)",
+        _ttc_infer("label", "--config", "configs/label/tiny_oracle.yaml", "--policy.model_name_or_path",
+                   opts.small_policy, "--benchmark.name_or_path", "synthetic-test",
+                   "--benchmark.num_per_level", str(s.processbench_problems_per_level),
+                   "--benchmark.seed", str(opts.seed), "--num_solutions", str(s.label_solutions),
+                   "--output", f"{run}/labels/test_oracle.jsonl", "--seed", str(opts.seed)),
+        reads=("configs/label/tiny_oracle.yaml",), after=policy_stages,
+        clean_on_rerun=(f"{run}/labels/test_oracle.jsonl",),
+    ))
+    stages.append(Stage(
+        "corrupted-train",
+        "gold and corrupted solutions of the labelled train problems, labelled by the checker (no model): mixed "
+        "into each PRM's data so fine-tuning on policy samples keeps the verifier's arithmetic check",
+        _corrupt_command("train", f"{run}/labels/train_corrupted.jsonl", s.label_problems_per_level, 3, opts.seed),
+    ))
+    return stages
+
+
+def _corrupt_command(split: str, out: str, per_level: int, corrupted_per_problem: int, seed: int) -> list[str]:
+    """`ttc-data corrupt`: gold and corrupted solutions of `split` problems, labelled by the checker."""
+    return _ttc_data("corrupt", "--split", split, "--out", out, "--num_per_level", str(per_level),
+                     "--corrupted_per_problem", str(corrupted_per_problem), "--seed", str(seed))
+
+
+def _prm_stages(opts: PipelineOptions) -> list[Stage]:
+    """One tiny PRM per labeller, fine-tuned from the shipped (or retrained) verifier."""
+    run, s = opts.run_dir, opts.scale
+    return [
+        Stage(
+            f"prm-{labeller}",
+            f"tiny PRM fine-tuned from the shipped verifier on {labeller} labels (accelerate launch train_prm.py)",
+            [*_accelerate_launch(), "training/train_prm.py", "--config", "configs/prm/tiny.yaml",
+             "--model_name_or_path", opts.prm_base,
+             "--train_files", f"{run}/labels/{labeller}.jsonl", f"{run}/labels/train_corrupted.jsonl",
+             "--num_train_epochs", str(s.prm_epochs), "--output_dir", f"{run}/prm-{labeller}",
+             "--run_name", f"prm-{labeller}", "--seed", str(opts.seed)],
+            reads=("configs/prm/tiny.yaml", "configs/accelerate/cpu.yaml"),
+            after=(f"labels-{labeller}", "corrupted-train", "verifier"),
+            clean_on_rerun=(f"{run}/prm-{labeller}",),
+        )
+        for labeller in ("oracle", "mc")
+    ]
+
+
+def _inference_stages(opts: PipelineOptions) -> list[Stage]:
+    s = opts.scale
+    searches = [
+        # (stage, PRM, strategies, largest N): the MC-labelled PRM is compared on the PRM-guided strategies.
+        ("search-oracle", "oracle", ["majority", "best_of_n", "weighted_best_of_n"], s.max_n_sampling),
+        ("tree-oracle", "oracle", ["beam_search", "dvts"], s.max_n_tree),
+        ("search-mc", "mc", ["best_of_n", "weighted_best_of_n"], s.max_n_sampling),
+        ("tree-mc", "mc", ["beam_search"], s.max_n_tree),
+    ]
+    stages = [
+        _search_stage(opts, name, f"ttc-infer: policy-small + PRM({labeller}), {', '.join(strategies)} at N <= {max_n}",
+                      opts.small_policy, ["--prm.path", f"{opts.run_dir}/prm-{labeller}", "--prm.name",
+                                          f"prm-{labeller}", "--sweep.strategies", *strategies, "--sweep.max_n",
+                                          str(max_n)], after=(f"prm-{labeller}",))
+        for name, labeller, strategies, max_n in searches
+    ]
+    stages.append(_search_stage(
+        opts, "tree-checker",
+        f"ttc-infer: policy-small + the exact step checker as PRM (a perfect verifier), beam search at N <= "
+        f"{s.max_n_tree}: the ceiling of PRM-guided search with this policy",
+        opts.small_policy, ["--prm.path", SYNTHETIC_CHECKER, "--sweep.strategies", "beam_search", "--sweep.max_n",
+                            str(s.max_n_tree)],
+    ))
+    stages.append(_search_stage(
+        opts, "search-likelihood",
+        f"ttc-infer: policy-small + policy-large's token probabilities as verifier (no trained head; a step scores "
+        f"its least likely token, solutions the minimum), best-of-N and weighted best-of-N at N <= {s.max_n_sampling}",
+        opts.small_policy, ["--prm.path", opts.large_policy, "--prm.prm_style", LIKELIHOOD_STYLE,
+                            "--prm.name", LIKELIHOOD_VERIFIER, "--sweep.strategies", "best_of_n", "weighted_best_of_n",
+                            "--sweep.max_n", str(s.max_n_sampling), "--strategies.best_of_n.aggregation", "min",
+                            "--strategies.weighted_best_of_n.aggregation", "min"],
+    ))
+    for size, policy in (("small", opts.small_policy), ("large", opts.large_policy)):
+        stages.append(_search_stage(
+            opts, f"greedy-{size}", f"ttc-infer: policy-{size} greedy decoding (the reference line)", policy,
+            ["--sweep.strategies", "majority", "--sweep.max_n", "1", "--strategies.majority.temperature", "0",
+             "--strategies.majority.score_with_prm", "false"], output=f"{size}-greedy",
+        ))
+    return stages
+
+
+def _search_stage(opts: PipelineOptions, name: str, description: str, policy: str, args: list[str],
+                  after: tuple[str, ...] = ("policies",), output: str | None = None) -> Stage:
+    """`ttc-infer run` of `policy` on the test problems with `args`, into `<run>/search/<output or name>`."""
+    out = f"{opts.run_dir}/search/{output or name}"
+    return Stage(
+        name,
+        description,
+        _ttc_infer("run", "--config", "configs/infer/tiny.yaml", "--benchmark.num_per_level",
+                   str(opts.scale.test_problems_per_level), "--seed", str(opts.seed),
+                   "--policy.model_name_or_path", policy, *args, "--output_dir", out),
+        reads=("configs/infer/tiny.yaml",), after=after, clean_on_rerun=(out,),
+    )
+
+
+def _processbench_stage(run: Path, name: str, data_stage: str, data: str, description: str) -> Stage:
+    """`ttc-infer processbench` of both PRMs on one labelled file, written to `<run>/<name>`."""
+    return _processbench_call(run, name, data_stage, data, description,
+                              {"prm-oracle": f"{run}/prm-oracle", "prm-mc": f"{run}/prm-mc"}, ("prm-oracle", "prm-mc"))
+
+
+def _likelihood_processbench_stage(opts: PipelineOptions, name: str, data_stage: str, data: str) -> Stage:
+    """The same evaluation of the likelihood verifier (its own call: prm_style applies to every PRM of a call)."""
+    return _processbench_call(opts.run_dir, name, data_stage, data,
+                              f"ttc-infer processbench: {LIKELIHOOD_VERIFIER} on the data of the {data_stage} stage",
+                              {LIKELIHOOD_VERIFIER: opts.large_policy}, ("policies",), prm_style=LIKELIHOOD_STYLE)
+
+
+def _processbench_call(run: Path, name: str, data_stage: str, data: str, description: str, prms: dict[str, str],
+                       made_by: tuple[str, ...], prm_style: str | None = None) -> Stage:
+    """One `ttc-infer processbench` stage: `prms` (name -> checkpoint, made by the `made_by` stages) on `data`."""
+    style = ["--prm_style", prm_style] if prm_style else []
+    return Stage(
+        name,
+        description,
+        _ttc_infer("processbench", "--config", "configs/eval/processbench_tiny.yaml",
+                   "--data", data, "--output_dir", f"{run}/{name}", *style, "--prms", json.dumps(prms)),
+        reads=("configs/eval/processbench_tiny.yaml",), after=(data_stage, *made_by),
+    )
+
+
+def _evaluation_stages(opts: PipelineOptions) -> list[Stage]:
+    from inference.pipeline.summary import reference_accuracies
+
+    run = opts.run_dir
+    searches = ("search-oracle", "tree-oracle", "search-mc", "tree-mc", "tree-checker", "search-likelihood")
+    report_args = ["--eval_dir", f"{run}/eval", "--output_dir", f"{run}/report", "--main_prm", "prm-oracle",
+                   "--processbench", f"{run}/processbench/processbench-prm-oracle.json",
+                   f"{run}/processbench/processbench-prm-mc.json",
+                   f"{run}/processbench-likelihood/processbench-{LIKELIHOOD_VERIFIER}.json",
+                   "--title", "ttc on the embedded default: policy-small + search vs policy-large greedy"]
+    if opts.wandb:
+        report_args += ["--wandb", "true", "--wandb_dir", f"{run}/wandb"]
+    return [
+        _processbench_stage(run, "processbench", "labels-test", f"{run}/labels/test_oracle.jsonl",
+                            "ProcessBench-style comparison of the two PRMs on oracle-labelled test solutions"),
+        Stage(
+            "corrupted-test",
+            "gold and corrupted solutions of held-out test problems, labelled by the checker (no model)",
+            _corrupt_command("test", f"{run}/labels/test_corrupted.jsonl",
+                             opts.scale.corrupted_test_problems_per_level, 2, opts.seed),
+        ),
+        _processbench_stage(run, "processbench-corrupted", "corrupted-test", f"{run}/labels/test_corrupted.jsonl",
+                            "the two PRMs on held-out gold vs corrupted steps: do they verify the arithmetic?"),
+        _likelihood_processbench_stage(opts, "processbench-likelihood", "labels-test",
+                                       f"{run}/labels/test_oracle.jsonl"),
+        _likelihood_processbench_stage(opts, "processbench-corrupted-likelihood", "corrupted-test",
+                                       f"{run}/labels/test_corrupted.jsonl"),
+        Stage(
+            "eval",
+            "accuracy at N per strategy, level and compute; difficulty bins; compute-optimal routing",
+            _ttc_infer("eval", "--inputs", *(f"{run}/search/{name}" for name in searches),
+                       f"{run}/search/small-greedy", "--output_dir", f"{run}/eval",
+                       "--seed", str(opts.seed), "--derive_sampling", "true"),
+            after=(*searches, "greedy-small"),
+            late_args=lambda o: ["--policy_params", str(count_parameters(o.small_policy)), "--prm_params", json.dumps(
+                {**{f"prm-{name}": count_parameters(o.run_dir / f"prm-{name}") for name in ("oracle", "mc")},
+                 SYNTHETIC_CHECKER: 0, LIKELIHOOD_VERIFIER: count_parameters(o.large_policy)})],
+        ),
+        Stage(
+            "eval-large",
+            "accuracy of the reference policy's greedy run",
+            _ttc_infer("eval", "--inputs", f"{run}/search/large-greedy", "--output_dir", f"{run}/eval-large",
+                       "--seed", str(opts.seed), "--compute_optimal", "false"),
+            after=("greedy-large",),
+            late_args=lambda o: ["--policy_params", str(count_parameters(o.large_policy))],
+        ),
+        Stage(
+            "report",
+            "plots, one HTML page and W&B offline runs",
+            _ttc_infer("report", *report_args, "--policy", "policy-small"),
+            after=("eval", "eval-large", "processbench", "processbench-likelihood"),
+            late_args=lambda o: ["--references", json.dumps(reference_accuracies(o.run_dir))],
+        ),
+    ]
+
+
+def count_parameters(checkpoint_dir: str | Path) -> int:
+    """Parameters stored in a checkpoint's safetensors files (read from their headers, no weights loaded)."""
+    from safetensors import safe_open
+
+    files = sorted(Path(checkpoint_dir).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{checkpoint_dir}: no *.safetensors files to count parameters from")
+    total = 0
+    for path in files:
+        with safe_open(str(path), framework="pt") as handle:
+            for name in handle.keys():
+                count = 1
+                for size in handle.get_slice(name).get_shape():
+                    count *= size
+                total += count
+    return total
