@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from data_prep.benchmarks import BENCHMARK_NAMES, FieldMapping, load_benchmark, load_gsm8k, load_math500, load_problems
+from data_prep.flags import hyphen_spelling_error
 from data_prep.io import write_jsonl
 from data_prep.records import Problem, StepLabels
 
@@ -28,26 +29,11 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
-def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
-    """Every `--flag` of `parser` and of its subcommands."""
-    flags: set[str] = set()
-    for action in parser._actions:
-        flags.update(option for option in action.option_strings if option.startswith("--"))
-        if isinstance(action, argparse._SubParsersAction):
-            for subparser in action.choices.values():
-                flags |= _option_strings(subparser)
-    return flags
-
-
 def _check_flag_spelling(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """Flags are spelled with underscores; an old hyphen spelling of a known flag gets the new one in its error."""
-    known = _option_strings(parser)
-    for token in argv:
-        flag = token.split("=", 1)[0]
-        if flag.startswith("--") and "-" in flag[2:] and flag not in known:
-            underscored = "--" + flag[2:].replace("-", "_")
-            if underscored in known:
-                raise UsageError(f"unrecognized flag {flag}; flags use underscores: {underscored}")
+    error = hyphen_spelling_error(parser, argv)
+    if error:
+        raise UsageError(error)
 
 
 def _add_source_options(parser: argparse.ArgumentParser) -> None:

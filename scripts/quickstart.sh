@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # README's first quickstart command: install (CPU torch first), then run the embedded default end to end.
-# Extra arguments go to scripts/pipeline.py (e.g. --scale smoke, --force, --retrain-policies).
+# Extra arguments go to scripts/pipeline.py (e.g. --scale smoke, --force, --retrain_policies).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

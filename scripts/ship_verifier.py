@@ -108,7 +108,7 @@ def describe(verifier_dir: Path, large_policy: Path) -> str:
     if manifest.backbone_config_hash and manifest.backbone_config_hash != current:
         lines.append(f"note: it grew from an earlier {manifest.backbone} "
                      f"(config hash {manifest.backbone_config_hash}), not from {large_policy} ({current}); the in-run "
-                     "PRMs fine-tune it on this run's policies' samples, and --retrain-verifier grows a new one")
+                     "PRMs fine-tune it on this run's policies' samples, and --retrain_verifier grows a new one")
     return "\n".join(lines)
 
 

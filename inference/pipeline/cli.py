@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from data_prep.flags import hyphen_spelling_error
 from inference.pipeline.cache import StageFailed, run_stages
 from inference.pipeline.scales import SCALES
 from inference.pipeline.stages import (
@@ -35,34 +36,40 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pipeline.py",
         description=__doc__.split("\n\n")[0],
-        epilog=f"Stages: {', '.join(stage_names())}. Logs: <run-dir>/logs/<stage>.log.",
+        epilog=f"Stages: {', '.join(stage_names())}. Logs: <run_dir>/logs/<stage>.log.",
     )
     parser.add_argument("--scale", choices=sorted(SCALES), default="default",
                         help="how much work: smoke (tests, ~2 min), default (~20 min on 2 cores), large (patient users)")
-    parser.add_argument("--run-dir", default=None, help="where everything goes (default: runs/<scale>)")
-    parser.add_argument("--small-policy", default="checkpoints/policy-small", help="the policy that searches")
-    parser.add_argument("--large-policy", default="checkpoints/policy-large",
+    parser.add_argument("--run_dir", default=None, help="where everything goes (default: runs/<scale>)")
+    parser.add_argument("--small_policy", default="checkpoints/policy-small", help="the policy that searches")
+    parser.add_argument("--large_policy", default="checkpoints/policy-large",
                         help="the reference policy (greedy decoding); the verifier stage notes whether the verifier "
-                             "grew from it (--retrain-verifier grows one from configs/prm/tiny_corrupted.yaml's "
+                             "grew from it (--retrain_verifier grows one from configs/prm/tiny_corrupted.yaml's "
                              "model_name_or_path, checkpoints/policy-large)")
-    parser.add_argument("--retrain-policies", action="store_true",
+    parser.add_argument("--retrain_policies", action="store_true",
                         help="train both tiny policies with training/train_policy.py instead of using the shipped ones "
-                        "(writes into --small-policy/--large-policy)")
-    parser.add_argument("--prm-base", default="checkpoints/prm-verifier",
+                        "(writes into --small_policy/--large_policy)")
+    parser.add_argument("--prm_base", default="checkpoints/prm-verifier",
                         help="the in-run PRMs' initial weights: the shipped verifier PRM (see its manifest)")
-    parser.add_argument("--retrain-verifier", action="store_true",
+    parser.add_argument("--retrain_verifier", action="store_true",
                         help="retrain the verifier PRM with scripts/ship_verifier.py --retrain (about 90 minutes on "
-                        "2 cores) instead of using the shipped one (writes into --prm-base)")
+                        "2 cores) instead of using the shipped one (writes into --prm_base)")
     parser.add_argument("--force", action="store_true", help="redo every stage, ignoring the cache")
-    parser.add_argument("--no-wandb", action="store_true", help="skip the W&B offline runs")
+    parser.add_argument("--no_wandb", action="store_true", help="skip the W&B offline runs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", default=None, help="run only these stages (and skip the rest)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the pipeline; 0 when every stage finished, 1 when one failed, 130 when interrupted."""
-    args = make_parser().parse_args(argv)
+    """Run the pipeline; 0 when every stage finished, 1 when one failed, 2 for a usage error, 130 when interrupted."""
+    parser = make_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    spelling = hyphen_spelling_error(parser, argv)
+    if spelling:
+        print(f"pipeline.py: error: {spelling}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     opts = PipelineOptions(
         run_dir=Path(args.run_dir or f"runs/{args.scale}"), scale=SCALES[args.scale],
         small_policy=args.small_policy, large_policy=args.large_policy, force=args.force,

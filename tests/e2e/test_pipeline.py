@@ -17,7 +17,7 @@ from inference.pipeline.summary import summary_lines
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-PIPELINE = [sys.executable, str(REPO / "scripts" / "pipeline.py"), "--scale", "smoke", "--no-wandb"]
+PIPELINE = [sys.executable, str(REPO / "scripts" / "pipeline.py"), "--scale", "smoke", "--no_wandb"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
        "WANDB_MODE": "offline"}
 STAGES = ["world", "policies", "verifier", "labels-oracle", "labels-mc", "labels-test", "corrupted-train",
@@ -28,7 +28,7 @@ STAGES = ["world", "policies", "verifier", "labels-oracle", "labels-mc", "labels
 
 
 def _run(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([*PIPELINE, "--run-dir", str(run_dir), *extra], cwd=REPO, env=ENV,
+    result = subprocess.run([*PIPELINE, "--run_dir", str(run_dir), *extra], cwd=REPO, env=ENV,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -96,7 +96,7 @@ def test_second_run_is_all_cached(finished_run):
 def test_interrupted_run_resumes_and_matches(finished_run, tmp_path):
     reference_dir, _ = finished_run
     run_dir = tmp_path / "run"
-    process = subprocess.Popen([*PIPELINE, "--run-dir", str(run_dir)], cwd=REPO, env=ENV,
+    process = subprocess.Popen([*PIPELINE, "--run_dir", str(run_dir)], cwd=REPO, env=ENV,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     marker = run_dir / ".stages" / "prm-oracle.json"
     deadline = time.time() + 600

@@ -1,5 +1,5 @@
 """The pipeline's stage graph: the PRMs start from the shipped verifier, mix in checker-labelled data, and rerun
-when the verifier changes; --retrain-verifier swaps the check for the recipe."""
+when the verifier changes; --retrain_verifier swaps the check for the recipe."""
 
 import json
 from dataclasses import asdict
@@ -124,3 +124,12 @@ def test_likelihood_stage_reads_policy_large_as_verifier_and_feeds_eval():
         assert bench[bench.index("--data") + 1] == f"runs/x/labels/{data}.jsonl"
         assert json.loads(bench[bench.index("--prms") + 1]) == {"policy-large-likelihood": "checkpoints/policy-large"}
     assert "runs/x/processbench-likelihood/processbench-policy-large-likelihood.json" in stages["report"].command
+
+
+def test_a_hyphenated_flag_is_refused_naming_its_underscore_spelling(capsys):
+    from inference.pipeline.cli import main
+
+    assert main(["--scale", "smoke", "--run-dir", "runs/x"]) == 2  # refused before any stage runs
+    assert capsys.readouterr().err.strip() == (
+        "pipeline.py: error: unrecognized flag --run-dir; flags use underscores: --run_dir"
+    )
