@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import multiprocessing
+import os
 import re
+import selectors
+import subprocess
+import sys
 import threading
+import time
 from collections import OrderedDict
-from multiprocessing.connection import Connection
+from pathlib import Path
 
+from data_prep.grading_worker import READY
 from data_prep.steps import extract_boxed_answer
 
 logger = logging.getLogger(__name__)
@@ -68,54 +74,13 @@ def normalize_answer(answer: str) -> str:
     return text
 
 
-def _latex_for_parsing(answer: str) -> str:
-    """The string handed to math-verify: a bare answer wrapped as `$\\boxed{...}$`.
-
-    math-verify extracts nothing from a bare `(3, \\frac{\\pi}{2})` or `\\text{(C)}`; inside `\\boxed{}` it does.
-    """
-    text = answer.strip()
-    if "\\boxed" in text or "\\fbox" in text:
-        text = extract_boxed_answer(text) or text
-    text = text.strip().strip("$").strip().rstrip(".").strip()
-    return "$\\boxed{" + text + "}$"
-
-
-# --------------------------------------------------------------------------- worker process
-
-
-def _worker_main(conn: Connection) -> None:
-    """Worker loop: receive (gold, pred), reply with a bool or ("error", message). Exits when the pipe closes."""
-    from functools import lru_cache
-
-    # math-verify warns once that its own (signal-based) timeout is off; the parent process enforces one.
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
-    from math_verify import parse, verify
-
-    @lru_cache(maxsize=50_000)
-    def parsed(text: str) -> list:
-        return parse(_latex_for_parsing(text), parsing_timeout=None)
-
-    conn.send("ready")
-    while True:
-        try:
-            gold, pred = conn.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            gold_parsed, pred_parsed = parsed(gold), parsed(pred)
-            result = bool(gold_parsed and pred_parsed and verify(gold_parsed, pred_parsed, timeout_seconds=None))
-            conn.send(result)
-        except Exception as error:  # noqa: BLE001 - reported to the parent, which decides
-            conn.send(("error", f"{type(error).__name__}: {error}"))
-
-
 class Grader:
     """Answer equivalence with a verdict cache and one lazily started math-verify worker process.
 
     Thread-safe: comparisons from several threads share the worker one at a time. The worker is started on
-    the first comparison that needs math-verify (never at import) and replaced after a timeout. Worker
-    processes use the `spawn` start method, so a script that grades at top level needs an
-    `if __name__ == "__main__":` guard.
+    the first comparison that needs math-verify (never at import) and replaced after a timeout or when it dies.
+    It is a fresh interpreter (`python -m data_prep.grading_worker`), not a multiprocessing child, so the caller
+    needs no `if __name__ == "__main__":` guard: plain scripts, notebooks and threads all work.
     """
 
     def __init__(
@@ -137,8 +102,9 @@ class Grader:
         self._cache: OrderedDict[tuple[str, str], bool] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._worker_lock = threading.Lock()
-        self._process: multiprocessing.process.BaseProcess | None = None
-        self._conn: Connection | None = None
+        self._process: subprocess.Popen | None = None
+        self._pending = b""
+        """Bytes the worker wrote past the last whole line read."""
 
     # ----- public
 
@@ -209,53 +175,77 @@ class Grader:
         """The worker's verdict, or None when it timed out or died (the worker is then replaced)."""
         _check_timeout(timeout_s)
         with self._worker_lock:
-            conn = self._ensure_worker()
+            process = self._ensure_worker()
             try:
-                conn.send((gold, pred))
-                ready = conn.poll(timeout_s)
-                reply = conn.recv() if ready else None
-            except (EOFError, OSError):
+                process.stdin.write((json.dumps([gold, pred]) + "\n").encode("utf-8"))
+                process.stdin.flush()
+                line = self._read_line(time.monotonic() + timeout_s)
+            except (BrokenPipeError, EOFError, OSError):
                 logger.warning("math-verify worker died comparing gold=%r pred=%r; counted as not equal", gold, pred)
                 self._stop_worker()
                 return None
-            if not ready:
+            if line is None:
                 self.num_timeouts += 1
                 logger.warning(
                     "math-verify took over %.1fs comparing gold=%r pred=%r; counted as not equal", timeout_s, gold, pred
                 )
                 self._stop_worker()
                 return None
-        if isinstance(reply, tuple):
-            logger.warning("math-verify failed comparing gold=%r pred=%r (%s); counted as not equal", gold, pred, reply[1])
+        reply = json.loads(line)
+        if "error" in reply:
+            logger.warning("math-verify failed comparing gold=%r pred=%r (%s); counted as not equal", gold, pred,
+                           reply["error"])
             return False
-        return bool(reply)
+        return bool(reply["verdict"])
 
-    def _ensure_worker(self) -> Connection:
-        if self._conn is not None and self._process is not None and self._process.is_alive():
-            return self._conn
+    def _read_line(self, deadline: float) -> str | None:
+        """The worker's next whole output line, or None at the deadline; EOFError when the worker is gone."""
+        assert self._process is not None and self._process.stdout is not None
+        fd = self._process.stdout.fileno()
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while b"\n" not in self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    return None
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    raise EOFError("the math-verify worker closed its output")
+                self._pending += chunk
+        line, self._pending = self._pending.split(b"\n", 1)
+        return line.decode("utf-8")
+
+    def _ensure_worker(self) -> subprocess.Popen:
+        if self._process is not None and self._process.poll() is None:
+            return self._process
         self._stop_worker()
-        context = multiprocessing.get_context("spawn")
-        parent_conn, child_conn = context.Pipe()
-        process = context.Process(target=_worker_main, args=(child_conn,), name="ttc-grading-worker", daemon=True)
-        process.start()
-        child_conn.close()
-        if not parent_conn.poll(WORKER_START_TIMEOUT_S) or parent_conn.recv() != "ready":
-            process.kill()
-            process.join()
+        # The worker imports data_prep from where this module lies, installed or not.
+        package_root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "data_prep.grading_worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env=env, bufsize=0,
+        )
+        try:
+            ready = self._read_line(time.monotonic() + WORKER_START_TIMEOUT_S)
+        except EOFError:
+            ready = None
+        if ready != READY:
+            self._stop_worker()
             raise RuntimeError(
                 f"the math-verify worker did not start within {WORKER_START_TIMEOUT_S:.0f}s; "
                 "check that math-verify imports (python -c 'import math_verify')"
             )
-        self._process, self._conn = process, parent_conn
-        return parent_conn
+        return self._process
 
     def _stop_worker(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
         if self._process is not None:
             self._process.kill()
-            self._process.join()
-        self._process, self._conn = None, None
+            self._process.wait()
+            for stream in (self._process.stdin, self._process.stdout):
+                if stream is not None:
+                    stream.close()
+        self._process, self._pending = None, b""
 
 
 def _check_timeout(timeout_s: float) -> None:

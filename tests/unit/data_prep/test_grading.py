@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -153,3 +156,42 @@ def test_math500_gold_solutions_grade_as_correct() -> None:
         correct = sum(grader.match(row["answer"], extract_boxed_answer(row["solution"])) for row in rows)
     print(f"MATH-500 gold solutions graded correct: {correct}/500")
     assert correct >= 495
+
+
+def test_grading_works_from_a_plain_script_without_a_main_guard(tmp_path) -> None:
+    # A spawn-started worker would re-import this script as its main module and crash; the worker is a fresh
+    # interpreter instead.
+    script = tmp_path / "grade_me.py"
+    script.write_text(
+        "from data_prep.grading import answers_match\n"
+        "print(answers_match(r'\\frac{1}{2}', '0.5'), answers_match('2', '3'))\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False"]
+    assert "Error" not in result.stderr
+
+
+def test_a_worker_that_dies_is_replaced_and_its_pair_counts_as_not_equal(caplog) -> None:
+    with Grader() as grader:
+        assert grader.match(r"\frac{1}{2}", "0.5") is True
+        grader._process.kill()  # the worker dies between two comparisons (out of memory, say)
+        grader._process.wait()
+        assert grader.match(r"\frac{3}{4}", "0.75") is True  # noticed before sending: a fresh worker answers
+        start_worker = grader._ensure_worker
+
+        def start_then_die():  # the worker dies with a pair in flight
+            process = start_worker()
+            process.kill()
+            process.wait()
+            return process
+
+        grader._ensure_worker = start_then_die
+        with caplog.at_level("WARNING", logger="data_prep.grading"):
+            assert grader.match(r"\frac{1}{4}", "0.25") is False
+        assert "worker died" in caplog.text
+        grader._ensure_worker = start_worker
+        assert grader.match(r"\frac{1}{5}", "0.2") is True
