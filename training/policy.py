@@ -15,6 +15,7 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
+from data_prep.checkpoints import POLICY_MANIFEST_FILENAME
 from data_prep.json_records import read_json_record, write_json_record
 from data_prep.records import Problem
 from data_prep.steps import SYSTEM_PROMPT, build_messages, join_steps, split_steps
@@ -23,7 +24,7 @@ from data_prep.tokenizer import build_tiny_tokenizer
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_FILENAME = "ttc_policy_manifest.json"
+MANIFEST_FILENAME = POLICY_MANIFEST_FILENAME
 
 
 @dataclass

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_prep.checkpoints import POLICY_MANIFEST_FILENAME
 from inference.pipeline.scales import SCALES, Scale
 from inference.scoring.checker import SYNTHETIC_CHECKER
 from inference.scoring.likelihood import LIKELIHOOD_STYLE
@@ -106,7 +107,7 @@ def _policy_stages(opts: PipelineOptions) -> list[Stage]:
             "policies",
             "check the shipped tiny policies against their manifests",
             _python("training/train_policy.py", "--describe", opts.small_policy, opts.large_policy),
-            reads=(f"{opts.small_policy}/ttc_policy_manifest.json", f"{opts.large_policy}/ttc_policy_manifest.json"),
+            reads=(f"{opts.small_policy}/{POLICY_MANIFEST_FILENAME}", f"{opts.large_policy}/{POLICY_MANIFEST_FILENAME}"),
         )]
     return [Stage(
         "policies",
@@ -127,7 +128,7 @@ def _verifier_stage(opts: PipelineOptions) -> Stage:
             "verifier",
             "check the shipped verifier PRM (the in-run PRMs' starting point) against its manifest",
             _python("scripts/ship_verifier.py", "--out", opts.prm_base, "--describe", opts.large_policy),
-            reads=(manifest, f"{opts.large_policy}/ttc_policy_manifest.json"),
+            reads=(manifest, f"{opts.large_policy}/{POLICY_MANIFEST_FILENAME}"),
         )
     return Stage(
         "verifier",

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from data_prep.checkpoints import checkpoint_kind
 from data_prep.prm_metadata import METADATA_FILENAME, PRM_STYLES, PRMMetadata
 from inference.generation.common import resolve_device, resolve_dtype
 from inference.scoring.checker import SYNTHETIC_CHECKER, SyntheticCheckerScorer
@@ -185,6 +186,13 @@ def load_scorer(
                                        {"step_tag": step_tag, "good_token": good_token, "bad_token": bad_token,
                                         "prefix_cache_bytes": prefix_cache_bytes})
     style = _resolve("prm_style", prm_style, metadata.prm_style if metadata else None, None, metadata)
+    kind, evidence = checkpoint_kind(directory)
+    if kind == "policy":
+        raise ValueError(
+            f"{directory} is a policy checkpoint, not a PRM ({evidence}): prm_style {style!r} would read a judgement "
+            f"it was never trained to give; to verify with a policy's own token probabilities set prm_style "
+            f"{LIKELIHOOD_STYLE}, or point the PRM path at a PRM"
+        )
     if style == "token_classification" and (step_tag, good_token, bad_token) != (None, None, None):
         raise ValueError("step_tag, good_token and bad_token apply to the causal PRM styles, not token_classification")
     if prefix_cache_bytes is not None and style != "token_classification":
