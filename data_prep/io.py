@@ -23,6 +23,8 @@ def read_jsonl(path: str | os.PathLike, *, skip_torn_tail: bool = False) -> Iter
     """
     path = Path(path)
     with path.open("rb") as handle:
+        _refuse_other_formats(path, handle.read(4096))
+        handle.seek(0)
         for line_no, raw in enumerate(handle, start=1):
             if skip_torn_tail and not raw.endswith(b"\n") and _is_torn(raw):
                 logger.warning("%s: ignoring a torn last line (%d bytes) left by an interrupted write", path, len(raw))
@@ -58,6 +60,18 @@ def _to_line(row: Any) -> str:
     if not isinstance(row, Mapping):
         raise TypeError(f"a JSONL row must be a dict or have to_dict(), got {type(row).__name__}")
     return json.dumps(dict(row), ensure_ascii=False) + "\n"
+
+
+PARQUET_MAGIC = b"PAR1"
+"""The first bytes of every Parquet file."""
+
+
+def _refuse_other_formats(path: Path, head: bytes) -> None:
+    """A whole file in another format (Parquet, one JSON array) gets one error saying so, not a line-1 decode error."""
+    if head.startswith(PARQUET_MAGIC):
+        raise ValueError(f"{path}: a Parquet file, not JSON lines; this reads .jsonl files (one JSON object per line)")
+    if head.lstrip()[:1] == b"[":
+        raise ValueError(f"{path}: a JSON array, not JSON lines; write one JSON object per line (.jsonl)")
 
 
 def _is_torn(raw: bytes) -> bool:

@@ -122,3 +122,19 @@ def test_append_with_an_unserialisable_row_writes_nothing(tmp_path: Path) -> Non
     with pytest.raises(TypeError):
         append_jsonl(path, [{"a": 2}, {"a": object()}])
     assert path.read_text(encoding="utf-8") == '{"a": 1}\n'
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"PAR1\x15\x04\x15\x00", r"results\.jsonl: a Parquet file, not JSON lines"),
+        (b'[{"a": 1},\n {"a": 2}]\n', r"results\.jsonl: a JSON array, not JSON lines"),
+        (b'  \n[{"a": 1}]', r"results\.jsonl: a JSON array, not JSON lines"),
+    ],
+)
+def test_a_whole_file_in_another_format_is_named_once(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "results.jsonl"
+    path.write_bytes(content)
+    for skip in (False, True):  # not mistaken for a torn last line either
+        with pytest.raises(ValueError, match=message):
+            list(read_jsonl(path, skip_torn_tail=skip))
