@@ -1,5 +1,5 @@
 """Which kind of checkpoint a directory holds, policy or PRM, read from its ttc files and config.json, so that
-each role refuses the other kind by name before any weights load."""
+each role refuses the other kind by name before any weights load; and the safetensors-only rule for its weights."""
 
 from __future__ import annotations
 
@@ -49,4 +49,25 @@ def require_policy_checkpoint(path: str | Path, key: str = "policy.model_name_or
         raise ValueError(
             f"{key}={str(path)!r} is a PRM checkpoint, not a policy ({evidence}); point {key} at a policy "
             "(e.g. checkpoints/policy-small) and give the PRM as prm.path"
+        )
+
+
+UNSAFE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+"""Pickle-based weight files: loading one can run arbitrary code, so ttc reads safetensors only."""
+
+
+def require_safetensors(path: str | Path, key: str) -> None:
+    """Refuse a local checkpoint whose weights are pickle files only (a hub id is left to the loader, which is
+    asked for safetensors too)."""
+    directory = Path(path)
+    if not directory.is_dir():
+        return
+    if any(directory.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for p in directory.iterdir() if p.suffix in UNSAFE_WEIGHT_SUFFIXES)
+    if pickled:
+        raise ValueError(
+            f"{key}={str(path)!r} holds weights as pickle files only ({', '.join(pickled[:3])}); ttc loads "
+            "safetensors only (pickle can run code): convert once with "
+            "`AutoModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)`"
         )

@@ -6,7 +6,7 @@ import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from data_prep.checkpoints import require_policy_checkpoint
+from data_prep.checkpoints import require_policy_checkpoint, require_safetensors
 from inference.types import Generator
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ def build_policy_generator(policy: PolicyConfig, seed: int) -> Generator:
     """The policy backend a config's `policy` section names, seeded with `seed` (`ttc-infer run` and `label`);
     a PRM checkpoint is refused before its weights load."""
     require_policy_checkpoint(policy.model_name_or_path)
+    require_safetensors(policy.model_name_or_path, "policy.model_name_or_path")
     try:
         return load_generator(policy.backend, policy.model_name_or_path, **policy.generator_options(seed))
     except OSError as error:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from typing import Any
 
 from inference.types import GenerationRequest, SamplingParams
+
+logger = logging.getLogger(__name__)
 
 DTYPES: tuple[str, ...] = ("auto", "bfloat16", "float16", "float32")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
@@ -16,6 +19,14 @@ def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
     """Raise ValueError naming the allowed values when `value` is not one of `choices`."""
     if value not in choices:
         raise ValueError(f"{name}={value!r} is not supported; use one of {', '.join(choices)}")
+
+
+def model_load_options(trust_remote_code: bool, what: str) -> dict[str, Any]:
+    """`from_pretrained` options every model load uses: safetensors only, and the checkpoint's own code only when a
+    config turns `trust_remote_code` on (then with a warning naming `what`)."""
+    if trust_remote_code:
+        logger.warning("%s: trust_remote_code is on, so Python code shipped with the checkpoint will run", what)
+    return {"use_safetensors": True, "trust_remote_code": trust_remote_code}
 
 
 def resolve_device(device: str) -> Any:

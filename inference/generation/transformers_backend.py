@@ -19,6 +19,7 @@ from inference.generation.common import (
     SeedStream,
     check_generate_call,
     cut_after_first_stop,
+    model_load_options,
     resolve_device,
     resolve_dtype,
 )
@@ -93,7 +94,9 @@ class TransformersGenerator:
         self.device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
-        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            model, dtype=torch_dtype, **model_load_options(trust_remote_code, f"policy {model}")
+        )
         self.model.to(self.device).eval()
         self.batch_size = batch_size
         self.system_prompt = system_prompt

@@ -87,6 +87,7 @@ class VLLMGenerator:
             "seed": seed,
             "trust_remote_code": trust_remote_code,
             "tensor_parallel_size": tensor_parallel_size,
+            "load_format": "safetensors",  # never pickle weights ("auto" falls back to .bin files)
         }
         if max_model_len is not None:
             engine_args["max_model_len"] = max_model_len

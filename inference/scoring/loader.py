@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from data_prep.checkpoints import checkpoint_kind
+from data_prep.checkpoints import checkpoint_kind, require_safetensors
 from data_prep.prm_metadata import METADATA_FILENAME, PRM_STYLES, PRMMetadata
-from inference.generation.common import resolve_device, resolve_dtype
+from inference.generation.common import model_load_options, resolve_device, resolve_dtype
 from inference.scoring.checker import SYNTHETIC_CHECKER, SyntheticCheckerScorer
 from inference.scoring.likelihood import LIKELIHOOD_STYLE
 from inference.types import PRMScorer
@@ -105,7 +105,9 @@ def _load_model(directory: Path, style: str, metadata: PRMMetadata | None, torch
     auto_class = AutoModelForTokenClassification if style == "token_classification" else AutoModelForCausalLM
     if metadata is None or not metadata.is_peft_adapter:
         _check_architecture(directory, style)
-        return auto_class.from_pretrained(str(directory), dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        require_safetensors(directory, "prm.path")
+        return auto_class.from_pretrained(str(directory), dtype=torch_dtype,
+                                          **model_load_options(trust_remote_code, f"PRM {directory}"))
     from peft import PeftModel
 
     if not metadata.base_model:
@@ -113,7 +115,9 @@ def _load_model(directory: Path, style: str, metadata: PRMMetadata | None, torch
     extra: dict[str, Any] = {}
     if style == "token_classification":
         extra["num_labels"] = _adapter_head_labels(directory)
-    base = auto_class.from_pretrained(metadata.base_model, dtype=torch_dtype, trust_remote_code=trust_remote_code, **extra)
+    require_safetensors(metadata.base_model, f"{directory}/{METADATA_FILENAME} base_model")
+    base = auto_class.from_pretrained(metadata.base_model, dtype=torch_dtype,
+                                      **model_load_options(trust_remote_code, f"PRM base {metadata.base_model}"), **extra)
     return PeftModel.from_pretrained(base, str(directory)).merge_and_unload()
 
 

@@ -84,6 +84,7 @@ def test_engine_settings_are_passed_to_llm(fake_vllm, tiny_policy_dir):
             "seed": 3,
             "trust_remote_code": False,
             "tensor_parallel_size": 2,
+            "load_format": "safetensors",
             "max_model_len": 2048,
         }
     ]

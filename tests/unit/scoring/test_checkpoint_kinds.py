@@ -61,3 +61,28 @@ def test_a_policy_as_a_judgement_prm_is_refused(policy_dir):
                                              rf".*set prm_style lm_likelihood"):
             load_scorer(policy_dir, prm_style=style, device="cpu")
     assert load_scorer(policy_dir, prm_style="lm_likelihood", device="cpu").name == "policy"  # the verifier role fits
+
+
+def test_pickle_only_weights_are_refused_in_either_role(causal_lm_dir, tmp_path, monkeypatch):
+    import inference.generation as generation
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(causal_lm_dir, pickled)
+    for weights in pickled.glob("*.safetensors"):
+        weights.rename(weights.with_name("pytorch_model.bin"))
+    monkeypatch.setattr(generation, "load_generator", lambda *a, **k: pytest.fail("pickled weights were loaded"))
+    with pytest.raises(ValueError, match=r"policy.model_name_or_path=.* holds weights as pickle files only "
+                                         r"\(pytorch_model.bin\); ttc loads safetensors only"):
+        build_policy_generator(PolicyConfig(model_name_or_path=str(pickled)), seed=0)
+    with pytest.raises(ValueError, match=r"prm.path=.* holds weights as pickle files only"):
+        load_scorer(pickled, prm_style="lm_likelihood", device="cpu")
+
+
+def test_trust_remote_code_is_asked_for_and_warned_about(caplog):
+    from inference.generation.common import model_load_options
+
+    assert model_load_options(False, "policy x") == {"use_safetensors": True, "trust_remote_code": False}
+    assert caplog.text == ""
+    with caplog.at_level("WARNING"):
+        assert model_load_options(True, "policy x")["trust_remote_code"] is True
+    assert "policy x: trust_remote_code is on" in caplog.text
