@@ -22,6 +22,7 @@ from inference.config_engine import (  # noqa: F401 - the engine's names, import
     to_plain,
     unknown_message,
 )
+from inference.prompts import PROMPT_DATE
 
 SHIPPED_POLICY = "checkpoints/policy-small"
 """The tiny policy checkpoint shipped with the repository."""
@@ -159,6 +160,9 @@ class PolicyConfig:
     """System prompt of every policy prompt; null sends none."""
     chat_template: str | None = None
     """Jinja chat template used instead of the tokenizer's own; null keeps the tokenizer's."""
+    prompt_date: str = PROMPT_DATE
+    """The date a chat template that takes one writes into every prompt (Llama-3.1/3.2's `date_string`); pinned
+    so that a run resumed on another day sees the same prompts."""
     trust_remote_code: bool = False
     """Allow model code from the checkpoint directory."""
 
@@ -194,6 +198,7 @@ class PolicyConfig:
             "system_prompt": self.system_prompt,
             "trust_remote_code": self.trust_remote_code,
             "chat_template": self.chat_template,
+            "prompt_date": self.prompt_date,
         }
         if self.backend == "transformers":
             options.update(device=self.device, batch_size=self.batch_size)

@@ -8,6 +8,11 @@ from typing import Any
 from data_prep.steps import build_messages
 from inference.types import GenerationRequest
 
+PROMPT_DATE = "26 Jul 2024"
+"""The date a chat template that takes one writes into every prompt (Llama-3.1/3.2's `date_string`, whose own
+fallback this is): pinned, because by default the template stamps today's date, so a run resumed on another day
+would see other prompts."""
+
 
 def render_prompt(
     tokenizer: Any,
@@ -15,10 +20,12 @@ def render_prompt(
     system_prompt: str | None,
     *,
     chat_template: str | None = None,
+    date: str = PROMPT_DATE,
 ) -> str:
     """Chat-templated prompt for `request.problem` with the assistant turn opened, then `request.prefix`.
 
     `chat_template` overrides the tokenizer's own template for this call only; the tokenizer is never modified.
+    `date` is the template's `date_string` (templates that take none ignore it).
     The result already holds the template's special tokens (BOS and role markers): tokenize it with
     `add_special_tokens=False`.
     """
@@ -30,7 +37,7 @@ def render_prompt(
         )
     messages = build_messages(request.problem, system_prompt)
     rendered = tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True, chat_template=template
+        messages, tokenize=False, add_generation_prompt=True, chat_template=template, date_string=date
     )
     if not isinstance(rendered, str):
         raise TypeError(f"apply_chat_template returned {type(rendered).__name__}, expected str")
@@ -43,7 +50,9 @@ def prompt_token_ids(
     system_prompt: str | None,
     *,
     chat_template: str | None = None,
+    date: str = PROMPT_DATE,
 ) -> list[list[int]]:
     """Token ids of each rendered prompt; the template already holds BOS, so no special tokens are added."""
-    prompts = [render_prompt(tokenizer, request, system_prompt, chat_template=chat_template) for request in requests]
+    prompts = [render_prompt(tokenizer, request, system_prompt, chat_template=chat_template, date=date)
+               for request in requests]
     return [list(tokenizer.encode(prompt, add_special_tokens=False)) for prompt in prompts]

@@ -38,9 +38,10 @@ def backend_options(backend: str) -> tuple[str, ...]:
 def load_generator(backend: str, model: str, **options: Any) -> Generator:
     """Build a policy backend; an option the chosen backend does not take is an error, never ignored.
 
-    transformers options: dtype, device, batch_size, seed, system_prompt, trust_remote_code, chat_template.
+    transformers options: dtype, device, batch_size, seed, system_prompt, trust_remote_code, chat_template,
+    prompt_date.
     vllm options: dtype, gpu_memory_utilization, max_model_len, seed, system_prompt, trust_remote_code,
-    tensor_parallel_size, enable_prefix_caching, chat_template.
+    tensor_parallel_size, enable_prefix_caching, chat_template, prompt_date.
     """
     cls = _backend_class(backend)
     accepted = backend_options(backend)

@@ -23,7 +23,7 @@ from inference.generation.common import (
     resolve_device,
     resolve_dtype,
 )
-from inference.prompts import prompt_token_ids
+from inference.prompts import PROMPT_DATE, prompt_token_ids
 from inference.types import Completion, FinishReason, GenerationRequest, SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -79,12 +79,14 @@ class TransformersGenerator:
         system_prompt: str | None = SYSTEM_PROMPT,
         trust_remote_code: bool = False,
         chat_template: str | None = None,
+        prompt_date: str = PROMPT_DATE,
     ) -> None:
         """Load `model` (a local checkpoint directory or a cached hub id) and its tokenizer.
 
         batch_size: most sequences (requests x n) per `model.generate` call.
         seed: seeds the stream that gives each call a seed when `SamplingParams.seed` is None.
         chat_template: used instead of the tokenizer's own template (the tokenizer is not modified).
+        prompt_date: the date a template that takes one writes into the prompt (`inference.prompts.PROMPT_DATE`).
         """
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -101,6 +103,7 @@ class TransformersGenerator:
         self.batch_size = batch_size
         self.system_prompt = system_prompt
         self.chat_template = chat_template
+        self.prompt_date = prompt_date
         self.name = Path(str(model).rstrip("/")).name
         self.num_parameters = int(self.model.num_parameters())
         self._seeds = SeedStream(seed)
@@ -121,7 +124,9 @@ class TransformersGenerator:
 
     def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
         """Token ids of each request's rendered prompt (chat template + prefix), as fed to the model."""
-        return prompt_token_ids(self.tokenizer, requests, self.system_prompt, chat_template=self.chat_template)
+        return prompt_token_ids(
+            self.tokenizer, requests, self.system_prompt, chat_template=self.chat_template, date=self.prompt_date
+        )
 
     def generate(
         self,

@@ -21,7 +21,7 @@ from inference.generation.common import (
     count_parameters,
     cut_after_first_stop,
 )
-from inference.prompts import prompt_token_ids
+from inference.prompts import PROMPT_DATE, prompt_token_ids
 from inference.types import Completion, FinishReason, GenerationRequest, SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ class VLLMGenerator:
         tensor_parallel_size: int = 1,
         enable_prefix_caching: bool = True,
         chat_template: str | None = None,
+        prompt_date: str = PROMPT_DATE,
     ) -> None:
         """Start the engine for `model`.
 
@@ -72,6 +73,7 @@ class VLLMGenerator:
         max_model_len: context length for the KV cache; None takes the model's own.
         seed: engine seed, and the stream that gives each call a seed when `SamplingParams.seed` is None.
         chat_template: used instead of the tokenizer's own template (the tokenizer is not modified).
+        prompt_date: the date a template that takes one writes into the prompt (`inference.prompts.PROMPT_DATE`).
         """
         check_choice("dtype", dtype, DTYPES)
         if not 0 < gpu_memory_utilization <= 1:
@@ -95,6 +97,7 @@ class VLLMGenerator:
         self.tokenizer = self.llm.get_tokenizer()
         self.system_prompt = system_prompt
         self.chat_template = chat_template
+        self.prompt_date = prompt_date
         self.name = Path(str(model).rstrip("/")).name
         self.num_parameters = count_parameters(model, trust_remote_code=trust_remote_code)
         self._seeds = SeedStream(seed)
@@ -103,7 +106,9 @@ class VLLMGenerator:
 
     def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
         """Token ids of each rendered prompt; fed as ids so vLLM adds no second BOS."""
-        return prompt_token_ids(self.tokenizer, requests, self.system_prompt, chat_template=self.chat_template)
+        return prompt_token_ids(
+            self.tokenizer, requests, self.system_prompt, chat_template=self.chat_template, date=self.prompt_date
+        )
 
     def generate(
         self,

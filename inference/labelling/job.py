@@ -54,7 +54,10 @@ def _check_resume(config: LabelConfig) -> None:
 
     before = flatten(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
     now = flatten(config)
-    changed = sorted(key for key in set(before) | set(now) if key not in RESUME_SAFE_KEYS and before.get(key) != now.get(key))
+    # A key the earlier run's config lacks did not exist in the version that wrote it (e.g. policy.prompt_date):
+    # not a change of settings, so it does not block resuming that job.
+    changed = sorted(key for key in before.keys() | now.keys()
+                     if key not in RESUME_SAFE_KEYS and key in before and before.get(key) != now.get(key))
     if changed:
         details = ", ".join(f"{key}: {before.get(key)!r} -> {now.get(key)!r}" for key in changed[:4])
         raise ConfigError(f"{config.output} was labelled with other settings ({details}); "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from data_prep.steps import SYSTEM_PROMPT
-from inference.prompts import render_prompt
+from inference.prompts import PROMPT_DATE, render_prompt
 from inference.types import GenerationRequest
 
 
@@ -37,3 +37,27 @@ def test_tokenizer_without_chat_template_is_an_error():
 
     with pytest.raises(ValueError, match="plain-base-model.*has no chat template"):
         render_prompt(NoTemplate(), GenerationRequest(problem="P"), None)
+
+
+# The date logic of the public Llama-3.1/3.2 templates: today's date unless the caller passes `date_string`.
+DATED_TEMPLATE = (
+    "{%- if not date_string is defined %}{%- set date_string = strftime_now('%d %b %Y') %}{%- endif %}"
+    "[date]{{ date_string }}{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}{% endfor %}"
+    "{% if add_generation_prompt %}[a]{% endif %}"
+)
+
+
+def test_a_dated_template_gets_the_pinned_date_not_today(tiny_tokenizer):
+    request = GenerationRequest(problem="P")
+    rendered = render_prompt(tiny_tokenizer, request, None, chat_template=DATED_TEMPLATE)
+    assert rendered == f"[date]{PROMPT_DATE}[user]P[a]"
+    assert PROMPT_DATE == "26 Jul 2024"  # the templates' own fallback date
+    other = render_prompt(tiny_tokenizer, request, None, chat_template=DATED_TEMPLATE, date="01 Jan 2030")
+    assert other == "[date]01 Jan 2030[user]P[a]"
+
+
+def test_the_policy_config_carries_the_date_to_the_backend():
+    from inference.config import PolicyConfig
+
+    assert PolicyConfig().generator_options(seed=0)["prompt_date"] == PROMPT_DATE
+    assert PolicyConfig(prompt_date="01 Jan 2030").generator_options(seed=0)["prompt_date"] == "01 Jan 2030"

@@ -223,6 +223,14 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     # Engine settings and the chunk size may change between runs.
     resumed = config(tmp_path, num_solutions=1, rollouts_per_step=2, chunk_size=5)
     assert label_problems(problems, ScriptedGenerator(per_problem_script(problems)), resumed).examples == 1
+    # A job written before a key existed (here policy.prompt_date) resumes; a changed value of it would not.
+    saved = cfg.output_paths()["config"]
+    saved.write_text(saved.read_text(encoding="utf-8").replace("  prompt_date: 26 Jul 2024\n", ""), encoding="utf-8")
+    assert "prompt_date" not in saved.read_text(encoding="utf-8")
+    assert label_problems(problems, ScriptedGenerator(per_problem_script(problems)), resumed).examples == 1
+    with pytest.raises(ConfigError, match="policy.prompt_date: '26 Jul 2024' -> '01 Jan 2030'"):
+        redated = config(tmp_path, num_solutions=1, rollouts_per_step=2, policy=PolicyConfig(prompt_date="01 Jan 2030"))
+        label_problems(problems, ScriptedGenerator(per_problem_script(problems)), redated)
 
 
 def test_oracle_on_a_non_synthetic_problem_names_it(tmp_path):
