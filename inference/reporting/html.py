@@ -12,6 +12,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from data_prep.io import atomic_write_text
 from inference.evaluation.compute_optimal import COMPUTE_OPTIMAL, ComputeOptimalReport
 from inference.evaluation.metrics import PASS_AT_N, MetricPoint, accuracy_table, select
 from inference.evaluation.processbench import ProcessBenchReport
@@ -293,8 +294,7 @@ def build_report(
                           other_verifiers=prm_points),
         figures=pngs, tables=tables, config=config,
     )
-    path = out_dir / REPORT_FILENAME
-    path.write_text(page, encoding="utf-8")
+    path = atomic_write_text(out_dir / REPORT_FILENAME, page)
     logger.info("wrote %s (%d figures)", path, len(pngs))
     return path
 
