@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -189,14 +190,8 @@ def test_processbench_format_file_with_limit_and_cli_prm_flag(tmp_path, prm_dirs
     assert sorted(p.name for p in (tmp_path / "pb").iterdir()) == ["processbench-config.yaml", "processbench-only.json"]
 
 
-OFFICIAL = [  # Qwen/ProcessBench's layout: a JSON array; label = first wrong step, -1 when every step is right
-    {"id": "gsm8k-0", "generator": "Qwen2-7B-Instruct", "problem": "Ann has 3 pens and buys 2. How many?",
-     "steps": ["She has 3 pens.", "3 + 2 = 6.", "The answer is 6."], "final_answer_correct": False, "label": 1},
-    {"id": "gsm8k-1", "generator": "Llama-3.1-8B-Instruct", "problem": "What is 4 * 5?",
-     "steps": ["4 * 5 = 20.", "The answer is 20."], "final_answer_correct": True, "label": -1},
-    {"id": "gsm8k-2", "generator": "Qwen2.5-Math-7B-Instruct", "problem": "What is 9 - 4?",
-     "steps": ["9 - 4 = 6."], "final_answer_correct": False, "label": 0},
-]
+OFFICIAL_FILE = Path(__file__).parents[2] / "data" / "processbench_gsm8k.json"
+"""Qwen/ProcessBench's layout: a JSON array of 3 records; label = first wrong step, -1 when every step is right."""
 
 
 def test_official_json_array_with_a_record_longer_than_the_context(tmp_path, prm_dirs, capsys, caplog):
@@ -204,7 +199,8 @@ def test_official_json_array_with_a_record_longer_than_the_context(tmp_path, prm
     long_record = {"id": "gsm8k-long", "generator": "x", "problem": "Count.", "steps": ["word " * 1500, "Done."],
                    "final_answer_correct": False, "label": 1}
     data = tmp_path / "gsm8k.json"
-    data.write_text(json.dumps(OFFICIAL + [long_record], indent=2), encoding="utf-8")
+    official = json.loads(OFFICIAL_FILE.read_text(encoding="utf-8"))
+    data.write_text(json.dumps(official + [long_record], indent=2), encoding="utf-8")
     config_path = write_config(tmp_path, {"prm-a": prm_dirs["prm-a"]}, data)
     assert main(["processbench", "--config", config_path]) == 0
     out = capsys.readouterr().out.splitlines()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from data_prep.labels import (
+    LABEL_FORMATS,
     LabelFileError,
     convert_label_file,
     file_kind,
@@ -307,6 +308,8 @@ def test_rlhflow_conversation_becomes_prompt_steps_and_labels(tmp_path: Path) ->
     ]
     assert counts.dropped == {"first-step labels (no 'Step 1:' splits the problem from the first step)": 2,
                               "rows with no labelled step": 1}
+    # The training arm's loader takes the format by name (`train_prm.py --data_format rlhflow`).
+    assert "rlhflow" in LABEL_FORMATS and load_step_labels([path, path], "rlhflow") == records + records
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import json
 import logging
 import random
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -127,14 +128,7 @@ def test_load_processbench(tmp_path):
 
 # The official layout (Qwen/ProcessBench `gsm8k.json`: a JSON array): one record with its first error at step 1,
 # one correct (-1), one wrong from step 0.
-OFFICIAL = [
-    {"id": "gsm8k-0", "generator": "Qwen2-7B-Instruct", "problem": "Ann has 3 pens and buys 2. How many?",
-     "steps": ["She has 3 pens.", "3 + 2 = 6.", "The answer is 6."], "final_answer_correct": False, "label": 1},
-    {"id": "gsm8k-1", "generator": "Llama-3.1-8B-Instruct", "problem": "What is 4 * 5?",
-     "steps": ["4 * 5 = 20.", "The answer is 20."], "final_answer_correct": True, "label": -1},
-    {"id": "gsm8k-2", "generator": "Qwen2.5-Math-7B-Instruct", "problem": "What is 9 - 4?",
-     "steps": ["9 - 4 = 6."], "final_answer_correct": False, "label": 0},
-]
+OFFICIAL_FILE = Path(__file__).parents[2] / "data" / "processbench_gsm8k.json"
 OFFICIAL_RECORDS = [
     ProcessBenchRecord("gsm8k-0", "Ann has 3 pens and buys 2. How many?",
                        ("She has 3 pens.", "3 + 2 = 6.", "The answer is 6."), 1),
@@ -147,14 +141,14 @@ def test_load_processbench_reads_the_official_json_array_and_parquet(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    array = tmp_path / "gsm8k.json"
-    array.write_text(json.dumps(OFFICIAL, indent=2), encoding="utf-8")
-    assert load_processbench(array) == OFFICIAL_RECORDS
+    assert load_processbench(OFFICIAL_FILE) == OFFICIAL_RECORDS
+    official = json.loads(OFFICIAL_FILE.read_text(encoding="utf-8"))
     # The Hub's Parquet copy, recognised by its magic bytes whatever its name.
     for name in ("gsm8k-00000-of-00001.parquet", "gsm8k-parquet-without-suffix"):
-        pq.write_table(pa.Table.from_pylist(OFFICIAL), tmp_path / name)
+        pq.write_table(pa.Table.from_pylist(official), tmp_path / name)
         assert load_processbench(tmp_path / name) == OFFICIAL_RECORDS
-    array.write_text(json.dumps([OFFICIAL[0], {**OFFICIAL[1], "label": 2}]), encoding="utf-8")
+    array = tmp_path / "gsm8k.json"
+    array.write_text(json.dumps([official[0], {**official[1], "label": 2}]), encoding="utf-8")
     with pytest.raises(ValueError, match=r"gsm8k\.json: row 2: 'label' must be -1 \(correct\) or a step index in "
                                          r"0\.\.1, got 2"):
         load_processbench(array)
