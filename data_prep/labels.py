@@ -147,7 +147,7 @@ def iter_rows(path: str | Path) -> Iterator[tuple[str, Any]]:
 
         try:
             rows = pq.read_table(path).to_pylist()
-        except Exception as error:  # pyarrow raises its own error types for a damaged file
+        except Exception as error:  # noqa: BLE001 - pyarrow raises its own error types for a damaged file
             raise LabelFileError(f"{path}: unreadable Parquet ({error})") from None
         for index, row in enumerate(rows):
             yield f"row {index + 1}", row
@@ -469,8 +469,8 @@ class LabelFileCounts:
     def summary_lines(self) -> list[str]:
         """One line of totals, then one line per reason something was dropped."""
         share = f" ({self.positive_steps / self.steps:.1%})" if self.steps else ""
-        lines = [f"{self.rows} rows -> {self.examples} examples, {self.steps} steps, "
-                 f"{self.positive_steps} positive{share}"]
+        totals = f"{self.rows} rows -> {self.examples} examples, {self.steps} steps, {self.positive_steps} positive"
+        lines = [totals + share]
         lines += [f"  dropped {count} {reason}" for reason, count in sorted(self.dropped.items())]
         if self.first_invalid:
             lines.append(f"  first invalid row: {self.first_invalid}")

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from data_prep.labels import LabelFileError
 from inference.evaluation.metrics import split_ids
 from inference.evaluation.processbench import (
     ProcessBenchRecord,
@@ -26,7 +27,6 @@ from inference.evaluation.processbench import (
     step_auroc,
     tune_threshold,
 )
-from data_prep.labels import LabelFileError
 from tests.fakes import TablePRMScorer
 
 # (id, step scores, label = first wrong step or None)
