@@ -300,7 +300,7 @@ def evaluate_scorer(
         more = f" and {len(too_long) - _NAMED_SKIPS} more" if len(too_long) > _NAMED_SKIPS else ""
         logger.warning("%s: skipped %d of %d records longer than the PRM's context (%s tokens): %s%s",
                        scorer.name, len(too_long), len(records), getattr(scorer, "max_length", None), named, more)
-    if len(fitting) < 2:
+    if too_long and len(fitting) < 2:
         raise ValueError(f"{scorer.name}: only {len(fitting)} of {len(records)} records fit the PRM's context; "
                          "at least 2 are needed to split into fit and eval (use a longer-context PRM)")
     scored = score_records(scorer, fitting, batch_size=batch_size)
