@@ -1,4 +1,5 @@
-"""`ttc-data`: write the synthetic datasets and corrupted-solution step labels, validate and convert benchmark files."""
+"""`ttc-data`: write the synthetic datasets and corrupted-solution step labels, validate and convert benchmark and
+step-label files."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from data_prep.benchmarks import BENCHMARK_NAMES, FieldMapping, load_benchmark, load_gsm8k, load_math500, load_problems
 from data_prep.flags import hyphen_spelling_error
 from data_prep.io import write_jsonl
+from data_prep.labels import LABEL_FORMATS
 from data_prep.records import Problem, StepLabels
 
 logger = logging.getLogger(__name__)
@@ -105,6 +107,28 @@ def make_parser() -> argparse.ArgumentParser:
     _add_source_options(convert)
     convert.add_argument("--out", required=True, type=Path, metavar="OUT.jsonl", help="output file (written atomically)")
     convert.add_argument("--limit", type=int, help="keep only the first N problems")
+
+    labels = commands.add_parser(
+        "labels",
+        help="validate or convert a step-label file (stepwise, Math-Shepherd, PRM800K, RLHFlow)",
+        description="Check a PRM training file without starting a training, or convert it to stepwise JSONL. "
+        "The file may be JSONL, a JSON array, Parquet or a saved `datasets` directory (told from its content). "
+        "Prints rows, examples, steps, positive steps and what was dropped and why; bad input gets one error "
+        "line naming file, row and field, and exit status 2.",
+    )
+    label_commands = labels.add_subparsers(dest="labels_command", required=True, metavar="ACTION")
+    for name, text in (("validate", "read the file and print its counts"),
+                       ("convert", "write the file's examples as stepwise rows (prompt, completions, labels, meta)")):
+        action = label_commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        action.add_argument("path", type=Path, metavar="FILE", help="the step-label file")
+        action.add_argument("--format", required=True, choices=LABEL_FORMATS, help="the file's row layout")
+        action.add_argument("--neutral_as", choices=("true", "false"),
+                            help="PRM800K only: the label of a neutral (0) rating (default: true)")
+        action.add_argument("--skip_invalid_rows", action="store_true",
+                            help="drop malformed rows (counted) instead of stopping at the first one")
+        if name == "convert":
+            action.add_argument("--out", required=True, type=Path, metavar="OUT.jsonl",
+                                help="output file, .jsonl or .parquet (written atomically for .jsonl)")
     return parser
 
 
@@ -190,11 +214,37 @@ def _convert(args: argparse.Namespace) -> None:
     print(f"wrote {count} problems to {args.out}")
 
 
-_COMMANDS = {"synth": _synth, "corrupt": _corrupt, "validate": _validate, "convert": _convert}
+class LabelInputError(Exception):
+    """A step-label file that cannot be read as the given format (exit status 2, as a bad command line)."""
+
+
+def _labels(args: argparse.Namespace) -> None:
+    from data_prep.labels import LabelFileError, convert_label_file, write_step_labels
+
+    if args.neutral_as is not None and args.format != "prm800k":
+        raise UsageError(f"--neutral_as applies to --format prm800k only, not --format {args.format}")
+    try:
+        records, counts = convert_label_file(args.path, args.format, neutral_as=args.neutral_as != "false",
+                                             skip_invalid_rows=args.skip_invalid_rows)
+    except (LabelFileError, ValueError, OSError) as error:
+        raise LabelInputError(str(error)) from None
+    lines = counts.summary_lines()
+    print(f"{args.path} ({args.format}): {lines[0]}")
+    for line in lines[1:]:
+        print(line)
+    if not records:
+        raise LabelInputError(f"{args.path}: no labelled examples; every row was dropped")
+    if args.labels_command == "convert":
+        write_step_labels(records, args.out)
+        print(f"wrote {len(records)} examples to {args.out}")
+
+
+_COMMANDS = {"synth": _synth, "corrupt": _corrupt, "validate": _validate, "convert": _convert, "labels": _labels}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `ttc-data`; return 0 on success, 1 for bad input data, 2 for a bad command line."""
+    """Run `ttc-data`; return 0 on success, 1 for bad benchmark data, 2 for a bad command line or a bad step-label
+    file (`ttc-data labels`)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         parser = make_parser()
@@ -204,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         _COMMANDS[args.command](args)
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else 0
-    except UsageError as error:
+    except (UsageError, LabelInputError) as error:
         print(f"ttc-data: error: {error}", file=sys.stderr)
         return 2
     except (ValueError, OSError) as error:

@@ -1,4 +1,4 @@
-"""Stepwise-supervision records on disk: read/write, Math-Shepherd and PRM800K converters, source mixing, oracle labels."""
+"""Stepwise-supervision records on disk: read/write, Math-Shepherd, PRM800K and RLHFlow converters, mixing, oracle labels."""
 
 from __future__ import annotations
 
@@ -7,18 +7,20 @@ import logging
 import math
 import random
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from data_prep.io import write_jsonl
 from data_prep.records import Problem, StepLabels, validate_step_labels
 from data_prep.steps import STEP_SEPARATOR
 
 logger = logging.getLogger(__name__)
 
-LabelFormat = Literal["stepwise", "math_shepherd", "prm800k"]
-LABEL_FORMATS: tuple[str, ...] = ("stepwise", "math_shepherd", "prm800k")
+LabelFormat = Literal["stepwise", "math_shepherd", "prm800k", "rlhflow"]
+LABEL_FORMATS: tuple[str, ...] = ("stepwise", "math_shepherd", "prm800k", "rlhflow")
 
 STEPWISE_FIELDS = ("prompt", "completions", "labels")
 """Required fields of a stepwise row; `meta` (a dict of provenance) is the only optional one."""
@@ -94,55 +96,121 @@ def tokenize_steps(
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Reading rows from JSONL / JSON / Parquet / a saved `datasets` dataset.
+# Reading rows from JSONL / a JSON array / Parquet / a saved `datasets` dataset, recognised by content.
 # --------------------------------------------------------------------------------------------------------------------
 
+PARQUET_MAGIC = b"PAR1"
+"""The first (and last) four bytes of every Parquet file."""
 
-def _iter_rows(path: Path) -> Iterator[tuple[str, Any]]:
-    """Yield (`"line N"` or `"row N"`, raw row) for every record in a file, 1-based."""
+FileKind = Literal["jsonl", "json_array", "parquet", "dataset_dir"]
+
+
+def file_kind(path: str | Path) -> FileKind:
+    """What a data file holds, told from its content rather than its suffix.
+
+    Parquet by its `PAR1` magic bytes, a JSON array by a leading `[`, JSONL by a leading `{` (a UTF-8 byte-order
+    mark and leading blank space are passed over); a directory is a saved `datasets` dataset. Anything else raises
+    LabelFileError naming the file.
+    """
+    path = Path(path)
     if path.is_dir():
-        import datasets
+        return "dataset_dir"
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    if head[:4] == PARQUET_MAGIC:
+        return "parquet"
+    text = head.decode("utf-8", errors="ignore").lstrip("\ufeff \t\r\n")
+    if text.startswith("["):
+        return "json_array"
+    if text.startswith("{"):
+        return "jsonl"
+    if not text:
+        raise LabelFileError(f"{path}: the file is empty; it holds no rows")
+    raise LabelFileError(
+        f"{path}: not JSONL (one JSON object per line), a JSON array of objects, Parquet or a saved `datasets` "
+        f"directory (it starts with {head[:16]!r})"
+    )
 
-        try:
-            loaded = datasets.load_from_disk(str(path))
-        except FileNotFoundError as error:
-            raise LabelFileError(f"{path}: not a saved `datasets` dataset ({error})") from error
-        if isinstance(loaded, datasets.DatasetDict):
-            if "train" not in loaded:
-                raise LabelFileError(f"{path}: a DatasetDict without a 'train' split (splits {list(loaded)}); "
-                                     "save the split you want with Dataset.save_to_disk")
-            loaded = loaded["train"]
-        for index, row in enumerate(loaded):
-            yield f"row {index + 1}", row
-        return
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield f"line {number}", json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise LabelFileError(f"{path} line {number}: invalid JSON ({error.msg} at column {error.colno})") from error
-    elif suffix == ".json":
-        try:
-            rows = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise LabelFileError(f"{path} line {error.lineno}: invalid JSON ({error.msg})") from error
-        if not isinstance(rows, list):
-            raise LabelFileError(f"{path}: a .json file must hold a list of rows, got {type(rows).__name__}; "
-                                 "or write one row per line to a .jsonl file")
-        for index, row in enumerate(rows):
-            yield f"row {index + 1}", row
-    elif suffix == ".parquet":
+
+def iter_rows(path: str | Path) -> Iterator[tuple[str, Any]]:
+    """Yield (`"line N"` for JSONL, `"row N"` otherwise, 1-based; the raw row) for every record of a data file.
+
+    The kind of file is told from its content (`file_kind`); a malformed file raises LabelFileError naming it and
+    the line or row.
+    """
+    path = Path(path)
+    kind = file_kind(path)
+    if kind == "dataset_dir":
+        yield from _dataset_rows(path)
+    elif kind == "parquet":
         import pyarrow.parquet as pq
 
-        for index, row in enumerate(pq.read_table(path).to_pylist()):
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except Exception as error:  # noqa: BLE001 - pyarrow raises its own error types for a damaged file
+            raise LabelFileError(f"{path}: unreadable Parquet ({error})") from None
+        for index, row in enumerate(rows):
+            yield f"row {index + 1}", row
+    elif kind == "json_array":
+        try:
+            rows = json.loads(path.read_bytes().decode("utf-8-sig"))
+        except UnicodeDecodeError as error:
+            raise LabelFileError(f"{path}: not valid UTF-8 (byte {error.start}); re-encode the file as UTF-8") from None
+        except json.JSONDecodeError as error:
+            raise LabelFileError(f"{path} line {error.lineno}: invalid JSON ({error.msg})") from None
+        if not isinstance(rows, list):  # `[1] x` and the like parse as something else only through an error above
+            raise LabelFileError(f"{path}: a JSON file must hold a list of rows, got {type(rows).__name__}")
+        for index, row in enumerate(rows):
             yield f"row {index + 1}", row
     else:
-        raise LabelFileError(f"{path}: unknown file type {suffix!r}; use .jsonl, .json, .parquet "
-                             "or a directory written by Dataset.save_to_disk")
+        yield from _jsonl_rows(path)
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise LabelFileError(f"{path} line {number}: not valid UTF-8 (byte {error.start} of the line); "
+                                     "re-encode the file as UTF-8") from None
+            if not line.strip():
+                continue
+            try:
+                yield f"line {number}", json.loads(line)
+            except json.JSONDecodeError as error:
+                raise LabelFileError(f"{path} line {number}: invalid JSON ({error.msg} at column {error.colno}); "
+                                     "each line must hold one JSON object") from None
+
+
+def _dataset_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except FileNotFoundError as error:
+        raise LabelFileError(f"{path}: not a saved `datasets` dataset ({error})") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        if "train" not in loaded:
+            raise LabelFileError(f"{path}: a DatasetDict without a 'train' split (splits {list(loaded)}); "
+                                 "save the split you want with Dataset.save_to_disk")
+        loaded = loaded["train"]
+    for index, row in enumerate(loaded):
+        yield f"row {index + 1}", row
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Converters: one published row -> stepwise records.
+# --------------------------------------------------------------------------------------------------------------------
+
+DROPPED_INVALID = "invalid rows (skip_invalid_rows)"
+DROPPED_BAD_PROBLEM = "rows marked bad_problem"
+DROPPED_NO_STEP = "rows with no labelled step"
+DROPPED_SCREENING = "rows of initial screening questions"
+DROPPED_QC_DUPLICATE = "repeated examples of quality-control questions"
+DROPPED_UNRATED = "unrated completions"
+DROPPED_STRAY_TAG = "labels at a stray step tag inside the question"
+DROPPED_FIRST_TURN = "first-step labels (no 'Step 1:' splits the problem from the first step)"
 
 
 def _flatten_step(text: str) -> str:
@@ -155,6 +223,13 @@ def _check_no_separator(completions: Sequence[str]) -> None:
         if STEP_SEPARATOR in step.strip():
             raise ValueError(f"step {index} contains the step separator {STEP_SEPARATOR!r}, so the PRM would see two "
                              "steps where the label names one; split it into two steps or replace the blank line")
+
+
+def _require_fields(row: Any, fields: Sequence[str], layout: str) -> dict:
+    if not isinstance(row, dict) or any(name not in row for name in fields):
+        found = sorted(row) if isinstance(row, dict) else type(row).__name__
+        raise ValueError(f"fields {found}: {layout} needs {', '.join(repr(name) for name in fields)}")
+    return row
 
 
 def parse_stepwise_row(row: Any) -> StepLabels:
@@ -174,96 +249,273 @@ def parse_stepwise_row(row: Any) -> StepLabels:
     return StepLabels(prompt=row["prompt"], completions=list(row["completions"]), labels=list(row["labels"]), meta=meta)
 
 
-def math_shepherd_to_step_labels(row: Any) -> StepLabels:
+def math_shepherd_to_step_labels(row: Any, dropped: Counter | None = None) -> StepLabels:
     """A Math-Shepherd row (`input`, `label`, `task`) -> StepLabels.
 
     `input` is the question followed by `Step 1: ... ки\\nStep 2: ... ки`; `label` is the same text with each `ки`
     replaced by `+` (good) or `-` (bad). The question ends where `Step 1:` begins.
+
+    A few published rows have a stray `ки` inside the question (an annotation slip, with its own `+`/`-` in
+    `label`). As TRL's Math-Shepherd converter does for them, that label is dropped and the row is kept; the tag is
+    taken out of the question text, which stays whole. Each dropped label is counted in `dropped`.
     """
-    if not isinstance(row, dict) or "input" not in row or "label" not in row:
-        fields = sorted(row) if isinstance(row, dict) else type(row).__name__
-        raise ValueError(f"fields {fields}: a Math-Shepherd row needs 'input' and 'label' (and usually 'task')")
+    _require_fields(row, ("input", "label"), "a Math-Shepherd row")
     text, labelled = row["input"], row["label"]
     if not isinstance(text, str) or not isinstance(labelled, str):
         raise ValueError("'input' and 'label' must be strings")
-    pieces = text.split(MATH_SHEPHERD_STEP_TAG)
-    if len(pieces) < 2:
-        raise ValueError(f"'input' has no step tag {MATH_SHEPHERD_STEP_TAG!r}")
-    if pieces[-1].strip():
-        raise ValueError(f"'input' has text after the last step tag: {pieces[-1].strip()[:60]!r}")
-    labels: list[bool] = []
-    offset = 0
-    for index, piece in enumerate(pieces[:-1]):
-        offset += len(piece)
+    tag = MATH_SHEPHERD_STEP_TAG
+    starts = [match.start() for match in re.finditer(re.escape(tag), text)]
+    if not starts:
+        raise ValueError(f"'input' has no step tag {tag!r}")
+    tail = text[starts[-1] + len(tag):]
+    if tail.strip():
+        raise ValueError(f"'input' has text after the last step tag: {tail.strip()[:60]!r}")
+    marks: list[bool] = []
+    for index, start in enumerate(starts):
         # Each earlier tag (two characters) became one character in `label`.
-        position = offset - index * (len(MATH_SHEPHERD_STEP_TAG) - 1)
+        position = start - index * (len(tag) - 1)
         mark = labelled[position] if position < len(labelled) else None
         if mark not in ("+", "-"):
             raise ValueError(f"'label' has {mark!r} where step tag {index + 1} is; expected '+' or '-'")
-        labels.append(mark == "+")
-        offset += len(MATH_SHEPHERD_STEP_TAG)
-    match = re.search(r"step 1:", pieces[0], flags=re.IGNORECASE)
-    if match is None:
-        raise ValueError("'input' has no 'Step 1:' before the first step tag, so the question cannot be split off")
-    prompt = pieces[0][: match.start()].strip()
-    completions = [_flatten_step(pieces[0][match.start():])] + [_flatten_step(piece) for piece in pieces[1:-1]]
+        marks.append(mark == "+")
+    step_1 = re.search(r"step 1:", text, flags=re.IGNORECASE)
+    if step_1 is None or step_1.start() > starts[-1]:
+        raise ValueError("'input' has no 'Step 1:' before the last step tag, so the question cannot be split off")
+    stray = sum(start < step_1.start() for start in starts)
+    if stray and dropped is not None:
+        dropped[DROPPED_STRAY_TAG] += stray
+    prompt = " ".join(part.strip() for part in text[: step_1.start()].split(tag) if part.strip())
+    ends = starts[stray:]
+    beginnings = [step_1.start()] + [start + len(tag) for start in ends[:-1]]
+    completions = [_flatten_step(text[begin:end]) for begin, end in zip(beginnings, ends)]
     meta = {"source": "math_shepherd", "task": row.get("task")}
-    return StepLabels(prompt=prompt, completions=completions, labels=labels, meta=meta)
+    return StepLabels(prompt=prompt, completions=completions, labels=marks[stray:], meta=meta)
 
 
-def _prm800k_rating_to_label(rating: int, neutral_as: bool) -> bool:
-    if rating not in (-1, 0, 1) or isinstance(rating, bool):
-        raise ValueError(f"rating must be -1, 0 or 1, got {rating!r}")
+def _prm800k_label(rating: Any, neutral_as: bool, where: str) -> bool:
+    if isinstance(rating, bool) or rating not in (-1, 0, 1):
+        raise ValueError(f"'{where}.rating' must be -1, 0 or 1, got {rating!r}")
     return rating == 1 or (rating == 0 and neutral_as)
 
 
-def prm800k_to_step_labels(row: Any, neutral_as: bool = True) -> StepLabels | None:
-    """A PRM800K row -> StepLabels along the labelled trajectory; None for rows marked `bad_problem` or with no step.
+def _prm800k_text(completion: Any, where: str) -> str:
+    text = completion.get("text") if isinstance(completion, dict) else completion
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"'{where}.text' must be a non-empty string")
+    return _flatten_step(text)
 
-    Ratings: +1 -> True, -1 -> False, 0 (neutral) -> `neutral_as` (default True: "neutral counts as not wrong",
-    the convention of the PRM800K paper). The trajectory follows `chosen_completion` (or `human_completion`, which
-    labellers write only as a correct step); where neither is set, the first completion rated -1 (if any) ends the
-    trajectory as its last, wrong step. Blank lines inside a step become single newlines.
+
+def prm800k_to_step_labels(row: Any, neutral_as: bool = True, dropped: Counter | None = None) -> list[StepLabels]:
+    """A PRM800K row (`question`, `label`, ...) -> one example per rated alternative and one for the trajectory.
+
+    As TRL's PRM800K converter: walking `label.steps`, every rated completion other than the chosen one ends an
+    example of its own (the trajectory so far + that completion, labelled by its rating); the trajectory then
+    continues with `chosen_completion` (labelled by its rating) or `human_completion` (written by a labeller only
+    as a correct step, so labelled good), and stops at the first step with neither. The trajectory itself is the
+    last example. Ratings: +1 -> True, -1 -> False, 0 (neutral) -> `neutral_as` (default True, the PRM800K
+    paper's "neutral is not wrong"; TRL's converter uses False). Blank lines inside a step become single newlines.
+
+    Rows with no example: `is_initial_screening_question` rows (labels given while labellers were screened, by
+    labellers who may have failed) and `finish_reason: bad_problem` rows; both counted in `dropped`, as are
+    completions without a rating (skipped as alternatives; an unrated chosen one ends the trajectory before it).
+    Quality-control rows (the same solution served to every labeller) are deduplicated by the file reader.
     """
-    if not isinstance(row, dict) or "question" not in row or "label" not in row:
-        fields = sorted(row) if isinstance(row, dict) else type(row).__name__
-        raise ValueError(f"fields {fields}: a PRM800K row needs 'question' and 'label'")
+    _require_fields(row, ("question", "label"), "a PRM800K row")
     question, label = row["question"], row["label"]
+    counts = dropped if dropped is not None else Counter()
     if not isinstance(question, dict) or not isinstance(question.get("problem"), str):
         raise ValueError("'question.problem' must be a string")
     if not isinstance(label, dict) or not isinstance(label.get("steps"), list):
         raise ValueError("'label.steps' must be a list")
+    if row.get("is_initial_screening_question"):
+        counts[DROPPED_SCREENING] += 1
+        return []
     if label.get("finish_reason") == "bad_problem":
-        return None
-    completions: list[str] = []
+        counts[DROPPED_BAD_PROBLEM] += 1
+        return []
+    prompt = question["problem"].strip()
+    meta = {"source": "prm800k", "finish_reason": label.get("finish_reason")}
+    examples: list[StepLabels] = []
+    trajectory: list[str] = []
     labels: list[bool] = []
     for index, step in enumerate(label["steps"]):
+        where = f"label.steps[{index}]"
+        if not isinstance(step, dict):
+            raise ValueError(f"'{where}' must be an object, got {type(step).__name__}")
         candidates = step.get("completions") or []
-        chosen = step.get("chosen_completion")
-        human = step.get("human_completion")
-        if chosen is not None:
-            if not 0 <= chosen < len(candidates):
-                raise ValueError(f"step {index}: chosen_completion={chosen} but {len(candidates)} completions")
-            rating = candidates[chosen].get("rating")
+        chosen, human = step.get("chosen_completion"), step.get("human_completion")
+        if not isinstance(candidates, list):
+            raise ValueError(f"'{where}.completions' must be a list, got {type(candidates).__name__}")
+        if chosen is not None and (isinstance(chosen, bool) or not isinstance(chosen, int)
+                                   or not 0 <= chosen < len(candidates)):
+            raise ValueError(f"'{where}.chosen_completion' is {chosen!r} but there are {len(candidates)} completions")
+        for alternative, candidate in enumerate(candidates):
+            if alternative == chosen:
+                continue
+            place = f"{where}.completions[{alternative}]"
+            rating = candidate.get("rating") if isinstance(candidate, dict) else None
             if rating is None:
-                logger.warning("PRM800K step %d has no rating; the trajectory ends before it", index)
+                counts[DROPPED_UNRATED] += 1
+                continue
+            good = _prm800k_label(rating, neutral_as, place)
+            examples.append(StepLabels(prompt, trajectory + [_prm800k_text(candidate, place)], labels + [good], meta))
+        if chosen is not None:
+            place = f"{where}.completions[{chosen}]"
+            rating = candidates[chosen].get("rating") if isinstance(candidates[chosen], dict) else None
+            if rating is None:
+                counts[DROPPED_UNRATED] += 1
                 break
-            completions.append(_flatten_step(candidates[chosen]["text"]))
-            labels.append(_prm800k_rating_to_label(rating, neutral_as))
+            good = _prm800k_label(rating, neutral_as, place)
+            trajectory.append(_prm800k_text(candidates[chosen], place))
+            labels.append(good)
         elif human is not None:
-            text = human["text"] if isinstance(human, dict) else human
-            completions.append(_flatten_step(text))
+            trajectory.append(_prm800k_text(human, f"{where}.human_completion"))
             labels.append(True)
         else:
-            wrong = [candidate for candidate in candidates if candidate.get("rating") == -1]
-            if wrong:
-                completions.append(_flatten_step(wrong[0]["text"]))
-                labels.append(False)
             break
-    if not completions:
+    if trajectory:
+        examples.append(StepLabels(prompt, trajectory, labels, meta))
+    if not examples:
+        counts[DROPPED_NO_STEP] += 1
+    return examples
+
+
+def rlhflow_to_step_labels(row: Any, dropped: Counter | None = None) -> StepLabels | None:
+    """An RLHFlow PRM row (`conversations`: user/assistant turns) -> StepLabels; None when no step is left.
+
+    RLHFlow's Mistral-PRM-Data and Deepseek-PRM-Data hold each solution as a chat: user turns are the steps (the
+    first one is the problem followed by the first step), and each assistant turn is `+` (good) or `-` (bad),
+    the label of the user turn before it. The problem ends where `Step 1:` begins in the first user turn. Without
+    a `Step 1:` the problem and the first step cannot be told apart: the whole first turn becomes the prompt and
+    its label is dropped (counted in `dropped`); a row left with no step is counted and gives None.
+    """
+    _require_fields(row, ("conversations",), "an RLHFlow row")
+    turns = row["conversations"]
+    if not isinstance(turns, list) or not turns or len(turns) % 2:
+        count = len(turns) if isinstance(turns, list) else type(turns).__name__
+        raise ValueError(f"'conversations' has {count} turns; expected pairs of a user turn (a step) and an "
+                         "assistant turn ('+' or '-')")
+    steps: list[str] = []
+    labels: list[bool] = []
+    for index, turn in enumerate(turns):
+        where = f"conversations[{index}]"
+        if not isinstance(turn, dict) or not isinstance(turn.get("content"), str):
+            raise ValueError(f"'{where}' must be an object with 'role' and a string 'content'")
+        expected = "user" if index % 2 == 0 else "assistant"
+        if turn.get("role") != expected:
+            raise ValueError(f"'{where}.role' is {turn.get('role')!r}; expected {expected!r} (turns alternate "
+                             "user, assistant, starting with user)")
+        if expected == "user":
+            steps.append(turn["content"])
+        elif turn["content"].strip() in ("+", "-"):
+            labels.append(turn["content"].strip() == "+")
+        else:
+            raise ValueError(f"'{where}.content' is {turn['content'][:20]!r}; an assistant turn is '+' or '-'")
+    first = steps[0]
+    step_1 = re.search(r"step 1:", first, flags=re.IGNORECASE)
+    if step_1 is not None and first[: step_1.start()].strip():
+        prompt, steps[0] = first[: step_1.start()].strip(), first[step_1.start():]
+    else:
+        prompt, steps, labels = first.strip(), steps[1:], labels[1:]
+        if dropped is not None:
+            dropped[DROPPED_FIRST_TURN] += 1
+    if not prompt:
+        raise ValueError("'conversations[0].content' is empty; the first user turn holds the problem")
+    if not steps:
+        if dropped is not None:
+            dropped[DROPPED_NO_STEP] += 1
         return None
-    meta = {"source": "prm800k", "finish_reason": label.get("finish_reason")}
-    return StepLabels(prompt=question["problem"].strip(), completions=completions, labels=labels, meta=meta)
+    return StepLabels(prompt, [_flatten_step(step) for step in steps], labels, meta={"source": "rlhflow"})
+
+
+def convert_row(format: LabelFormat, row: Any, *, neutral_as: bool = True, dropped: Counter | None = None) -> list[StepLabels]:
+    """The stepwise records of one row of a file in `format` (none, one, or for PRM800K several); raises ValueError."""
+    if format == "stepwise":
+        return [parse_stepwise_row(row)]
+    if format == "math_shepherd":
+        return [math_shepherd_to_step_labels(row, dropped)]
+    if format == "prm800k":
+        return prm800k_to_step_labels(row, neutral_as=neutral_as, dropped=dropped)
+    if format == "rlhflow":
+        record = rlhflow_to_step_labels(row, dropped)
+        return [] if record is None else [record]
+    raise ValueError(f"format must be one of {LABEL_FORMATS}, got {format!r}")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Whole files: convert, count, read.
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LabelFileCounts:
+    """What converting one step-label file gave: rows read, examples kept, their steps, what was dropped and why."""
+
+    rows: int = 0
+    examples: int = 0
+    steps: int = 0
+    positive_steps: int = 0
+    """Steps labelled good: True, or a soft label of at least 0.5."""
+    dropped: Counter = field(default_factory=Counter)
+    """Reason -> count; each reason names what it counts (rows, examples, labels, completions)."""
+    first_invalid: str | None = None
+    """With `skip_invalid_rows`: the error of the first invalid row."""
+
+    def add(self, record: StepLabels) -> None:
+        self.examples += 1
+        self.steps += len(record.labels)
+        self.positive_steps += sum(float(label) >= 0.5 for label in record.labels)
+
+    def summary_lines(self) -> list[str]:
+        """One line of totals, then one line per reason something was dropped."""
+        share = f" ({self.positive_steps / self.steps:.1%})" if self.steps else ""
+        totals = f"{self.rows} rows -> {self.examples} examples, {self.steps} steps, {self.positive_steps} positive"
+        lines = [totals + share]
+        lines += [f"  dropped {count} {reason}" for reason, count in sorted(self.dropped.items())]
+        if self.first_invalid:
+            lines.append(f"  first invalid row: {self.first_invalid}")
+        return lines
+
+
+def convert_label_file(
+    path: str | Path, format: LabelFormat = "stepwise", *, neutral_as: bool = True, skip_invalid_rows: bool = False
+) -> tuple[list[StepLabels], LabelFileCounts]:
+    """The stepwise records of one file (or saved dataset directory) of `format`, with what was kept and dropped.
+
+    A bad row raises LabelFileError naming file, row and field; with `skip_invalid_rows` (for large public sets
+    with a few broken rows) it is dropped and counted instead. PRM800K quality-control rows: an example (prompt and
+    steps) that an earlier quality-control row already gave is dropped and counted, so a solution served to every
+    labeller counts once, with the first labeller's labels.
+    """
+    if format not in LABEL_FORMATS:
+        raise ValueError(f"format must be one of {LABEL_FORMATS}, got {format!r}")
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file; write it first (e.g. `ttc-infer label`) or fix the path")
+    counts = LabelFileCounts()
+    records: list[StepLabels] = []
+    quality_control_seen: set[tuple[str, tuple[str, ...]]] = set()
+    for where, row in iter_rows(path):
+        counts.rows += 1
+        try:
+            converted = convert_row(format, row, neutral_as=neutral_as, dropped=counts.dropped)
+        except ValueError as error:
+            if not skip_invalid_rows:
+                raise LabelFileError(f"{path} {where}: {error}") from None
+            counts.dropped[DROPPED_INVALID] += 1
+            counts.first_invalid = counts.first_invalid or f"{path} {where}: {error}"
+            continue
+        quality_control = format == "prm800k" and bool(row.get("is_quality_control_question"))
+        for record in converted:
+            if quality_control:
+                key = (record.prompt, tuple(record.completions))
+                if key in quality_control_seen:
+                    counts.dropped[DROPPED_QC_DUPLICATE] += 1
+                    continue
+                quality_control_seen.add(key)
+            counts.add(record)
+            records.append(record)
+    return records, counts
 
 
 def read_step_labels(
@@ -271,38 +523,14 @@ def read_step_labels(
 ) -> list[StepLabels]:
     """Read one file (or saved dataset directory) of the given format; a bad row raises naming file and row.
 
-    With `skip_invalid_rows` (for large public sets with a few broken rows) bad rows are dropped instead, and a
-    warning gives their count and the first error.
+    See `convert_label_file`; what was dropped is logged, and a file that gives no example raises.
     """
-    if format not in LABEL_FORMATS:
-        raise ValueError(f"format must be one of {LABEL_FORMATS}, got {format!r}")
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file; write it first (e.g. `ttc-infer label`) or fix the path")
-    records: list[StepLabels] = []
-    skipped = 0
-    invalid: list[str] = []
-    for where, row in _iter_rows(path):
-        try:
-            if format == "stepwise":
-                record: StepLabels | None = parse_stepwise_row(row)
-            elif format == "math_shepherd":
-                record = math_shepherd_to_step_labels(row)
-            else:
-                record = prm800k_to_step_labels(row, neutral_as=neutral_as)
-        except ValueError as error:
-            if not skip_invalid_rows:
-                raise LabelFileError(f"{path} {where}: {error}") from error
-            invalid.append(f"{path} {where}: {error}")
-            continue
-        if record is None:
-            skipped += 1
-        else:
-            records.append(record)
-    if skipped:
-        logger.info("%s: skipped %d rows with no usable labelled step (bad_problem or empty)", path, skipped)
-    if invalid:
-        logger.warning("%s: dropped %d invalid rows (skip_invalid_rows); first: %s", path, len(invalid), invalid[0])
+    records, counts = convert_label_file(path, format, neutral_as=neutral_as, skip_invalid_rows=skip_invalid_rows)
+    for reason, count in sorted(counts.dropped.items()):
+        logger.info("%s: dropped %d %s", path, count, reason)
+    if counts.first_invalid:
+        logger.warning("%s: dropped %d invalid rows (skip_invalid_rows); first: %s", path,
+                       counts.dropped[DROPPED_INVALID], counts.first_invalid)
     if not records:
         raise LabelFileError(f"{path}: no labelled examples; the file is empty or every row was skipped")
     return records
@@ -359,9 +587,7 @@ def write_step_labels(records: Sequence[StepLabels], path: str | Path) -> Path:
     rows = [{**record.to_dict(), "meta": dict(record.meta)} for record in records]
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        with path.open("w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        write_jsonl(path, rows)
     elif suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq

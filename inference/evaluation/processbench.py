@@ -8,6 +8,8 @@ seeded fitting split of the records and reported on the other records, next to a
 Step-level AUROC: steps before the first wrong step are good (positive), the first wrong step is bad; steps
 after the first wrong step are left out, because ProcessBench labels only the earliest error and a later step
 may be locally valid. Every step of a correct solution is good.
+
+A record whose PRM input is longer than the PRM's context is skipped (named in a warning, counted in the report).
 """
 
 from __future__ import annotations
@@ -15,18 +17,21 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
-from data_prep.io import read_json, read_jsonl, write_json
+from data_prep.io import read_json, write_json
+from data_prep.labels import iter_rows
 from inference.evaluation.metrics import split_ids
 from inference.types import PRMScorer
 
 logger = logging.getLogger(__name__)
 
 FIXED_THRESHOLD = 0.5
+_NAMED_SKIPS = 20
+"""How many skipped records the warning names by id."""
 _FIELDS = {"id", "problem", "steps", "label"}
 
 
@@ -84,6 +89,8 @@ class ProcessBenchReport:
     """On the evaluation records; None when they hold only good or only bad steps."""
     num_fit: int
     num_eval: int
+    num_skipped_too_long: int = 0
+    """Records left out because their PRM input is longer than the PRM's context (named in a warning)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,6 +98,9 @@ class ProcessBenchReport:
     @classmethod
     def from_dict(cls, data: dict, *, where: str = "ProcessBench report") -> ProcessBenchReport:
         expected = {f.name for f in fields(cls)}
+        # Reports written before `num_skipped_too_long` existed skipped nothing.
+        if isinstance(data, dict) and set(data) == expected - {"num_skipped_too_long"}:
+            data = {**data, "num_skipped_too_long": 0}
         if not isinstance(data, dict) or set(data) != expected:
             raise ValueError(f"{where}: not a ProcessBench report (expected keys {sorted(expected)}); "
                              "write it with ProcessBenchReport.save")
@@ -107,14 +117,17 @@ class ProcessBenchReport:
 
 
 def load_processbench(path: str | Path) -> list[ProcessBenchRecord]:
-    """Records of a ProcessBench-format JSONL file: `id`, `problem`, `steps` (list), `label` (-1 = correct).
+    """Records of a ProcessBench-format file: `id`, `problem`, `steps` (list), `label` (-1 = correct).
 
-    Other keys (`generator`, `final_answer_correct`) are allowed and ignored.
+    The file is JSONL, a JSON array (the official `gsm8k.json`, `math.json`, ... files) or Parquet (the Hub's
+    copy), told from its content. Other keys (`generator`, `final_answer_correct`) are allowed and ignored.
     """
     records = []
-    seen: dict[str, int] = {}
-    for line, row in read_jsonl(path):
-        where = f"{path}: line {line}"
+    seen: dict[str, str] = {}
+    for place, row in iter_rows(path):
+        where = f"{path}: {place}"
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
         missing = sorted(_FIELDS - set(row))
         if missing:
             raise ValueError(f"{where}: missing keys {missing}; ProcessBench rows need id, problem, steps, label")
@@ -125,11 +138,11 @@ def load_processbench(path: str | Path) -> list[ProcessBenchRecord]:
             raise ValueError(f"{where}: 'label' must be -1 (correct) or a step index in 0..{len(steps) - 1}, got {label!r}")
         record_id = str(row["id"])
         if record_id in seen:
-            raise ValueError(f"{where}: duplicate id {record_id!r} (first on line {seen[record_id]}); ids must be unique")
-        seen[record_id] = line
+            raise ValueError(f"{where}: duplicate id {record_id!r} (first at {seen[record_id]}); ids must be unique")
+        seen[record_id] = place
         records.append(ProcessBenchRecord(record_id, str(row["problem"]), tuple(steps), None if label == -1 else label))
     if not records:
-        raise ValueError(f"{path}: no records; a ProcessBench file has one JSON object per line")
+        raise ValueError(f"{path}: no records; a ProcessBench file holds rows with id, problem, steps, label")
     return records
 
 
@@ -249,10 +262,47 @@ def score_records(scorer: PRMScorer, records: Sequence[ProcessBenchRecord], *, b
     return scored
 
 
+def split_by_context(
+    scorer: PRMScorer, records: Sequence[ProcessBenchRecord]
+) -> tuple[list[ProcessBenchRecord], list[tuple[ProcessBenchRecord, int]]]:
+    """(records that fit, (record, tokens) of those whose PRM input is longer than the scorer's context).
+
+    A scorer that builds its inputs itself (`build_input`) and knows its context (`max_length`, as every
+    checkpoint-backed scorer does) is asked for each record's input length; any other scorer fits everything.
+    """
+    max_length = getattr(scorer, "max_length", None)
+    build_input = getattr(scorer, "build_input", None)
+    if max_length is None or build_input is None:
+        return list(records), []
+    fitting, too_long = [], []
+    for record in records:
+        tokens = len(build_input(record.problem, list(record.steps)).input_ids)
+        if tokens > max_length:
+            too_long.append((record, tokens))
+        else:
+            fitting.append(record)
+    return fitting, too_long
+
+
 def evaluate_scorer(
     scorer: PRMScorer, records: Sequence[ProcessBenchRecord], batch_size: int = 16, *,
     fit_fraction: float = 0.5, seed: int = 0,
 ) -> ProcessBenchReport:
-    """Score every record with `scorer`, then `evaluate_scores`."""
-    scored = score_records(scorer, records, batch_size=batch_size)
-    return evaluate_scores(scored, scorer=scorer.name, fit_fraction=fit_fraction, seed=seed)
+    """Score every record with `scorer`, then `evaluate_scores`.
+
+    A record longer than the PRM's context is skipped, never truncated (a cut solution would lose the steps the
+    label is about): the warning names it by id, and the report counts it (`num_skipped_too_long`); the fit /
+    evaluation split is then drawn from the records that fit.
+    """
+    fitting, too_long = split_by_context(scorer, records)
+    if too_long:
+        named = ", ".join(f"{record.id} ({tokens} tokens)" for record, tokens in too_long[:_NAMED_SKIPS])
+        more = f" and {len(too_long) - _NAMED_SKIPS} more" if len(too_long) > _NAMED_SKIPS else ""
+        logger.warning("%s: skipped %d of %d records longer than the PRM's context (%s tokens): %s%s",
+                       scorer.name, len(too_long), len(records), getattr(scorer, "max_length", None), named, more)
+    if too_long and len(fitting) < 2:
+        raise ValueError(f"{scorer.name}: only {len(fitting)} of {len(records)} records fit the PRM's context; "
+                         "at least 2 are needed to split into fit and eval (use a longer-context PRM)")
+    scored = score_records(scorer, fitting, batch_size=batch_size)
+    report = evaluate_scores(scored, scorer=scorer.name, fit_fraction=fit_fraction, seed=seed)
+    return replace(report, num_skipped_too_long=len(too_long))

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from data_prep.io import atomic_write_text, read_jsonl
-from data_prep.labels import STEPWISE_FIELDS, parse_stepwise_row
+from data_prep.io import atomic_write_text
+from data_prep.labels import STEPWISE_FIELDS, iter_rows, parse_stepwise_row
 from data_prep.records import StepLabels
 from inference.config import ConfigError, DType, Device, PRMStyleName, dump_config
 from inference.evaluation.processbench import (
@@ -38,8 +38,12 @@ class ProcessBenchConfig:
     `processbench-<name>.json`. On the command line: `--prms.<name> DIR`. `synthetic-checker` is the synthetic
     world's exact checker (a perfect verifier: F1 and AUROC 1 on checker-labelled data)."""
     data: str = ""
-    """A ProcessBench JSONL (`id`, `problem`, `steps`, `label` = first wrong step or -1) or a stepwise JSONL with
-    hard labels (`prompt`, `completions`, `labels`, e.g. from `ttc-infer label` with `labeller: oracle`)."""
+    """A ProcessBench file (`id`, `problem`, `steps`, `label` = first wrong step or -1: the official
+    `gsm8k.json` / `math.json` / `olympiadbench.json` / `omnimath.json` JSON arrays as published) or a stepwise
+    file with hard labels (`prompt`, `completions`, `labels`, e.g. from `ttc-infer label` with `labeller:
+    oracle`). JSONL, a JSON array or Parquet, told from the content (Parquet by its `PAR1` magic). A record
+    whose PRM input is longer than a PRM's context is skipped for that PRM, never truncated: a warning names it
+    by id and the report counts it (`num_skipped_too_long`)."""
     data_format: DataFormat = "auto"
     """`processbench`, `stepwise`, or `auto` (stepwise when the first row has `prompt`/`completions`/`labels`,
     ProcessBench when it has `steps`/`label`)."""
@@ -72,7 +76,7 @@ class ProcessBenchConfig:
             if not path:
                 raise ConfigError(f"prms.{name} is empty; set it to a PRM checkpoint directory")
         if not self.data:
-            raise ConfigError("processbench needs --data: a ProcessBench JSONL or a stepwise JSONL with hard labels")
+            raise ConfigError("processbench needs --data: a ProcessBench file or a stepwise file with hard labels")
         if not self.output_dir:
             raise ConfigError("processbench needs --output_dir: where to write processbench-<name>.json per PRM")
         if self.limit is not None and self.limit < 2:
@@ -121,20 +125,24 @@ def _record_id(row: StepLabels, fallback: str) -> str:
 
 
 def records_from_step_labels(
-    rows: Iterable[StepLabels | Mapping[str, Any]], *, source: str = "rows", lines: Sequence[int] | None = None
+    rows: Iterable[StepLabels | Mapping[str, Any]], *, source: str = "rows", lines: Sequence[int | str] | None = None
 ) -> list[ProcessBenchRecord]:
     """Stepwise rows (records or `{prompt, completions, labels, meta?}` dicts) -> ProcessBench records.
 
     label = index of the first False label, or None (-1 on disk) when every label is True; a soft label raises.
     The id is `<meta.problem_id>#<meta.solution_index>` when the row carries both, else `<source>:<line>`.
-    Errors name `source` and the row's line (`lines[i]`, else its 1-based position).
+    Errors name `source` and the row's place: `lines[i]` (a line number, or a place such as `row 3`), else its
+    1-based position.
     """
     records: list[ProcessBenchRecord] = []
     seen: dict[str, str] = {}
     for position, row in enumerate(rows):
-        where = f"line {lines[position]}" if lines is not None else f"row {position + 1}"
+        if lines is None:
+            where = f"row {position + 1}"
+        else:
+            where = lines[position] if isinstance(lines[position], str) else f"line {lines[position]}"
         try:
-            labels = row if isinstance(row, StepLabels) else parse_stepwise_row(dict(row))
+            labels = row if isinstance(row, StepLabels) else parse_stepwise_row(dict(row) if isinstance(row, Mapping) else row)
             record = record_from_step_labels(labels, _record_id(labels, f"{source}:{where.split()[-1]}"))
         except ValueError as error:
             raise ValueError(f"{source}: {where}: {error}") from None
@@ -144,19 +152,21 @@ def records_from_step_labels(
         seen[record.id] = where
         records.append(record)
     if not records:
-        raise ValueError(f"{source}: no rows; a stepwise file has one JSON object per line")
+        raise ValueError(f"{source}: no rows; a stepwise file holds rows with prompt, completions, labels")
     return records
 
 
 def detect_format(path: str | Path) -> Literal["processbench", "stepwise"]:
-    """The format of a JSONL file, decided from the keys of its first row."""
-    for line, row in read_jsonl(path):
-        if set(STEPWISE_FIELDS) <= set(row):
+    """The format of a JSONL, JSON-array or Parquet file, decided from the keys of its first row."""
+    for place, row in iter_rows(path):
+        keys = sorted(row) if isinstance(row, dict) else []
+        if set(STEPWISE_FIELDS) <= set(keys):
             return "stepwise"
-        if _PROCESSBENCH_KEYS <= set(row):
+        if _PROCESSBENCH_KEYS <= set(keys):
             return "processbench"
+        found = f"keys {keys}" if isinstance(row, dict) else f"a {type(row).__name__}"
         raise ValueError(
-            f"{path}: line {line}: keys {sorted(row)} match neither format; a stepwise row has "
+            f"{path}: {place}: {found} match neither format; a stepwise row has "
             f"{list(STEPWISE_FIELDS)}, a ProcessBench row has id, problem, steps, label (or set data_format)"
         )
     raise ValueError(f"{path}: no rows; the file is empty")
@@ -165,16 +175,16 @@ def detect_format(path: str | Path) -> Literal["processbench", "stepwise"]:
 def load_records(
     path: str | Path, data_format: DataFormat = "auto", limit: int | None = None
 ) -> list[ProcessBenchRecord]:
-    """The records of a ProcessBench or stepwise JSONL file (the first `limit` when given)."""
+    """The records of a ProcessBench or stepwise file (JSONL, JSON array or Parquet; the first `limit` when given)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"data file {path} not found; write it with `ttc-infer label` or fix the path")
     kind = detect_format(path) if data_format == "auto" else data_format
     if kind == "processbench":
         records = load_processbench(path)
     else:
-        numbered = list(read_jsonl(path))
+        numbered = list(iter_rows(path))
         records = records_from_step_labels(
-            [row for _, row in numbered], source=str(path), lines=[line for line, _ in numbered]
+            [row for _, row in numbered], source=str(path), lines=[place for place, _ in numbered]
         )
     logger.info("%s: %d %s records", path, len(records), kind)
     return records[:limit] if limit is not None else records
@@ -197,11 +207,13 @@ def _number(value: float | None) -> str:
 
 
 def summary_line(name: str, report: ProcessBenchReport, path: str | Path) -> str:
-    """One line per PRM: F1 at the tuned and the fixed threshold, step AUROC, split sizes, report file."""
+    """One line per PRM: F1 at the tuned and the fixed threshold, step AUROC, split sizes, skips, report file."""
     tuned, fixed = report.tuned, report.fixed
+    skipped = (f"; {report.num_skipped_too_long} skipped (longer than the PRM's context)"
+               if report.num_skipped_too_long else "")
     return (f"{name}: F1 {_number(tuned.f1)} tuned (threshold {tuned.threshold:.3f}), {_number(fixed.f1)} at "
             f"{FIXED_THRESHOLD}; step AUROC {_number(report.step_auroc)}; {report.num_fit} fit / "
-            f"{report.num_eval} eval records -> {path}")
+            f"{report.num_eval} eval records{skipped} -> {path}")
 
 
 def processbench(config: ProcessBenchConfig) -> str:

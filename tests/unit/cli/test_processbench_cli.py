@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -189,6 +190,40 @@ def test_processbench_format_file_with_limit_and_cli_prm_flag(tmp_path, prm_dirs
     assert sorted(p.name for p in (tmp_path / "pb").iterdir()) == ["processbench-config.yaml", "processbench-only.json"]
 
 
+OFFICIAL_FILE = Path(__file__).parents[2] / "data" / "processbench_gsm8k.json"
+"""Qwen/ProcessBench's layout: a JSON array of 3 records; label = first wrong step, -1 when every step is right."""
+
+
+def test_official_json_array_with_a_record_longer_than_the_context(tmp_path, prm_dirs, capsys, caplog):
+    """The published file runs as it is; a record past the PRM's 1024 tokens is skipped and named, not fatal."""
+    long_record = {"id": "gsm8k-long", "generator": "x", "problem": "Count.", "steps": ["word " * 1500, "Done."],
+                   "final_answer_correct": False, "label": 1}
+    data = tmp_path / "gsm8k.json"
+    official = json.loads(OFFICIAL_FILE.read_text(encoding="utf-8"))
+    data.write_text(json.dumps(official + [long_record], indent=2), encoding="utf-8")
+    config_path = write_config(tmp_path, {"prm-a": prm_dirs["prm-a"]}, data)
+    assert main(["processbench", "--config", config_path]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"processbench: 4 records from {data}"
+    report = ProcessBenchReport.load(tmp_path / "out" / "processbench-prm-a.json")
+    assert (report.num_fit, report.num_eval, report.num_skipped_too_long) == (2, 1, 1)
+    assert "; 2 fit / 1 eval records; 1 skipped (longer than the PRM's context) -> " in out[1]
+    assert "prm-a: skipped 1 of 4 records longer than the PRM's context (1024 tokens): gsm8k-long (" in caplog.text
+
+
+def test_stepwise_parquet_is_read_by_content(tmp_path, stepwise_file):
+    from data_prep.labels import read_step_labels, write_step_labels
+
+    parquet = write_step_labels(read_step_labels(stepwise_file), tmp_path / "oracle.parquet")
+    renamed = parquet.rename(tmp_path / "oracle.data")
+    assert detect_format(renamed) == "stepwise"
+    from_parquet = load_records(renamed)
+    # Parquet rows carry no meta, so ids are places in the file; labels and steps are the JSONL file's.
+    assert [r.id for r in from_parquet[:2]] == [f"{renamed}:1", f"{renamed}:2"]
+    assert [(r.problem, r.steps, r.label) for r in from_parquet] == [
+        (r.problem, r.steps, r.label) for r in load_records(stepwise_file)]
+
+
 # --------------------------------------------------------------------------- one-line errors
 
 
@@ -206,6 +241,13 @@ def test_soft_label_file_is_a_one_line_error_naming_file_and_line(tmp_path, prm_
     assert main(["processbench", "--config", write_config(tmp_path, prm_dirs, data)]) == 1
     assert f"{data}: line 2: label 0 is soft (0.875); ProcessBench needs exact labels" in one_line_error(capsys)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_data_file_is_one_line_naming_it(tmp_path, prm_dirs, capsys):
+    data = tmp_path / "gsm8k.csv"
+    data.write_text("id,problem,steps,label\n", encoding="utf-8")
+    assert main(["processbench", "--config", write_config(tmp_path, prm_dirs, data)]) == 1
+    assert f"{data}: not JSONL (one JSON object per line), a JSON array of objects, Parquet" in one_line_error(capsys)
 
 
 def test_unknown_keys_are_one_line_config_errors(tmp_path, prm_dirs, stepwise_file, capsys):

@@ -160,3 +160,97 @@ def test_corrupt_writes_gold_and_corrupted_step_labels(tmp_path: Path, capsys: p
     assert sum(all(record.labels) for record in records) == 10
     assert "wrote 30 solutions (10 problems" in capsys.readouterr().out
     assert main(["corrupt", "--out", str(out), "--num_per_level", "0"]) == 2
+
+
+# ---------------------------------------------------------------- ttc-data labels
+
+STRAY = "Tom has 3 boxes ки of 4 pens. How many pens? Step 1: 3 * 4 = 12. ки\nStep 2: The answer is: 12 ки"
+STRAY_LABEL = "Tom has 3 boxes - of 4 pens. How many pens? Step 1: 3 * 4 = 12. +\nStep 2: The answer is: 12 -"
+RLHFLOW_ROW = {"conversations": [
+    {"role": "user", "content": "Ann has 5 apples and eats 2. How many are left? Step 1: 5 - 2 = 3."},
+    {"role": "assistant", "content": "+"},
+    {"role": "user", "content": "Step 2: The answer is: 4"},
+    {"role": "assistant", "content": "-"},
+]}
+
+
+def test_labels_validate_prints_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "rlhflow.json"
+    path.write_text(json.dumps([RLHFLOW_ROW, RLHFLOW_ROW]), encoding="utf-8")  # a JSON array
+    assert main(["labels", "validate", str(path), "--format", "rlhflow"]) == 0
+    assert capsys.readouterr().out == f"{path} (rlhflow): 2 rows -> 2 examples, 4 steps, 2 positive (50.0%)\n"
+
+
+def test_labels_convert_writes_stepwise_rows_and_counts_drops(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_lines(tmp_path / "shepherd.jsonl", [{"input": STRAY, "label": STRAY_LABEL, "task": "GSM8K"}])
+    out = tmp_path / "out" / "stepwise.jsonl"
+    assert main(["labels", "convert", str(path), "--format", "math_shepherd", "--out", str(out)]) == 0
+    assert [row for _, row in read_jsonl(out)] == [{
+        "prompt": "Tom has 3 boxes of 4 pens. How many pens?",
+        "completions": ["Step 1: 3 * 4 = 12.", "Step 2: The answer is: 12"],
+        "labels": [True, False],
+        "meta": {"source": "math_shepherd", "task": "GSM8K"},
+    }]
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path} (math_shepherd): 1 rows -> 1 examples, 2 steps, 1 positive (50.0%)",
+        "  dropped 1 labels at a stray step tag inside the question",
+        f"wrote 1 examples to {out}",
+    ]
+    # The written file is a stepwise file: validating it gives the same counts.
+    assert main(["labels", "validate", str(out), "--format", "stepwise"]) == 0
+    assert capsys.readouterr().out.startswith(f"{out} (stepwise): 1 rows -> 1 examples, 2 steps, 1 positive")
+
+
+def test_labels_skip_invalid_rows_counts_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = {"conversations": RLHFLOW_ROW["conversations"][:3]}
+    path = write_lines(tmp_path / "rl.jsonl", [RLHFLOW_ROW, bad])
+    assert main(["labels", "validate", str(path), "--format", "rlhflow", "--skip_invalid_rows"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == [f"{path} (rlhflow): 2 rows -> 1 examples, 2 steps, 1 positive (50.0%)",
+                       "  dropped 1 invalid rows (skip_invalid_rows)"]
+    assert out[2].startswith(f"  first invalid row: {path} line 2: 'conversations' has 3 turns")
+
+
+@pytest.mark.parametrize(
+    ("rows", "format", "message"),
+    [
+        ([RLHFLOW_ROW, {"conversations": [RLHFLOW_ROW["conversations"][0], {"role": "assistant", "content": "ok"}]}],
+         "rlhflow", "line 2: 'conversations[1].content' is 'ok'; an assistant turn is '+' or '-'"),
+        ([{"question": {"problem": "p"}, "label": {"steps": [{"completions": [{"text": "x", "rating": 5}],
+                                                              "chosen_completion": 0}]}}],
+         "prm800k", "line 1: 'label.steps[0].completions[0].rating' must be -1, 0 or 1, got 5"),
+        ([{"input": STRAY, "label": STRAY_LABEL}, {"prompt": "q"}], "math_shepherd",
+         "line 2: fields ['prompt']: a Math-Shepherd row needs 'input', 'label'"),
+        (["not json"], "stepwise", "not JSONL (one JSON object per line), a JSON array of objects, Parquet"),
+    ],
+)
+def test_labels_bad_input_is_one_line_naming_file_row_and_field_and_exits_2(
+    tmp_path: Path, rows: list, format: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_lines(tmp_path / "bad.jsonl", rows)
+    assert main(["labels", "convert", str(path), "--format", format, "--out", str(tmp_path / "o.jsonl")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert captured.err.startswith(f"ttc-data: error: {path}")
+    assert message in captured.err
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["labels", "validate", "x.jsonl"], "the following arguments are required: --format"),
+        (["labels", "validate", "x.jsonl", "--format", "csv"], "argument --format: invalid choice: 'csv'"),
+        (["labels", "validate", "x.jsonl", "--format", "rlhflow", "--neutral_as", "false"],
+         "--neutral_as applies to --format prm800k only"),
+        (["labels", "validate", "x.jsonl", "--format", "rlhflow", "--skip-invalid-rows"],
+         "unrecognized flag --skip-invalid-rows; flags use underscores: --skip_invalid_rows"),
+        (["labels", "validate", "absent.jsonl", "--format", "stepwise"], "absent.jsonl: no such file"),
+    ],
+)
+def test_labels_usage_errors_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ttc-data: error: ") and err.count("\n") == 1
+    assert message in err

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from data_prep.labels import LabelFileError
 from inference.evaluation.metrics import split_ids
 from inference.evaluation.processbench import (
     ProcessBenchRecord,
+    ProcessBenchReport,
     ScoredRecord,
     _f1_curve,
     evaluate_scorer,
+    evaluate_scores,
     load_processbench,
     metrics_at,
     predict_first_error,
@@ -117,3 +124,77 @@ def test_load_processbench(tmp_path):
     path.write_text(json.dumps(rows[1]) + "\n" + json.dumps(rows[1]) + "\n")
     with pytest.raises(ValueError, match="line 2: duplicate id 'gsm8k-1'"):
         load_processbench(path)
+
+
+# The official layout (Qwen/ProcessBench `gsm8k.json`: a JSON array): one record with its first error at step 1,
+# one correct (-1), one wrong from step 0.
+OFFICIAL_FILE = Path(__file__).parents[2] / "data" / "processbench_gsm8k.json"
+OFFICIAL_RECORDS = [
+    ProcessBenchRecord("gsm8k-0", "Ann has 3 pens and buys 2. How many?",
+                       ("She has 3 pens.", "3 + 2 = 6.", "The answer is 6."), 1),
+    ProcessBenchRecord("gsm8k-1", "What is 4 * 5?", ("4 * 5 = 20.", "The answer is 20."), None),
+    ProcessBenchRecord("gsm8k-2", "What is 9 - 4?", ("9 - 4 = 6.",), 0),
+]
+
+
+def test_load_processbench_reads_the_official_json_array_and_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    assert load_processbench(OFFICIAL_FILE) == OFFICIAL_RECORDS
+    official = json.loads(OFFICIAL_FILE.read_text(encoding="utf-8"))
+    # The Hub's Parquet copy, recognised by its magic bytes whatever its name.
+    for name in ("gsm8k-00000-of-00001.parquet", "gsm8k-parquet-without-suffix"):
+        pq.write_table(pa.Table.from_pylist(official), tmp_path / name)
+        assert load_processbench(tmp_path / name) == OFFICIAL_RECORDS
+    array = tmp_path / "gsm8k.json"
+    array.write_text(json.dumps([official[0], {**official[1], "label": 2}]), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"gsm8k\.json: row 2: 'label' must be -1 \(correct\) or a step index in "
+                                         r"0\.\.1, got 2"):
+        load_processbench(array)
+
+
+def test_an_unknown_file_is_one_error_naming_it(tmp_path):
+    path = tmp_path / "gsm8k.csv"
+    path.write_text("id,problem,steps,label\n", encoding="utf-8")
+    with pytest.raises(LabelFileError, match=r"^\S+gsm8k\.csv: not JSONL \(one JSON object per line\), a JSON array "
+                                             r"of objects, Parquet or a saved `datasets` directory"):
+        load_processbench(path)
+
+
+class ContextLimitedScorer(TablePRMScorer):
+    """A table PRM with a context of `max_length` words, measured the way checkpoint scorers measure it."""
+
+    def __init__(self, table, max_length: int) -> None:
+        super().__init__(table, name="short-context")
+        self.max_length = max_length
+
+    def build_input(self, problem: str, steps: list[str]) -> SimpleNamespace:
+        return SimpleNamespace(input_ids=(problem + " " + " ".join(steps)).split())
+
+
+def test_a_record_longer_than_the_context_is_skipped_named_and_counted(caplog):
+    scored = hand_scored()
+    long_steps = ("word " * 40).strip()
+    table = {step: score for item in scored for step, score in zip(item.record.steps, item.step_scores)}
+    table[long_steps] = 0.5
+    records = [s.record for s in scored] + [ProcessBenchRecord("r-long", "problem r-long", (long_steps,), None)]
+    scorer = ContextLimitedScorer(table, max_length=12)  # hand records are 8-11 words, r-long 42
+    with caplog.at_level(logging.WARNING):
+        report = evaluate_scorer(scorer, records, batch_size=2, fit_fraction=0.6, seed=0)
+    assert all(long_steps not in steps for call in scorer.calls for steps in call.step_lists)
+    assert report.num_skipped_too_long == 1
+    assert report == replace(evaluate_scores(scored, scorer="short-context", fit_fraction=0.6, seed=0),
+                             num_skipped_too_long=1)
+    assert "short-context: skipped 1 of 6 records longer than the PRM's context (12 tokens): r-long (42 tokens)" \
+        in caplog.text
+    with pytest.raises(ValueError, match="only 1 of 2 records fit the PRM's context"):
+        evaluate_scorer(scorer, records[-2:])
+
+
+def test_reports_without_the_skip_count_still_load(tmp_path):
+    report = evaluate_scores(hand_scored(), scorer="old", fit_fraction=0.6, seed=0)
+    data = report.to_dict()
+    assert data.pop("num_skipped_too_long") == 0
+    (tmp_path / "old.json").write_text(json.dumps(data), encoding="utf-8")
+    assert ProcessBenchReport.load(tmp_path / "old.json") == report
