@@ -9,7 +9,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +63,40 @@ def _to_line(row: Any) -> str:
 
 
 PARQUET_MAGIC = b"PAR1"
-"""The first bytes of every Parquet file."""
+"""The first (and last) four bytes of every Parquet file."""
+
+FileKind = Literal["jsonl", "json_array", "parquet", "dataset_dir", "empty", "unknown"]
+
+
+def kind_of_head(head: bytes) -> FileKind:
+    """What a file's first bytes say it holds: Parquet by its magic, a JSON array by a leading `[`, JSONL by a
+    leading `{` (a UTF-8 byte-order mark and leading blank space are passed over)."""
+    if head[:4] == PARQUET_MAGIC:
+        return "parquet"
+    text = head.decode("utf-8", errors="ignore").lstrip("\ufeff \t\r\n")
+    if text.startswith("["):
+        return "json_array"
+    if text.startswith("{"):
+        return "jsonl"
+    return "unknown" if text else "empty"
+
+
+def file_kind(path: str | os.PathLike) -> FileKind:
+    """What a data file holds, told from its content rather than its suffix (a directory: a saved `datasets`
+    dataset)."""
+    path = Path(path)
+    if path.is_dir():
+        return "dataset_dir"
+    with path.open("rb") as handle:
+        return kind_of_head(handle.read(4096))
 
 
 def _refuse_other_formats(path: Path, head: bytes) -> None:
     """A whole file in another format (Parquet, one JSON array) gets one error saying so, not a line-1 decode error."""
-    if head.startswith(PARQUET_MAGIC):
+    kind = kind_of_head(head)
+    if kind == "parquet":
         raise ValueError(f"{path}: a Parquet file, not JSON lines; this reads .jsonl files (one JSON object per line)")
-    if head.lstrip()[:1] == b"[":
+    if kind == "json_array":
         raise ValueError(f"{path}: a JSON array, not JSON lines; write one JSON object per line (.jsonl)")
 
 

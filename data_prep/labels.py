@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from data_prep.io import write_jsonl
+from data_prep.io import FileKind, write_jsonl
+from data_prep.io import file_kind as io_file_kind
 from data_prep.records import Problem, StepLabels, validate_step_labels
 from data_prep.steps import STEP_SEPARATOR
 
@@ -99,37 +100,21 @@ def tokenize_steps(
 # Reading rows from JSONL / a JSON array / Parquet / a saved `datasets` dataset, recognised by content.
 # --------------------------------------------------------------------------------------------------------------------
 
-PARQUET_MAGIC = b"PAR1"
-"""The first (and last) four bytes of every Parquet file."""
-
-FileKind = Literal["jsonl", "json_array", "parquet", "dataset_dir"]
-
-
 def file_kind(path: str | Path) -> FileKind:
-    """What a data file holds, told from its content rather than its suffix.
-
-    Parquet by its `PAR1` magic bytes, a JSON array by a leading `[`, JSONL by a leading `{` (a UTF-8 byte-order
-    mark and leading blank space are passed over); a directory is a saved `datasets` dataset. Anything else raises
-    LabelFileError naming the file.
-    """
+    """What a data file holds (`data_prep.io.file_kind`: told from its content, not its suffix); an empty or
+    unrecognised file raises LabelFileError naming it."""
     path = Path(path)
-    if path.is_dir():
-        return "dataset_dir"
-    with path.open("rb") as handle:
-        head = handle.read(4096)
-    if head[:4] == PARQUET_MAGIC:
-        return "parquet"
-    text = head.decode("utf-8", errors="ignore").lstrip("\ufeff \t\r\n")
-    if text.startswith("["):
-        return "json_array"
-    if text.startswith("{"):
-        return "jsonl"
-    if not text:
+    kind = io_file_kind(path)
+    if kind == "empty":
         raise LabelFileError(f"{path}: the file is empty; it holds no rows")
-    raise LabelFileError(
-        f"{path}: not JSONL (one JSON object per line), a JSON array of objects, Parquet or a saved `datasets` "
-        f"directory (it starts with {head[:16]!r})"
-    )
+    if kind == "unknown":
+        with path.open("rb") as handle:
+            head = handle.read(16)
+        raise LabelFileError(
+            f"{path}: not JSONL (one JSON object per line), a JSON array of objects, Parquet or a saved `datasets` "
+            f"directory (it starts with {head!r})"
+        )
+    return kind
 
 
 def iter_rows(path: str | Path) -> Iterator[tuple[str, Any]]:
