@@ -132,7 +132,8 @@ def plus_minus_positions(tokenizer: Any, prompt: str, steps: Sequence[str], good
 
 
 def step_tag_positions(tokenizer: Any, prompt: str, steps: Sequence[str], step_tag: str) -> tuple[list[int], list[int]]:
-    """Math-Shepherd's `problem step_1 TAG\\nstep_2 TAG...` (encoded with BOS) and each tag's last token."""
+    """Math-Shepherd's `problem step_1 TAG\\nstep_2 TAG...` (encoded with the special tokens, e.g. BOS) and each tag's last
+    token."""
     text = f"{prompt} "
     tag_ends = []
     for index, step in enumerate(steps):

@@ -55,7 +55,7 @@ def train_file(tmp_path_factory) -> Path:
 def _train(output_dir: Path, train_file: Path, *extra: str) -> list[float]:
     command = [sys.executable, SCRIPT, "--config", TINY, "--train_files", str(train_file), "--output_dir",
                str(output_dir), *FAST, *extra]
-    result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stderr[-4000:]}"
     state = json.loads((output_dir / "checkpoint-3" / "trainer_state.json").read_text())
     return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
