@@ -61,19 +61,23 @@ def judgement_token_ids(tokenizer: Any, style: str, *, good_token: str, bad_toke
 
 
 def check_texts_fit_style(records: Sequence[Any], path: str | Path, style: str, *, step_tag: str | None,
-                          reserved: Sequence[str]) -> None:
-    """Prompts and steps must not contain the step tag (it would add judgement positions) or a special token
-    of the chat template (it would end a turn early); one error line names the file, row and field."""
+                          reserved: Sequence[str], rows_are_exact: bool = True) -> None:
+    """Prompts and steps must not contain the step tag (step_tag: it would add judgement positions) or a special
+    token of the tokenizer (chat_plus_minus: it would end a turn early); one error line names file, row and field.
+
+    `rows_are_exact`: record i is row i of the file (a stepwise file read without skipping); else it is named
+    "example i"."""
     for index, record in enumerate(records, start=1):
+        where = f"{path} row {index}" if rows_are_exact else f"{path} example {index}"
         fields = [("prompt", record.prompt)] + [(f"completions[{step}]", text)
                                                for step, text in enumerate(record.completions)]
         for field_name, text in fields:
             if style == "step_tag" and step_tag and step_tag in text:
-                raise PRMInputError(f"{path} row {index}: field {field_name} contains the step tag {step_tag!r}, "
+                raise PRMInputError(f"{where}: field {field_name} contains the step tag {step_tag!r}, "
                                     "which would add a judgement position; choose another step_tag or clean the text")
             found = next((token for token in reserved if token and token in text), None)
-            if found is not None:
-                raise PRMInputError(f"{path} row {index}: field {field_name} contains the special token {found!r} "
+            if style == "chat_plus_minus" and found is not None:
+                raise PRMInputError(f"{where}: field {field_name} contains the special token {found!r} "
                                     "of the tokenizer, which would break the chat layout; remove it from the text")
 
 

@@ -489,8 +489,10 @@ def load_records(data_args: DataArguments, args: TtcPRMConfig, tokenizer: Any = 
         sources = [read_step_labels(path, data_args.data_format, **options) for path in paths]
         if args.prm_style in JUDGEMENT_STYLES:
             reserved = list(getattr(tokenizer, "all_special_tokens", None) or [])
+            exact_rows = data_args.data_format == "stepwise" and not data_args.skip_invalid_rows
             for path, source in zip(paths, sources):
-                check_texts_fit_style(source, path, args.prm_style, step_tag=args.step_tag, reserved=reserved)
+                check_texts_fit_style(source, path, args.prm_style, step_tag=args.step_tag, reserved=reserved,
+                                      rows_are_exact=exact_rows)
         if weights is None:
             return [record for source in sources for record in source]
         return mix_step_labels(sources, weights, seed=args.seed)
