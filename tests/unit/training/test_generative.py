@@ -128,7 +128,23 @@ def test_a_step_with_the_step_tag_is_refused_naming_file_row_and_field(tokenizer
         prm.load_records(DataArguments(train_files=[str(bad)]), chat, tokenizer)
 
 
-def test_cli_prints_one_error_line_before_training(tmp_path: Path, capsys) -> None:
+@pytest.fixture
+def restored_process_state():
+    """main() sets up root logging handlers and environment defaults; put both back for the tests after this one."""
+    import logging
+    import os
+
+    root = logging.getLogger()
+    handlers, environ = list(root.handlers), dict(os.environ)
+    yield
+    for handler in [handler for handler in root.handlers if handler not in handlers]:
+        root.removeHandler(handler)
+        handler.close()
+    os.environ.clear()
+    os.environ.update(environ)
+
+
+def test_cli_prints_one_error_line_before_training(tmp_path: Path, capsys, restored_process_state) -> None:
     from training.train_prm import main
 
     path = write_step_labels([StepLabels("Start with 1.", ["1 + 1 = 2"], [True])], tmp_path / "labels.jsonl")
