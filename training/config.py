@@ -10,7 +10,8 @@ import yaml
 
 from trl.experimental.prm import PRMConfig
 
-from data_prep.labels import LABEL_FORMATS
+from data_prep.labels import LABEL_FORMATS, MATH_SHEPHERD_STEP_TAG
+from data_prep.prm_metadata import PRM_STYLES
 from data_prep.steps import STEP_SEPARATOR
 
 MODEL_SHAPES: dict[str, dict] = {
@@ -175,8 +176,19 @@ class DataArguments:
 
 @dataclass
 class TtcPRMConfig(PRMConfig):
-    """TRL's PRMConfig with ttc's step separator, soft labels and `--resume`."""
+    """TRL's PRMConfig with ttc's step separator, soft labels, the PRM style and `--resume`."""
 
+    prm_style: str = "token_classification"
+    """What to train: `token_classification` (a fresh 2-class head on each step separator, TRL's PRMTrainer),
+    `chat_plus_minus` (RLHFlow: the causal LM answers each step's user turn with good_token/bad_token) or
+    `step_tag` (Math-Shepherd: the causal LM's next token after each step_tag). The generative styles keep the LM
+    head; their loss is the 2-way cross-entropy over (good_token, bad_token) at the judgement positions only."""
+    good_token: str = "+"
+    """Generative styles: the single token that means 'this step is correct'."""
+    bad_token: str = "-"
+    """Generative styles: the single token that means 'this step is wrong'."""
+    step_tag: str = MATH_SHEPHERD_STEP_TAG
+    """prm_style step_tag: the single token placed after each step (Math-Shepherd's `ки`)."""
     step_separator: str = STEP_SEPARATOR
     """Fixed to data_prep.steps.STEP_SEPARATOR (a blank line) so training and inference split steps alike."""
     soft_labels: bool = True
@@ -193,6 +205,11 @@ class TtcPRMConfig(PRMConfig):
                 f"step_separator={self.step_separator!r} differs from data_prep.steps.STEP_SEPARATOR "
                 f"{STEP_SEPARATOR!r}; remove the key (in bash, '\\n\\n' is a backslash and an n, not a blank line)"
             )
+        if self.prm_style not in PRM_STYLES:
+            raise ValueError(f"prm_style must be one of {PRM_STYLES}, got {self.prm_style!r}")
+        if self.prm_style != "token_classification" and self.max_completion_length is not None:
+            raise ValueError(f"max_completion_length applies to prm_style token_classification, not {self.prm_style}; "
+                             "use max_length")
         if not 0.0 <= self.hard_label_threshold < 1.0:
             raise ValueError(f"hard_label_threshold must be in [0, 1), got {self.hard_label_threshold}")
         super().__post_init__()

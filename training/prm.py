@@ -1,4 +1,11 @@
-"""PRM training around TRL's PRMTrainer: model and tokenizer building, soft-label tokenization and loss, saving."""
+"""PRM training around TRL's PRMTrainer: model and tokenizer building, soft-label tokenization and loss, saving.
+
+Every style (token classification and the generative +/- chat and step-tag styles) trains with one Trainer subclass
+of PRMTrainer and one loss: soft cross-entropy over a 2-way (bad, good) distribution at the judgement positions.
+TRL's SFTTrainer with a completion-only loss was not used for the generative styles: its loss is over the whole
+vocabulary at every completion token (here: also the turn-end tokens), it takes no soft targets, and it cannot
+restrict the distribution to the good/bad pair the scorers read.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +20,14 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, TrainerCallback, set_seed
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    TrainerCallback,
+    set_seed,
+)
 from transformers.trainer_utils import get_last_checkpoint
 
 # trl.experimental.prm exists in trl 0.26-1.13 only (pinned in pyproject): PRMTrainer is used here only
@@ -21,18 +35,26 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
 from trl.experimental.prm import PRMTrainer
 
-from data_prep.labels import load_step_labels, tokenize_steps
+from data_prep.labels import mix_step_labels, read_step_labels, tokenize_steps
 from data_prep.prm_metadata import PRMMetadata
 from data_prep.records import StepLabels
 from data_prep.steps import STEP_SEPARATOR
 from training.config import MODEL_SHAPES, DataArguments, ModelArguments, TtcPRMConfig
+from training.generative import (
+    IGNORE_INDEX,
+    JUDGEMENT_STYLES,
+    PROMPT_FORMATS,
+    check_texts_fit_style,
+    judgement_pair_logits,
+    judgement_token_ids,
+    judgement_tokens,
+)
 
 logger = logging.getLogger(__name__)
 
 NUM_LABELS = 2
 ID2LABEL = {0: "bad", 1: "good"}
 POSITIVE_LABEL = 1
-IGNORE_INDEX = -100
 BASE_SUBDIR = "base"
 """Where a LoRA run on a random `init_from_config` base saves that base, so the adapter loads offline."""
 PROMPT_FORMAT = "raw problem text, no system prompt or chat template; input = [bos] + prompt + (step + separator)*"
@@ -85,8 +107,9 @@ def _torch_dtype(name: str) -> torch.dtype | str:
     return name if name == "auto" else getattr(torch, name)
 
 
-def build_model_config(model_args: ModelArguments, tokenizer: Any) -> Any:
-    """The config of a random model: a named shape from MODEL_SHAPES or a config.json, with 2 PRM classes."""
+def build_model_config(model_args: ModelArguments, tokenizer: Any, *, causal_lm: bool = False) -> Any:
+    """The config of a random model: a named shape from MODEL_SHAPES or a config.json, with 2 PRM classes
+    (a causal LM, for the generative styles, keeps its LM head and gets no classes)."""
     source = model_args.init_from_config
     if source in MODEL_SHAPES:
         shape = dict(MODEL_SHAPES[source])
@@ -109,6 +132,8 @@ def build_model_config(model_args: ModelArguments, tokenizer: Any) -> Any:
     config.pad_token_id = tokenizer.pad_token_id
     config.bos_token_id = tokenizer.bos_token_id
     config.eos_token_id = tokenizer.eos_token_id
+    if causal_lm:
+        return config
     config.num_labels = NUM_LABELS
     config.id2label = dict(ID2LABEL)
     config.label2id = {label: index for index, label in ID2LABEL.items()}
@@ -128,28 +153,31 @@ def _without_zero3_init() -> Iterator[None]:
         hf_deepspeed._hf_deepspeed_config_weak_ref = reference
 
 
-def build_random_model(model_args: ModelArguments, tokenizer: Any, seed: int) -> Any:
-    """A randomly initialised token-classification PRM from `init_from_config`; the same seed gives the same weights."""
+def build_random_model(model_args: ModelArguments, tokenizer: Any, seed: int, *, causal_lm: bool = False) -> Any:
+    """A randomly initialised token-classification PRM (or causal LM) from `init_from_config`; the same seed gives
+    the same weights."""
     set_seed(seed)
-    config = build_model_config(model_args, tokenizer)
+    config = build_model_config(model_args, tokenizer, causal_lm=causal_lm)
     if model_args.attn_implementation:
         config._attn_implementation = model_args.attn_implementation
-    return AutoModelForTokenClassification.from_config(
+    auto_class = AutoModelForCausalLM if causal_lm else AutoModelForTokenClassification
+    return auto_class.from_config(
         config, dtype=_torch_dtype(model_args.torch_dtype), trust_remote_code=model_args.trust_remote_code
     )
 
 
-def _load_model(path: str, model_args: ModelArguments) -> Any:
+def _load_model(path: str, model_args: ModelArguments, *, causal_lm: bool = False) -> Any:
     kwargs: dict[str, Any] = {
-        "num_labels": NUM_LABELS,
-        "id2label": dict(ID2LABEL),
-        "label2id": {label: index for index, label in ID2LABEL.items()},
         "dtype": _torch_dtype(model_args.torch_dtype),
         "trust_remote_code": model_args.trust_remote_code,
     }
     if model_args.attn_implementation:
         kwargs["attn_implementation"] = model_args.attn_implementation
-    return AutoModelForTokenClassification.from_pretrained(path, **kwargs)
+    if causal_lm:
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    classes = {"num_labels": NUM_LABELS, "id2label": dict(ID2LABEL),
+               "label2id": {label: index for index, label in ID2LABEL.items()}}
+    return AutoModelForTokenClassification.from_pretrained(path, **classes, **kwargs)
 
 
 def resolve_local_base(model_name_or_path: str) -> str:
@@ -170,27 +198,29 @@ def resolve_local_base(model_name_or_path: str) -> str:
 def build_model(
     model_args: ModelArguments, tokenizer: Any, training_args: TtcPRMConfig
 ) -> tuple[Any, str | None]:
-    """The token-classification model to train and the base path recorded in the metadata.
+    """The model to train (token classification, or a causal LM for the generative styles) and the base path
+    recorded in the metadata.
 
     A random `init_from_config` model is built with `seed`. With LoRA it is first saved to `<output_dir>/base` and
     reloaded from there, so the adapter's base is a local directory and the checkpoint loads offline.
     """
+    causal_lm = training_args.prm_style in JUDGEMENT_STYLES
     if model_args.model_name_or_path is not None:
         base = model_args.model_name_or_path
         if model_args.use_peft:
             base = resolve_local_base(base)
-        return _load_model(model_args.model_name_or_path, model_args), base
+        return _load_model(model_args.model_name_or_path, model_args, causal_lm=causal_lm), base
     if not model_args.use_peft:
-        return build_random_model(model_args, tokenizer, training_args.seed), None
+        return build_random_model(model_args, tokenizer, training_args.seed, causal_lm=causal_lm), None
     base_dir = (Path(training_args.output_dir) / BASE_SUBDIR).resolve()
     if training_args.process_index == 0 and not (base_dir / "config.json").is_file():
         with _without_zero3_init():
-            model = build_random_model(model_args, tokenizer, training_args.seed)
+            model = build_random_model(model_args, tokenizer, training_args.seed, causal_lm=causal_lm)
         model.save_pretrained(base_dir)
         tokenizer.save_pretrained(base_dir)
         del model
     _wait_for_everyone()
-    return _load_model(str(base_dir), model_args), str(base_dir)
+    return _load_model(str(base_dir), model_args, causal_lm=causal_lm), str(base_dir)
 
 
 def _wait_for_everyone() -> None:
@@ -199,12 +229,13 @@ def _wait_for_everyone() -> None:
     PartialState().wait_for_everyone()
 
 
-def lora_config(model_args: ModelArguments) -> Any:
-    """peft LoraConfig for a token-classification PRM; the head (`score`) is trained and saved with the adapter."""
+def lora_config(model_args: ModelArguments, prm_style: str = "token_classification") -> Any:
+    """peft LoraConfig: for a token-classification PRM the head (`score`) is trained and saved with the adapter;
+    a generative PRM keeps its LM head frozen and learns through the adapters."""
     from peft import LoraConfig, TaskType
 
     return LoraConfig(
-        task_type=TaskType.TOKEN_CLS,
+        task_type=TaskType.CAUSAL_LM if prm_style in JUDGEMENT_STYLES else TaskType.TOKEN_CLS,
         r=model_args.lora_r,
         lora_alpha=model_args.lora_alpha,
         lora_dropout=model_args.lora_dropout,
@@ -240,9 +271,11 @@ def harden_labels(records: Sequence[StepLabels], threshold: float) -> list[StepL
 
 
 def build_dataset(
-    records: Sequence[StepLabels], tokenizer: Any, args: TtcPRMConfig, *, is_eval: bool = False
+    records: Sequence[StepLabels], tokenizer: Any, args: TtcPRMConfig, *, is_eval: bool = False,
+    good_id: int | None = None,
 ) -> datasets.Dataset:
-    """Tokenize stepwise records with float labels (TRL's own tokenize_row would apply int() to them).
+    """Tokenize stepwise records with float labels (TRL's own tokenize_row would apply int() to them), in the
+    layout of `args.prm_style` (the generative styles need `good_id`, the good token's id).
 
     Runs `datasets.map` with `dataset_num_proc` workers, the main process first (as PRMTrainer does).
     """
@@ -255,6 +288,14 @@ def build_dataset(
     })
 
     def tokenize(row: dict[str, Any]) -> dict[str, Any]:
+        if args.prm_style in JUDGEMENT_STYLES:
+            tokens = judgement_tokens(
+                tokenizer, args.prm_style, row["prompt"], row["completions"], row["labels"],
+                good_token=args.good_token, good_id=good_id, step_tag=args.step_tag, max_length=args.max_length,
+                train_on_last_step_only=args.train_on_last_step_only and not is_eval,
+            )
+            return {"input_ids": tokens.input_ids, "labels": tokens.labels,
+                    "truncated": len(tokens.step_positions) < len(row["completions"])}
         tokens = tokenize_steps(
             tokenizer,
             row["prompt"],
@@ -310,31 +351,83 @@ class StepLabelCollator:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def soft_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean over labelled tokens of CE against [1 - p, p]; equals standard CE when every p is 0 or 1.
+def soft_cross_entropy_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Sum over labelled tokens of CE against [1 - p, p] (logits index 1 = good), and how many tokens were labelled.
 
     logits: (batch, seq, 2); labels: (batch, seq) floats, -100 where there is no label.
     """
     mask = labels != IGNORE_INDEX
-    if not bool(mask.any()):
+    count = int(mask.sum())
+    if count == 0:
         # Every step was truncated away: a zero loss that still has a graph, so backward() works.
-        return logits.sum() * 0.0
+        return logits.sum() * 0.0, 0
     log_probs = torch.log_softmax(logits[mask].float(), dim=-1)
     target = labels[mask].float()
-    return -(target * log_probs[:, POSITIVE_LABEL] + (1.0 - target) * log_probs[:, 1 - POSITIVE_LABEL]).mean()
+    return -(target * log_probs[:, POSITIVE_LABEL] + (1.0 - target) * log_probs[:, 1 - POSITIVE_LABEL]).sum(), count
+
+
+def soft_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean over labelled tokens of CE against [1 - p, p]; equals standard CE when every p is 0 or 1."""
+    summed, count = soft_cross_entropy_sum(logits, labels)
+    return summed / max(count, 1)
 
 
 class SoftLabelPRMTrainer(PRMTrainer):
-    """PRMTrainer fed pre-tokenized float labels, with a soft-target loss at the step positions."""
+    """PRMTrainer fed pre-tokenized float labels, with a soft-target loss at the step positions.
 
-    # compute_loss returns a per-batch mean; the Trainer divides it by the gradient accumulation steps.
-    loss_is_scaled_for_ga = False
+    `judgement_ids` (good id, bad id) makes it train a generative PRM: the model is a causal LM and the two-way
+    distribution is its (bad, good) logits at the labelled positions; None trains the 2-class token head.
+
+    The loss of a micro-batch is its labelled steps' summed cross-entropy divided by `num_items_in_batch`, the
+    labelled steps of the whole accumulated batch (all processes), as transformers' own model losses do: with
+    gradient accumulation every step then weighs the same, whatever its micro-batch. Declaring
+    `model_accepts_loss_kwargs` makes every Trainer version the pyproject admits count those items and not divide
+    the loss again by the accumulation steps (4.56 decides that from this flag alone; from about 5.19 the default
+    `loss_is_scaled_for_ga=None` defers to it too). Without a count (none passed) the loss is the micro-batch mean
+    and the Trainer divides it.
+    """
+
+    def __init__(self, *args: Any, judgement_ids: tuple[int, int] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.judgement_ids = judgement_ids
+        self.model_accepts_loss_kwargs = True
+        if judgement_ids is not None:
+            import inspect
+
+            from accelerate.utils import extract_model_from_parallel
+            from peft import PeftModel
+
+            inner = extract_model_from_parallel(self.model)
+            inner = inner.get_base_model() if isinstance(inner, PeftModel) else inner
+            self._can_select_logits = "logits_to_keep" in inspect.signature(inner.forward).parameters
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, D102
         labels = inputs["labels"]
-        outputs = model(**{key: value for key, value in inputs.items() if key != "labels"})
-        loss = soft_cross_entropy(outputs.logits, labels)
-        return (loss, outputs) if return_outputs else loss
+        model_inputs = {key: value for key, value in inputs.items() if key != "labels"}
+        if self.judgement_ids is None:
+            outputs = model(**model_inputs)
+            logits, step_labels = outputs.logits, labels
+        else:
+            good_id, bad_id = self.judgement_ids
+            logits, step_labels, columns = judgement_pair_logits(
+                model, model_inputs, labels, good_id=good_id, bad_id=bad_id, can_select_logits=self._can_select_logits
+            )
+        summed, count = soft_cross_entropy_sum(logits, step_labels)
+        if num_items_in_batch is None:
+            loss = summed / max(count, 1)
+        else:
+            loss = summed / num_items_in_batch
+            if getattr(self.args, "average_tokens_across_devices", False):
+                # The count is summed over processes while DDP / DeepSpeed average the gradients over them.
+                loss = loss * self.accelerator.num_processes
+        if not return_outputs:
+            return loss
+        if self.judgement_ids is None:
+            return loss, outputs
+        # Evaluation metrics read (batch, seq, 2) logits aligned with the labels, as the token head gives them.
+        full = logits.new_zeros((*labels.shape, 2))
+        full[:, columns] = logits.to(full.dtype)
+        return loss, {"logits": full}
 
 
 def compute_step_metrics(eval_pred: Any) -> dict[str, float]:
@@ -386,14 +479,29 @@ def label_source_name(data_args: DataArguments) -> str:
     return f"{data_args.data_format}-{Path(data_args.train_files[0].rstrip('/')).stem}"
 
 
-def load_records(data_args: DataArguments, args: TtcPRMConfig) -> tuple[list[StepLabels], list[StepLabels] | None]:
+def load_records(data_args: DataArguments, args: TtcPRMConfig, tokenizer: Any = None
+                 ) -> tuple[list[StepLabels], list[StepLabels] | None]:
+    """Train and eval records (mixed by `train_weights`); for a generative style each file is checked against it
+    first (its special tokens from `tokenizer`), so a row that cannot be laid out fails naming file and row."""
     options = {"neutral_as": data_args.neutral_as, "skip_invalid_rows": data_args.skip_invalid_rows}
-    train = load_step_labels(data_args.train_files, data_args.data_format, data_args.train_weights, args.seed,
-                             **options)
+
+    def read(paths: Sequence[str], weights: Sequence[float] | None) -> list[StepLabels]:
+        sources = [read_step_labels(path, data_args.data_format, **options) for path in paths]
+        if args.prm_style in JUDGEMENT_STYLES:
+            reserved = list(getattr(tokenizer, "all_special_tokens", None) or [])
+            exact_rows = data_args.data_format == "stepwise" and not data_args.skip_invalid_rows
+            for path, source in zip(paths, sources):
+                check_texts_fit_style(source, path, args.prm_style, step_tag=args.step_tag, reserved=reserved,
+                                      rows_are_exact=exact_rows)
+        if weights is None:
+            return [record for source in sources for record in source]
+        return mix_step_labels(sources, weights, seed=args.seed)
+
+    train = read(data_args.train_files, data_args.train_weights)
     train = train[: data_args.max_train_samples] if data_args.max_train_samples else train
     evaluation = None
     if data_args.eval_files:
-        evaluation = load_step_labels(data_args.eval_files, data_args.data_format, **options)
+        evaluation = read(data_args.eval_files, None)
         evaluation = evaluation[: data_args.max_eval_samples] if data_args.max_eval_samples else evaluation
     if not args.soft_labels:
         train = harden_labels(train, args.hard_label_threshold)
@@ -435,14 +543,17 @@ def build_metadata(model_args: ModelArguments, data_args: DataArguments, args: T
         "use_peft": model_args.use_peft,
         "lora_r": model_args.lora_r if model_args.use_peft else None,
         "lora_target_modules": list(model_args.lora_target_modules) if model_args.use_peft else None,
-        "prompt_format": PROMPT_FORMAT,
+        "prompt_format": PROMPT_FORMATS.get(args.prm_style, PROMPT_FORMAT),
     }
+    generative = args.prm_style in JUDGEMENT_STYLES
     return PRMMetadata(
-        prm_style="token_classification",
+        prm_style=args.prm_style,
         step_separator=STEP_SEPARATOR,
         base_model=base_model,
         is_peft_adapter=model_args.use_peft,
         positive_label=POSITIVE_LABEL,
+        **({"good_token": args.good_token, "bad_token": args.bad_token} if generative else {}),
+        step_tag=args.step_tag if args.prm_style == "step_tag" else None,
         system_prompt=None,
         train_config=train_config,
     )
@@ -457,7 +568,9 @@ def train_prm(
     callbacks: Sequence[TrainerCallback] = (),
     save_model: bool = True,
 ) -> PRMTrainResult:
-    """Train a token-classification PRM and save weights, tokenizer and `ttc_prm.json` into `args.output_dir`.
+    """Train a PRM of `args.prm_style` and save weights, tokenizer and `ttc_prm.json` into `args.output_dir`.
+
+    The tokenizer and the label files are checked against the style before any model is built (PRMInputError).
 
     `callbacks` are added to the Trainer's (benchmarks time steps with one); `save_model=False` skips the final save
     (throughput runs on random weights, where gathering and writing 16 GB would only cost time).
@@ -466,22 +579,31 @@ def train_prm(
     if args.label_names is None:
         args.label_names = ["labels"]  # peft-wrapped models hide the label name from the Trainer
     tokenizer = load_tokenizer(model_args)
-    train_records, eval_records = load_records(data_args, args)
+    judgement_ids = None
+    if args.prm_style in JUDGEMENT_STYLES:
+        source = model_args.tokenizer_name_or_path or model_args.model_name_or_path or "the built-in tiny tokenizer"
+        judgement_ids = judgement_token_ids(tokenizer, args.prm_style, good_token=args.good_token,
+                                            bad_token=args.bad_token, step_tag=args.step_tag,
+                                            tokenizer_source=source)
+    train_records, eval_records = load_records(data_args, args, tokenizer)
     logger.info("training on %d examples (%s)", len(train_records), label_source_name(data_args))
     # Seed before building: a head added to a loaded backbone is initialised here, before the Trainer seeds.
     set_seed(args.seed)
     model, base_model = build_model(model_args, tokenizer, args)
     metadata = build_metadata(model_args, data_args, args, base_model, config_name, len(train_records))
+    good_id = judgement_ids[0] if judgement_ids else None
     trainer = SoftLabelPRMTrainer(
         model=model,
         args=args,
         data_collator=StepLabelCollator(tokenizer.pad_token_id),
-        train_dataset=build_dataset(train_records, tokenizer, args),
-        eval_dataset=build_dataset(eval_records, tokenizer, args, is_eval=True) if eval_records else None,
+        train_dataset=build_dataset(train_records, tokenizer, args, good_id=good_id),
+        eval_dataset=build_dataset(eval_records, tokenizer, args, is_eval=True, good_id=good_id)
+        if eval_records else None,
         processing_class=tokenizer,
         compute_metrics=compute_step_metrics,
         callbacks=[MetadataCallback(metadata), *callbacks],
-        peft_config=lora_config(model_args) if model_args.use_peft else None,
+        peft_config=lora_config(model_args, args.prm_style) if model_args.use_peft else None,
+        judgement_ids=judgement_ids,
     )
     if model_args.use_peft and base_model is not None:
         # The adapter config then names the local base, so AutoPeftModel loads it offline.

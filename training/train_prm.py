@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None, *, callbacks: Sequence[Any] = (), save_m
     """Parse the config and train; `callbacks` and `save_model` are for in-process callers (benchmarks)."""
     configure_offline_defaults()
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # PRMTrainer lives in trl.experimental (pinned, known)
+    from data_prep.labels import LabelFileError
+    from training.generative import PRMInputError
     from training.prm import label_source_name, parse_args, train_prm
 
     model_args, data_args, args, config_name = parse_args(argv)
@@ -26,7 +28,12 @@ def main(argv: list[str] | None = None, *, callbacks: Sequence[Any] = (), save_m
     if args.run_name in (None, args.output_dir):
         args.run_name = run_name
     configure_wandb(group, args.output_dir)
-    result = train_prm(model_args, data_args, args, config_name, callbacks=callbacks, save_model=save_model)
+    try:
+        result = train_prm(model_args, data_args, args, config_name, callbacks=callbacks, save_model=save_model)
+    except (PRMInputError, LabelFileError) as error:
+        # Raised before training starts: a label file or tokenizer that does not fit; one line, no traceback.
+        print(f"train_prm.py: error: {error}", file=sys.stderr)
+        return 2
     logger.info("done: %s after %d steps, train loss %.4f", result.output_dir, result.global_step, result.train_loss)
     return 0
 

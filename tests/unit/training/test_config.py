@@ -21,6 +21,8 @@ REPO = Path(__file__).resolve().parents[3]
 TINY = str(REPO / "configs/prm/tiny.yaml")
 FULL = str(REPO / "configs/prm/llama31_8b_full.yaml")
 LORA = str(REPO / "configs/prm/llama31_8b_lora.yaml")
+TINY_PLUS_MINUS = str(REPO / "configs/prm/tiny_plus_minus.yaml")
+PLUS_MINUS_8B = str(REPO / "configs/prm/llama31_8b_plus_minus.yaml")
 # The 8B configs ask for bf16, which TrainingArguments only accepts on a CPU machine together with use_cpu.
 ON_CPU = ["--use_cpu", "true"]
 
@@ -178,3 +180,57 @@ def test_effective_batch_size_rejects_zero_processes() -> None:
     _, _, args, _ = parse_args(["--config", TINY])
     with pytest.raises(ValueError, match="num_processes must be >= 1"):
         effective_batch_size(args, 0)
+
+
+def test_token_classification_is_the_default_style() -> None:
+    for config in (TINY, FULL, LORA):
+        assert parse_args(["--config", config, *ON_CPU])[2].prm_style == "token_classification"
+
+
+def test_tiny_plus_minus_config_trains_the_policy_like_the_tiny_config() -> None:
+    model_args, data_args, args, name = parse_args(["--config", TINY_PLUS_MINUS])
+    _, tiny_data, tiny_args, _ = parse_args(["--config", TINY])
+    assert name == "tiny_plus_minus"
+    assert model_args.model_name_or_path == "checkpoints/policy-large"
+    assert (args.prm_style, args.good_token, args.bad_token) == ("chat_plus_minus", "+", "-")
+    assert data_args.train_files == tiny_data.train_files
+    assert args.output_dir == "runs/default/prm-plus-minus" != tiny_args.output_dir
+    assert (args.use_cpu, args.bf16, args.soft_labels, args.max_length) == (True, False, True, 512)
+
+
+def test_tiny_plus_minus_config_fits_the_policy_tokenizer() -> None:
+    from training.generative import judgement_token_ids
+    from training.prm import load_tokenizer
+
+    model_args, _, args, _ = parse_args(["--config", TINY_PLUS_MINUS])
+    model_args.model_name_or_path = str(REPO / model_args.model_name_or_path)
+    tokenizer = load_tokenizer(model_args)
+    good, bad = judgement_token_ids(tokenizer, args.prm_style, good_token=args.good_token, bad_token=args.bad_token,
+                                    step_tag=args.step_tag, tokenizer_source="policy-large")
+    assert tokenizer.convert_ids_to_tokens([good, bad]) == ["+", "-"]
+
+
+def test_llama31_8b_plus_minus_config_is_rlhflows_recipe() -> None:
+    model_args, _, args, name = parse_args(["--config", PLUS_MINUS_8B, *ON_CPU])
+    assert name == "llama31_8b_plus_minus"
+    assert model_args.model_name_or_path == "meta-llama/Llama-3.1-8B-Instruct"
+    assert model_args.use_peft is False
+    assert (args.prm_style, args.good_token, args.bad_token) == ("chat_plus_minus", "+", "-")
+    # RLHFlow math-rm/llama-3.1-prm.yaml: lr 2e-6 cosine, warmup 0.05, 1 epoch, 8192 tokens, global batch 32.
+    assert args.learning_rate == pytest.approx(2e-6)
+    assert args.lr_scheduler_type == "cosine"
+    assert args.warmup_steps == pytest.approx(0.05)
+    assert args.num_train_epochs == 1
+    assert args.max_length == 8192
+    assert (args.weight_decay, args.max_grad_norm) == (0.0, 1.0)
+    assert effective_batch_size(args, 8) == 1 * 4 * 8 == 32
+    # Math-Shepherd hard estimation: a step is `+` when any completion from it reaches the answer.
+    assert (args.soft_labels, args.hard_label_threshold) == (False, 0.0)
+    assert (args.bf16, args.gradient_checkpointing) == (True, True)
+
+
+def test_generative_lora_is_a_causal_lm_adapter() -> None:
+    from peft import TaskType
+
+    model_args, _, args, _ = parse_args(["--config", PLUS_MINUS_8B, *ON_CPU, "--use_peft"])
+    assert lora_config(model_args, args.prm_style).task_type == TaskType.CAUSAL_LM

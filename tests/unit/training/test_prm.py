@@ -97,13 +97,13 @@ def test_a_0_7_label_reaches_the_trainer_loss_as_0_7(tokenizer, tmp_path: Path, 
         train_dataset=prm.build_dataset(records, tokenizer, args), processing_class=tokenizer,
     )
     captured = {}
-    real_loss = prm.soft_cross_entropy
+    real_loss = prm.soft_cross_entropy_sum
 
     def spy(logits, labels):
         captured["logits"], captured["labels"] = logits.detach(), labels.detach()
         return real_loss(logits, labels)
 
-    monkeypatch.setattr(prm, "soft_cross_entropy", spy)
+    monkeypatch.setattr(prm, "soft_cross_entropy_sum", spy)
     batch = next(iter(trainer.get_train_dataloader()))
     loss = trainer.compute_loss(trainer.model, batch)
     labels, logits = captured["labels"][0], captured["logits"][0]
