@@ -143,8 +143,9 @@ class DataArguments:
     None concatenates the files."""
     eval_files: list[str] | None = None
     """Evaluation files; None trains without evaluation."""
-    data_format: Literal["stepwise", "math_shepherd", "prm800k"] = "stepwise"
-    """Row format: `stepwise` (prompt/completions/labels), `math_shepherd` (input/label/task) or `prm800k` (raw)."""
+    data_format: Literal["stepwise", "math_shepherd", "prm800k", "rlhflow"] = "stepwise"
+    """Row format: `stepwise` (prompt/completions/labels), `math_shepherd` (input/label/task), `prm800k` (raw lines:
+    one example per rated alternative) or `rlhflow` (conversations: step turns, each answered '+' or '-')."""
     neutral_as: bool = True
     """PRM800K only: the label of a neutral (0) rating; True follows the paper's 'neutral is not wrong'."""
     skip_invalid_rows: bool = False

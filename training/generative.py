@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from data_prep.judgement import JudgementLayoutError, plus_minus_layout, step_tag_layout
 from data_prep.labels import StepTokens
 
 IGNORE_INDEX = -100
@@ -86,71 +87,26 @@ def check_texts_fit_style(records: Sequence[Any], path: str | Path, style: str, 
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _offsets_encode(tokenizer: Any, text: str, *, add_special_tokens: bool) -> tuple[list[int], list[tuple[int, int]]]:
-    encoded = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
-    return list(encoded["input_ids"]), [tuple(span) for span in encoded["offset_mapping"]]
-
-
-def _token_covering(offsets: Sequence[tuple[int, int]], char_index: int, *, last: bool) -> int | None:
-    """First (or, for a character split over byte tokens, last) token whose span covers `char_index`."""
-    covering = [index for index, (start, end) in enumerate(offsets) if start <= char_index < end]
-    if not covering:
-        return None
-    return covering[-1] if last else covering[0]
-
-
-def plus_minus_conversation(prompt: str, steps: Sequence[str], answer: str) -> list[dict[str, str]]:
-    """RLHFlow's conversation: the problem joins step 1 in user turn 1; every assistant turn is `answer`."""
-    turns: list[dict[str, str]] = []
-    for index, step in enumerate(steps):
-        turns.append({"role": "user", "content": f"{prompt} {step}" if index == 0 else step})
-        turns.append({"role": "assistant", "content": answer})
-    return turns
-
-
 def plus_minus_positions(tokenizer: Any, prompt: str, steps: Sequence[str], good_token: str, good_id: int
                          ) -> tuple[list[int], list[int]]:
-    """Token ids of the rendered conversation and, per step, the position whose logits predict its answer.
+    """The chat layout the +/- scorer reads (`data_prep.judgement.plus_minus_layout`).
 
     Every assistant answer is the good token, labels or not: the scorer fills them so at inference, and the
     position that predicts answer i sees answers 1..i-1, so training on any other filling would judge each step
     in a context the scorer never shows (and a soft label has no single token to fill in).
     """
-    conversation = plus_minus_conversation(prompt, steps, good_token)
-    text = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=False)
-    input_ids, offsets = _offsets_encode(tokenizer, text, add_special_tokens=False)
-    positions = []
-    for index in range(len(steps)):
-        opened = tokenizer.apply_chat_template(conversation[: 2 * index + 1], tokenize=False,
-                                               add_generation_prompt=True)
-        token = _token_covering(offsets, len(opened), last=False)
-        if (not text.startswith(opened) or not text[len(opened):].startswith(good_token) or token is None
-                or token == 0 or input_ids[token] != good_id):
-            raise PRMInputError(
-                f"the chat template does not put the answer {good_token!r} to turn {index + 1} right after the "
-                "generation prompt as its own token, so the judgement position cannot be found; use a template "
-                "whose assistant turn is `<generation prompt><answer>`"
-            )
-        positions.append(token - 1)
-    return input_ids, positions
+    try:
+        return plus_minus_layout(tokenizer, prompt, steps, good_token, good_id)
+    except JudgementLayoutError as error:
+        raise PRMInputError(str(error)) from None
 
 
 def step_tag_positions(tokenizer: Any, prompt: str, steps: Sequence[str], step_tag: str) -> tuple[list[int], list[int]]:
-    """Math-Shepherd's `problem step_1 TAG\\nstep_2 TAG...` (encoded with the special tokens, e.g. BOS) and each tag's last
-    token."""
-    text = f"{prompt} "
-    tag_ends = []
-    for index, step in enumerate(steps):
-        text += ("\n" if index else "") + f"{step} {step_tag}"
-        tag_ends.append(len(text))
-    input_ids, offsets = _offsets_encode(tokenizer, text, add_special_tokens=True)
-    positions = []
-    for index, end in enumerate(tag_ends):
-        token = _token_covering(offsets, end - 1, last=True)
-        if token is None:
-            raise PRMInputError(f"no token covers the step tag of step {index + 1}")
-        positions.append(token)
-    return input_ids, positions
+    """The tagged layout the step-tag scorer reads (`data_prep.judgement.step_tag_layout`)."""
+    try:
+        return step_tag_layout(tokenizer, prompt, steps, step_tag)
+    except JudgementLayoutError as error:
+        raise PRMInputError(str(error)) from None
 
 
 def judgement_tokens(

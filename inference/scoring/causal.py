@@ -21,34 +21,6 @@ def label_token_id(tokenizer: Any, text: str, *, role: str) -> int:
     return ids[-1]
 
 
-def token_index_at(offsets: list[tuple[int, int]], char_index: int, *, last: bool = False) -> int | None:
-    """Index of the first (or last) token whose character span covers `char_index`.
-
-    A multi-byte character can be split over several byte-level tokens that all report its span; `last=True`
-    gives the one that completes it. Special tokens (empty spans) never cover a character.
-    """
-    found = None
-    for index, (start, end) in enumerate(offsets):
-        if start <= char_index < end:
-            if not last:
-                return index
-            found = index
-        elif found is not None:
-            break
-    return found
-
-
-def encode_with_offsets(tokenizer: Any, text: str, *, add_special_tokens: bool) -> tuple[list[int], list[tuple[int, int]]]:
-    """Token ids and character offsets; needs a fast (Rust) tokenizer."""
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(
-            f"{type(tokenizer).__name__} is a slow tokenizer; the causal-LM PRM styles locate steps by character "
-            "offsets, which need a fast tokenizer (tokenizer.json in the checkpoint)"
-        )
-    encoded = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
-    return list(encoded["input_ids"]), [tuple(span) for span in encoded["offset_mapping"]]
-
-
 class CausalJudgeScorer(BatchedPRMScorer):
     """Scores each step by the next-token distribution at its position, restricted to the good and bad tokens."""
 

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from data_prep.judgement import encode_with_offsets, token_index_at
 from data_prep.steps import STEP_SEPARATOR, SYSTEM_PROMPT
 from inference.prompts import render_prompt
 from inference.scoring.batching import BatchedPRMScorer, PRMInput
-from inference.scoring.causal import encode_with_offsets, token_index_at
 from inference.types import GenerationRequest
 
 LIKELIHOOD_STYLE = "lm_likelihood"

@@ -8,10 +8,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from data_prep.judgement import plus_minus_conversation, step_tag_text, token_index_at
 from inference.scoring import load_scorer
-from inference.scoring.chat_plus_minus import ChatPlusMinusScorer, build_conversation
-from inference.scoring.causal import token_index_at
-from inference.scoring.step_tag import StepTagScorer, build_step_tag_text
+from inference.scoring.chat_plus_minus import ChatPlusMinusScorer
+from inference.scoring.step_tag import StepTagScorer
 
 PROBLEM = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 STEPS = ["Tom starts with 3 apples.", "He buys 4 more: 3 + 4 = 7.", "Therefore, the final answer is: $\\boxed{7}$."]
@@ -36,7 +36,7 @@ def tag_scorer(causal_lm_dir):
 
 
 def test_conversation_layout():
-    assert build_conversation("P?", ["a", "b"], "+") == [
+    assert plus_minus_conversation("P?", ["a", "b"], "+") == [
         {"role": "user", "content": "P? a"},
         {"role": "assistant", "content": "+"},
         {"role": "user", "content": "b"},
@@ -48,7 +48,7 @@ def test_chat_scores_match_one_turn_at_a_time(chat_scorer):
     assert isinstance(chat_scorer, ChatPlusMinusScorer)
     (result,) = chat_scorer.score([PROBLEM], [STEPS])
     tokenizer = chat_scorer.tokenizer
-    conversation = build_conversation(PROBLEM, STEPS, "+")
+    conversation = plus_minus_conversation(PROBLEM, STEPS, "+")
     expected = []
     for index in range(len(STEPS)):
         # The RLHFlow reading: the conversation up to user turn i, assistant turn opened, next-token distribution.
@@ -65,7 +65,7 @@ def test_chat_scores_match_one_turn_at_a_time(chat_scorer):
 def test_step_tag_scores_are_read_at_each_tag(tag_scorer):
     assert isinstance(tag_scorer, StepTagScorer)
     assert tag_scorer.step_tag == "ки"
-    text, _ = build_step_tag_text(PROBLEM, STEPS, "ки")
+    text, _ = step_tag_text(PROBLEM, STEPS, "ки")
     assert text == PROBLEM + " " + "\n".join(f"{step} ки" for step in STEPS)
     prm_input = tag_scorer.build_input(PROBLEM, STEPS)
     tokenizer = tag_scorer.tokenizer
