@@ -56,3 +56,20 @@ def prompt_token_ids(
     prompts = [render_prompt(tokenizer, request, system_prompt, chat_template=chat_template, date=date)
                for request in requests]
     return [list(tokenizer.encode(prompt, add_special_tokens=False)) for prompt in prompts]
+
+
+class PromptedBackend:
+    """What both generation backends share: each request's prompt rendered from their `tokenizer`,
+    `system_prompt`, `chat_template` and `prompt_date` attributes, and fed to the model as token ids (so no engine
+    adds a second BOS)."""
+
+    tokenizer: Any
+    system_prompt: str | None
+    chat_template: str | None
+    prompt_date: str
+
+    def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
+        """Token ids of each request's rendered prompt (chat template + prefix), as fed to the model."""
+        return prompt_token_ids(
+            self.tokenizer, requests, self.system_prompt, chat_template=self.chat_template, date=self.prompt_date
+        )

@@ -23,7 +23,7 @@ from inference.generation.common import (
     resolve_device,
     resolve_dtype,
 )
-from inference.prompts import PROMPT_DATE, prompt_token_ids
+from inference.prompts import PROMPT_DATE, PromptedBackend
 from inference.types import Completion, FinishReason, GenerationRequest, SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class _StopStringWatcher:
         return torch.tensor(self.ended, dtype=torch.bool, device=input_ids.device)
 
 
-class TransformersGenerator:
+class TransformersGenerator(PromptedBackend):
     """A `Generator` on `AutoModelForCausalLM.generate`; engine settings here, sampling settings per call."""
 
     def __init__(
@@ -121,12 +121,6 @@ class TransformersGenerator:
         if configured is None:
             raise ValueError(f"{self.name}: neither the generation config nor the tokenizer defines an EOS token")
         return set(configured) if isinstance(configured, (list, tuple)) else {int(configured)}
-
-    def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
-        """Token ids of each request's rendered prompt (chat template + prefix), as fed to the model."""
-        return prompt_token_ids(
-            self.tokenizer, requests, self.system_prompt, chat_template=self.chat_template, date=self.prompt_date
-        )
 
     def generate(
         self,

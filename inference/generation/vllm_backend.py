@@ -21,7 +21,7 @@ from inference.generation.common import (
     count_parameters,
     cut_after_first_stop,
 )
-from inference.prompts import PROMPT_DATE, prompt_token_ids
+from inference.prompts import PROMPT_DATE, PromptedBackend
 from inference.types import Completion, FinishReason, GenerationRequest, SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def finish_reason_of(output: Any) -> FinishReason:
     raise RuntimeError(f"vLLM finished a completion with finish_reason={output.finish_reason!r} (aborted or unfinished)")
 
 
-class VLLMGenerator:
+class VLLMGenerator(PromptedBackend):
     """A `Generator` on `vllm.LLM`; engine settings here, sampling settings per call."""
 
     def __init__(
@@ -103,12 +103,6 @@ class VLLMGenerator:
         self._seeds = SeedStream(seed)
         self.generate_calls = 0
         """`LLM.generate` calls made so far, for tests and compute accounting."""
-
-    def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
-        """Token ids of each rendered prompt; fed as ids so vLLM adds no second BOS."""
-        return prompt_token_ids(
-            self.tokenizer, requests, self.system_prompt, chat_template=self.chat_template, date=self.prompt_date
-        )
 
     def generate(
         self,
