@@ -416,7 +416,10 @@ class SoftLabelPRMTrainer(PRMTrainer):
         if num_items_in_batch is None:
             loss = summed / max(count, 1)
         else:
-            loss = summed / num_items_in_batch
+            # A batch whose rows were all cut before their first label (max_length) counts no step: its loss is
+            # 0, not 0/0 (a NaN that DeepSpeed answers by skipping the optimizer step).
+            items = num_items_in_batch.clamp(min=1) if torch.is_tensor(num_items_in_batch) else max(num_items_in_batch, 1)
+            loss = summed / items
             if getattr(self.args, "average_tokens_across_devices", False):
                 # The count is summed over processes while DDP / DeepSpeed average the gradients over them.
                 loss = loss * self.accelerator.num_processes

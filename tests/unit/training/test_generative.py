@@ -243,3 +243,16 @@ def test_the_loss_is_the_step_mean_over_the_accumulated_batch(tokenizer, tmp_pat
     share = trainer.compute_loss(trainer.model, batch, num_items_in_batch=torch.tensor(11)).item()
     assert share == pytest.approx(mean * 1 / 11, rel=1e-6)
     assert math.isfinite(mean) and mean > 0
+
+
+@pytest.mark.parametrize("style", ["token_classification", "chat_plus_minus"])
+def test_a_batch_with_no_labelled_step_has_loss_zero_not_nan(tokenizer, tmp_path: Path, style: str) -> None:
+    # Rows cut by max_length before their first label leave a batch that counts no step (the Trainer passes 0):
+    # 0/0 would be a NaN, and DeepSpeed skips the optimizer step on it.
+    trainer = _trainer(tokenizer, tmp_path, style, _records_with_different_step_counts()[:1],
+                       per_device_train_batch_size=1)
+    batch = next(iter(trainer.get_train_dataloader()))
+    batch["labels"] = torch.full_like(batch["labels"], -100)
+    for items in (torch.tensor(0), 0):
+        loss = trainer.compute_loss(trainer.model, batch, num_items_in_batch=items)
+        assert loss.item() == 0.0 and loss.requires_grad
