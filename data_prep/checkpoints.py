@@ -3,10 +3,10 @@ each role refuses the other kind by name before any weights load; and the safete
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
+from data_prep.io import read_json
 from data_prep.prm_metadata import METADATA_FILENAME
 
 POLICY_MANIFEST_FILENAME = "ttc_policy_manifest.json"
@@ -21,12 +21,15 @@ CheckpointKind = Literal["policy", "prm", "unknown"]
 
 
 def architectures(directory: str | Path) -> list[str]:
-    """The `architectures` of a checkpoint's config.json ([] when it has none or no readable config)."""
+    """The `architectures` of a checkpoint's config.json ([] when it has no config.json or declares none); a
+    config.json that is not a JSON object raises naming the file."""
     config = Path(directory) / "config.json"
-    try:
-        return list(json.loads(config.read_text(encoding="utf-8")).get("architectures") or [])
-    except (OSError, ValueError, AttributeError):
+    if not config.is_file():
         return []
+    data = read_json(config)
+    if not isinstance(data, dict):
+        raise ValueError(f"{config}: expected a JSON object, got {type(data).__name__}")
+    return list(data.get("architectures") or [])
 
 
 def checkpoint_kind(directory: str | Path) -> tuple[CheckpointKind, str]:

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from data_prep.checkpoints import checkpoint_kind, require_safetensors
+from data_prep.checkpoints import architectures, checkpoint_kind, require_safetensors
 from data_prep.prm_metadata import METADATA_FILENAME, PRM_STYLES, PRMMetadata
 from inference.generation.common import model_load_options, resolve_device, resolve_dtype
 from inference.scoring.checker import SYNTHETIC_CHECKER, SyntheticCheckerScorer
@@ -26,13 +26,12 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"
 
 
 def _architectures(directory: Path) -> list[str]:
-    config = directory / "config.json"
-    if not config.is_file():
+    if not (directory / "config.json").is_file():
         raise FileNotFoundError(
-            f"{config} not found: {directory} is not a transformers checkpoint; "
+            f"{directory / 'config.json'} not found: {directory} is not a transformers checkpoint; "
             "point the PRM path at a directory written by save_pretrained (or by training/train_prm.py)"
         )
-    return list(json.loads(config.read_text(encoding="utf-8")).get("architectures") or [])
+    return architectures(directory)
 
 
 def _check_architecture(directory: Path, style: str) -> None:
