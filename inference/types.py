@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 FinishReason = Literal["stop", "eos", "length"]
 """Why generation ended: hit a stop string (the step separator), the model's end of sequence, or max_tokens."""
 
-Aggregation = Literal["last", "min", "prod"]
+Aggregation = Literal["last", "min", "prod", "mean"]
 """How step scores become one solution score."""
 
 

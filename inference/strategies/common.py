@@ -42,7 +42,8 @@ class StrategySettings:
     n: int = 4
     """Generation budget per problem (N): solutions sampled, or beams kept in flight by tree search."""
     aggregation: Aggregation = "last"
-    """How step scores become a solution score: last step (the reference default), min or prod."""
+    """How step scores become a solution score: last step (the reference default), min, prod or mean (RLHFlow's
+    best-of-N aggregation)."""
     temperature: float = 0.8
     """Sampling temperature of the policy."""
     top_p: float = 1.0

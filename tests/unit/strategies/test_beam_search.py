@@ -186,7 +186,7 @@ def test_unfinished_search_keeps_top_beams_every_iteration_and_stops_at_max_iter
         ({"n": 6, "beam_width": 4}, "n=6 is not a multiple of beam_width=4; use a multiple of beam_width"),
         ({"n": 0}, "n must be an integer >= 1, got 0"),
         ({"beam_width": 0}, "beam_width must be >= 1, got 0"),
-        ({"aggregation": "mean"}, "unknown aggregation 'mean'"),
+        ({"aggregation": "median"}, "unknown aggregation 'median'"),
         ({"max_iterations": 0}, "max_iterations must be >= 1, got 0"),
         ({"lookahead": -1}, "lookahead must be >= 0, got -1"),
         ({"final_selection": "vote"}, "final_selection must be 'weighted' or 'best', got 'vote'"),

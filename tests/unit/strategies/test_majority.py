@@ -101,7 +101,7 @@ def test_run_without_prm_skips_scoring(unit_clock):
     ("options", "message"),
     [
         ({"n": 0}, "n must be an integer >= 1, got 0"),
-        ({"aggregation": "mean"}, "unknown aggregation 'mean'; use one of last, min, prod"),
+        ({"aggregation": "median"}, "unknown aggregation 'median'; use one of last, min, prod, mean"),
         ({"max_tokens": 0}, "max_tokens must be >= 1, got 0"),
         ({"temperature": -1.0}, "temperature must be >= 0"),
         ({"top_p": 0.0}, "top_p must be in \\(0, 1\\]"),
