@@ -23,6 +23,7 @@ from inference.config_engine import (  # noqa: F401 - the engine's names, import
     unknown_message,
 )
 from inference.prompts import PROMPT_DATE
+from inference.scoring.styles import STYLE_NAMES
 
 SHIPPED_POLICY = "checkpoints/policy-small"
 """The tiny policy checkpoint shipped with the repository."""
@@ -211,7 +212,8 @@ class PolicyConfig:
         return options
 
 
-PRMStyleName = Literal["token_classification", "chat_plus_minus", "step_tag", "lm_likelihood"]
+PRMStyleName = Literal[STYLE_NAMES]  # type: ignore[valid-type]
+"""The `prm_style` names: the PRM style registry's (`inference.scoring.styles.STYLES`)."""
 
 
 @dataclass(frozen=True)
@@ -224,7 +226,8 @@ class PRMConfig:
     prm_style: PRMStyleName | None = None
     """How the PRM reads steps; null reads it from the checkpoint's `ttc_prm.json` (public PRMs need it set).
     `lm_likelihood` reads a plain causal LM (e.g. a larger policy) as verifier: a step scores the smallest
-    probability it gives any of the step's tokens (aggregate with min)."""
+    probability it gives any of the step's tokens (aggregate with min). `qwen_prm` (Qwen2.5-Math-PRM) and
+    `skywork_prm` (Skywork-o1-Open-PRM) read those public PRMs natively, with no checkpoint code."""
     dtype: DType = "auto"
     """Weights dtype; `auto` is bfloat16 on CUDA and float32 on CPU."""
     device: Device = "cpu"

@@ -1,141 +1,36 @@
-"""`load_scorer`: a PRM checkpoint directory -> the scorer of its declared style, with clear errors for the wrong kind."""
+"""`load_scorer`: a PRM checkpoint directory -> the scorer of its declared style, with clear errors for the wrong kind.
+
+Which styles exist, what each reads and how it loads is `inference.scoring.styles.STYLES`; this module checks the
+directory, its metadata and the options against that entry, then calls the entry's load function.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
-from data_prep.checkpoints import architectures, checkpoint_kind, require_safetensors
-from data_prep.prm_metadata import METADATA_FILENAME, PRM_STYLES, PRMMetadata
-from inference.generation.common import model_load_options, resolve_device, resolve_dtype
+from data_prep.checkpoints import checkpoint_kind
+from data_prep.prm_metadata import METADATA_FILENAME, PRMMetadata
+from inference.generation.common import resolve_device, resolve_dtype
 from inference.scoring.checker import SYNTHETIC_CHECKER, SyntheticCheckerScorer
-from inference.scoring.likelihood import LIKELIHOOD_STYLE
+from inference.scoring.checkpoint import declared_architectures
+from inference.scoring.styles import STYLE_NAMES, STYLES, StyleRequest, check_architecture, resolve_option
 from inference.types import PRMScorer
 
 logger = logging.getLogger(__name__)
 
-SCORER_STYLES: tuple[str, ...] = (*PRM_STYLES, LIKELIHOOD_STYLE)
-"""What `prm_style` may name: the trained PRM styles, and a plain causal LM read as a likelihood verifier."""
 
-_CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
-_TOKEN_CLASSIFICATION_SUFFIX = "ForTokenClassification"
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
-
-
-def _architectures(directory: Path) -> list[str]:
-    if not (directory / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{directory / 'config.json'} not found: {directory} is not a transformers checkpoint; "
-            "point the PRM path at a directory written by save_pretrained (or by training/train_prm.py)"
-        )
-    return architectures(directory)
-
-
-def _check_architecture(directory: Path, style: str) -> None:
-    """A full checkpoint's declared class must fit the style (a causal LM would get a random token head)."""
-    architectures = _architectures(directory)
-    if not architectures:
-        logger.warning("%s/config.json declares no architectures; cannot check it fits prm_style %r", directory, style)
-        return
-    if style == "token_classification":
-        if not any(name.endswith(_TOKEN_CLASSIFICATION_SUFFIX) for name in architectures):
-            raise ValueError(
-                f"{directory} is a {', '.join(architectures)} checkpoint, not a token-classification PRM: loading it "
-                "as one would attach an untrained head; use prm_style 'chat_plus_minus' or 'step_tag' for a causal "
-                "LM PRM, or point at a checkpoint written by training/train_prm.py"
-            )
-    elif not any(name.endswith(_CAUSAL_SUFFIXES) for name in architectures):
-        raise ValueError(
-            f"{directory} is a {', '.join(architectures)} checkpoint, but prm_style {style!r} reads a causal LM's "
-            "next-token distribution; use prm_style 'token_classification' for a token-classification PRM"
-        )
-
-
-def _adapter_head_labels(directory: Path) -> int:
-    """Rows of the classification head saved in a peft adapter (the head is trained, so it must be there)."""
-    from safetensors import safe_open
-
-    config_path = directory / "adapter_config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} not found: ttc_prm.json says is_peft_adapter but there is no adapter")
-    saved = [name for name in (json.loads(config_path.read_text(encoding="utf-8")).get("modules_to_save") or [])]
-    weights = directory / "adapter_model.safetensors"
-    if saved and weights.is_file():
-        pattern = re.compile(r"\.(" + "|".join(re.escape(name) for name in saved) + r")\.weight$")
-        with safe_open(str(weights), framework="pt") as handle:
-            for key in handle.keys():
-                if pattern.search(key):
-                    return int(handle.get_slice(key).get_shape()[0])
-    raise ValueError(
-        f"{directory}: the peft adapter holds no classification head (modules_to_save={saved}), so the head would be "
-        "random; train the LoRA with the head in modules_to_save (TaskType.TOKEN_CLS does this)"
-    )
-
-
-def _resolve(name: str, explicit: Any, from_metadata: Any, default: Any, metadata: PRMMetadata | None) -> Any:
-    if explicit is not None and metadata is not None and explicit != from_metadata:
-        raise ValueError(
-            f"{name}={explicit!r} contradicts {name}={from_metadata!r} in the checkpoint's {METADATA_FILENAME}; "
-            f"drop {name} from the config"
-        )
-    if explicit is not None:
-        return explicit
-    return from_metadata if metadata is not None else default
-
-
-def _load_tokenizer(directory: Path, base_model: str | None, trust_remote_code: bool) -> Any:
-    from transformers import AutoTokenizer
-
-    source = str(directory)
-    if not any((directory / name).is_file() for name in _TOKENIZER_FILES):
-        if base_model is None:
-            raise FileNotFoundError(f"{directory} has no tokenizer files ({', '.join(_TOKENIZER_FILES)})")
-        logger.info("%s has no tokenizer; using the base model's (%s)", directory, base_model)
-        source = base_model
-    return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-
-
-def _load_model(directory: Path, style: str, metadata: PRMMetadata | None, torch_dtype: Any, trust_remote_code: bool) -> Any:
-    from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
-
-    auto_class = AutoModelForTokenClassification if style == "token_classification" else AutoModelForCausalLM
-    if metadata is None or not metadata.is_peft_adapter:
-        _check_architecture(directory, style)
-        require_safetensors(directory, "prm.path")
-        return auto_class.from_pretrained(str(directory), dtype=torch_dtype,
-                                          **model_load_options(trust_remote_code, f"PRM {directory}"))
-    from peft import PeftModel
-
-    if not metadata.base_model:
-        raise ValueError(f"{directory}/{METADATA_FILENAME}: is_peft_adapter is true but base_model is not set")
-    extra: dict[str, Any] = {}
-    if style == "token_classification":
-        extra["num_labels"] = _adapter_head_labels(directory)
-    require_safetensors(metadata.base_model, f"{directory}/{METADATA_FILENAME} base_model")
-    base = auto_class.from_pretrained(metadata.base_model, dtype=torch_dtype,
-                                      **model_load_options(trust_remote_code, f"PRM base {metadata.base_model}"), **extra)
-    return PeftModel.from_pretrained(base, str(directory)).merge_and_unload()
-
-
-def _load_likelihood_scorer(directory: Path, metadata: PRMMetadata | None, dtype: str, device: str,
-                            max_tokens_per_batch: int, trust_remote_code: bool, unused: dict[str, Any]) -> PRMScorer:
-    """A plain causal LM (a policy checkpoint) as the likelihood verifier; a trained PRM is not one."""
-    from inference.scoring.likelihood import LikelihoodScorer
-
-    if metadata is not None:
-        raise ValueError(f"{directory} is a trained PRM ({METADATA_FILENAME}, style {metadata.prm_style}); "
-                         f"prm_style {LIKELIHOOD_STYLE} reads a plain causal LM such as a policy checkpoint")
-    given = [key for key, value in unused.items() if value is not None]
-    if given:
-        raise ValueError(f"{', '.join(given)} do not apply to prm_style {LIKELIHOOD_STYLE}; remove them")
-    torch_device = resolve_device(device)
-    model = _load_model(directory, LIKELIHOOD_STYLE, None, resolve_dtype(dtype, torch_device), trust_remote_code)
-    tokenizer = _load_tokenizer(directory, None, trust_remote_code)
-    return LikelihoodScorer(model, tokenizer, path=str(directory), device=torch_device,
-                            max_tokens_per_batch=max_tokens_per_batch)
+def _check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The given options the style reads; one it does not read is an error naming the ones it does."""
+    spec = STYLES[name]
+    given = {key: value for key, value in options.items() if value is not None}
+    foreign = [key for key in given if key not in spec.options]
+    if foreign:
+        takes = f"it takes {', '.join(spec.options)}" if spec.options else "it takes no options"
+        raise ValueError(f"{', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} not apply to prm_style "
+                         f"{name!r} ({takes}); remove {'it' if len(foreign) == 1 else 'them'}")
+    return given
 
 
 def is_loadable_prm_path(path: str | Path) -> bool:
@@ -164,11 +59,12 @@ def load_scorer(
     max_tokens_per_batch: padded tokens (rows x longest row) per forward pass. prefix_cache_bytes: the
     token-classification scorer's key/value cache for incremental scoring (None: its default; 0: off).
     """
+    options = {"step_tag": step_tag, "good_token": good_token, "bad_token": bad_token,
+               "prefix_cache_bytes": prefix_cache_bytes}
     if str(path) == SYNTHETIC_CHECKER:
         # The synthetic world's exact checker: no checkpoint, so the options that shape how a model reads steps
         # would be ignored; refuse them instead (dtype, device and batch size have no model to apply to).
-        given = {"prm_style": prm_style, "step_tag": step_tag, "good_token": good_token, "bad_token": bad_token,
-                 "prefix_cache_bytes": prefix_cache_bytes}
+        given = {"prm_style": prm_style, **options}
         if any(value is not None for value in given.values()):
             raise ValueError(f"{SYNTHETIC_CHECKER} is not a model; remove "
                              f"{', '.join(k for k, v in given.items() if v is not None)}")
@@ -177,59 +73,39 @@ def load_scorer(
     if not directory.is_dir():
         raise FileNotFoundError(f"PRM path {directory} is not a directory; download the checkpoint to a local folder")
     metadata = PRMMetadata.load(directory) if (directory / METADATA_FILENAME).is_file() else None
-    if prm_style is not None and prm_style not in SCORER_STYLES:
-        raise ValueError(f"prm_style={prm_style!r} is not one of {', '.join(SCORER_STYLES)}")
+    if prm_style is not None and prm_style not in STYLES:
+        raise ValueError(f"prm_style={prm_style!r} is not one of {', '.join(STYLE_NAMES)}")
     if metadata is None and prm_style is None:
         raise ValueError(
             f"{directory} has no {METADATA_FILENAME} and no prm_style was given; set prm_style to one of "
-            f"{', '.join(SCORER_STYLES)}"
+            f"{', '.join(STYLE_NAMES)}"
         )
-    if prm_style == LIKELIHOOD_STYLE:
-        return _load_likelihood_scorer(directory, metadata, dtype, device, max_tokens_per_batch, trust_remote_code,
-                                       {"step_tag": step_tag, "good_token": good_token, "bad_token": bad_token,
-                                        "prefix_cache_bytes": prefix_cache_bytes})
-    style = _resolve("prm_style", prm_style, metadata.prm_style if metadata else None, None, metadata)
-    kind, evidence = checkpoint_kind(directory)
-    if kind == "policy":
-        raise ValueError(
-            f"{directory} is a policy checkpoint, not a PRM ({evidence}): prm_style {style!r} would read a judgement "
-            f"it was never trained to give; to verify with a policy's own token probabilities set prm_style "
-            f"{LIKELIHOOD_STYLE}, or point the PRM path at a PRM"
-        )
-    if style == "token_classification" and (step_tag, good_token, bad_token) != (None, None, None):
-        raise ValueError("step_tag, good_token and bad_token apply to the causal PRM styles, not token_classification")
-    if prefix_cache_bytes is not None and style != "token_classification":
-        raise ValueError(f"prefix_cache_bytes applies to token_classification PRMs, not {style}")
-    if style == "chat_plus_minus" and step_tag is not None:
-        raise ValueError("step_tag applies only to prm_style 'step_tag', not chat_plus_minus")
-
+    if prm_style is not None and STYLES[prm_style].reads_plain_lm:
+        if metadata is not None:
+            raise ValueError(f"{directory} is a trained PRM ({METADATA_FILENAME}, style {metadata.prm_style}); "
+                             f"prm_style {prm_style} reads a plain causal LM such as a policy checkpoint")
+        style = prm_style
+    else:
+        style = resolve_option("prm_style", prm_style, metadata.prm_style if metadata else None, None, metadata)
+        kind, evidence = checkpoint_kind(directory)
+        if kind == "policy":
+            plain = [name for name, spec in STYLES.items() if spec.reads_plain_lm]
+            raise ValueError(
+                f"{directory} is a policy checkpoint, not a PRM ({evidence}): prm_style {style!r} would read a "
+                f"judgement it was never trained to give; to verify with a policy's own token probabilities set "
+                f"prm_style {' or '.join(plain)}, or point the PRM path at a PRM"
+            )
+    given = _check_options(style, options)
+    if metadata is None or not metadata.is_peft_adapter:
+        # A full checkpoint's declared class must fit the style before any weights load.
+        architectures = declared_architectures(directory)
+        if architectures:
+            check_architecture(directory, style, architectures)
+        else:
+            logger.warning("%s/config.json declares no architectures; cannot check it fits prm_style %r",
+                           directory, style)
     torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, torch_device)
-    base_model = metadata.base_model if metadata is not None and metadata.is_peft_adapter else None
-    model = _load_model(directory, style, metadata, torch_dtype, trust_remote_code)
-    tokenizer = _load_tokenizer(directory, base_model, trust_remote_code)
-    common = {"path": str(directory), "device": torch_device, "max_tokens_per_batch": max_tokens_per_batch}
-    if style == "token_classification":
-        from inference.scoring.token_classification import TokenClassificationScorer
-
-        return TokenClassificationScorer(
-            model,
-            tokenizer,
-            step_separator=metadata.step_separator if metadata else PRMMetadata.step_separator,
-            positive_label=metadata.positive_label if metadata else PRMMetadata.positive_label,
-            **({} if prefix_cache_bytes is None else {"prefix_cache_bytes": prefix_cache_bytes}),
-            **common,
-        )
-    tokens = {
-        "good_token": _resolve("good_token", good_token, metadata.good_token if metadata else None, "+", metadata),
-        "bad_token": _resolve("bad_token", bad_token, metadata.bad_token if metadata else None, "-", metadata),
-    }
-    if style == "chat_plus_minus":
-        from inference.scoring.chat_plus_minus import ChatPlusMinusScorer
-
-        return ChatPlusMinusScorer(model, tokenizer, **tokens, **common)
-    from data_prep.labels import MATH_SHEPHERD_STEP_TAG
-    from inference.scoring.step_tag import StepTagScorer
-
-    tag = _resolve("step_tag", step_tag, metadata.step_tag if metadata else None, MATH_SHEPHERD_STEP_TAG, metadata)
-    return StepTagScorer(model, tokenizer, step_tag=tag, **tokens, **common)
+    request = StyleRequest(directory=directory, metadata=metadata, device=torch_device,
+                           dtype=resolve_dtype(dtype, torch_device), max_tokens_per_batch=max_tokens_per_batch,
+                           trust_remote_code=trust_remote_code, options=given)
+    return STYLES[style].load(request)

@@ -77,7 +77,8 @@ def test_a_step_the_model_is_sure_of_outscores_one_with_a_surprising_token(likel
 def test_likelihood_style_refuses_a_trained_prm_and_foreign_options(token_classifier_dir, causal_lm_dir):
     with pytest.raises(ValueError, match="is a trained PRM .* reads a plain causal LM"):
         load_scorer(token_classifier_dir, prm_style="lm_likelihood", device="cpu")
-    with pytest.raises(ValueError, match="step_tag do not apply to prm_style lm_likelihood"):
+    with pytest.raises(ValueError, match=r"step_tag does not apply to prm_style 'lm_likelihood' "
+                       r"\(it takes no options\); remove it"):
         load_scorer(causal_lm_dir, prm_style="lm_likelihood", device="cpu", step_tag="ки")
     with pytest.raises(ValueError, match="is not one of token_classification, chat_plus_minus, step_tag, lm_likelihood"):
         load_scorer(causal_lm_dir, prm_style="likelihood", device="cpu")

@@ -24,7 +24,8 @@ def test_style_comes_from_metadata(token_classifier_dir):
 
 
 def test_causal_lm_given_as_token_classification_is_an_error(causal_lm_dir):
-    with pytest.raises(ValueError, match=r"is a LlamaForCausalLM checkpoint, not a token-classification PRM"):
+    with pytest.raises(ValueError, match=r"is a LlamaForCausalLM checkpoint, not a token-classification PRM .*"
+                       r"use prm_style 'chat_plus_minus' or 'step_tag' for it"):
         load_scorer(causal_lm_dir, prm_style="token_classification", device="cpu")
 
 
@@ -34,7 +35,8 @@ def test_token_classifier_given_as_chat_plus_minus_is_an_error(token_classifier_
     no_metadata = tmp_path / "tc_without_metadata"
     shutil.copytree(token_classifier_dir, no_metadata)
     (no_metadata / "ttc_prm.json").unlink()
-    with pytest.raises(ValueError, match=r"is a LlamaForTokenClassification checkpoint, but prm_style 'chat_plus_minus'"):
+    with pytest.raises(ValueError, match=r"is a LlamaForTokenClassification checkpoint, not a \+/- chat PRM .*"
+                       r"use prm_style 'token_classification' for it"):
         load_scorer(no_metadata, prm_style="chat_plus_minus", device="cpu")
 
 
@@ -57,9 +59,11 @@ def test_path_that_is_not_a_directory_is_an_error(tmp_path):
 def test_unknown_style_and_misplaced_options_are_errors(causal_lm_dir, token_classifier_dir):
     with pytest.raises(ValueError, match=r"prm_style='orm' is not one of token_classification, chat_plus_minus, step_tag"):
         load_scorer(causal_lm_dir, prm_style="orm")
-    with pytest.raises(ValueError, match="apply to the causal PRM styles, not token_classification"):
+    with pytest.raises(ValueError, match=r"step_tag does not apply to prm_style 'token_classification' "
+                       r"\(it takes prefix_cache_bytes\); remove it"):
         load_scorer(token_classifier_dir, step_tag="ки")
-    with pytest.raises(ValueError, match="step_tag applies only to prm_style 'step_tag'"):
+    with pytest.raises(ValueError, match=r"step_tag does not apply to prm_style 'chat_plus_minus' "
+                       r"\(it takes good_token, bad_token\)"):
         load_scorer(causal_lm_dir, prm_style="chat_plus_minus", step_tag="ки")
 
 
@@ -68,7 +72,7 @@ def test_prefix_cache_size_reaches_the_token_classification_scorer(causal_lm_dir
     off = load_scorer(token_classifier_dir, device="cpu", prefix_cache_bytes=0)
     assert off.score([PROBLEM], [STEPS])[0].step_scores  # still scores, whole
     assert len(off.prefix_cache) == 0
-    with pytest.raises(ValueError, match="prefix_cache_bytes applies to token_classification PRMs, not chat_plus_minus"):
+    with pytest.raises(ValueError, match=r"prefix_cache_bytes does not apply to prm_style 'chat_plus_minus'"):
         load_scorer(causal_lm_dir, prm_style="chat_plus_minus", prefix_cache_bytes=0)
 
 
