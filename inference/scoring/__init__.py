@@ -1,3 +1,3 @@
-"""PRM scorers (token-classification, +/- chat, step-tag styles) and step-score aggregation."""
+"""PRM scorers, one module per style (the style registry is `styles.py`), and step-score aggregation."""
 
 from inference.scoring.loader import load_scorer

@@ -83,8 +83,8 @@ def load_auto_model(directory: Path, auto_class_name: str, metadata: PRMMetadata
     if auto_class_name == "AutoModelForTokenClassification":
         extra["num_labels"] = adapter_head_labels(directory)
     require_safetensors(metadata.base_model, f"{directory}/{METADATA_FILENAME} base_model")
-    base = auto_class.from_pretrained(metadata.base_model, dtype=torch_dtype,
-                                      **model_load_options(trust_remote_code, f"PRM base {metadata.base_model}"), **extra)
+    options = model_load_options(trust_remote_code, f"PRM base {metadata.base_model}")
+    base = auto_class.from_pretrained(metadata.base_model, dtype=torch_dtype, **options, **extra)
     return PeftModel.from_pretrained(base, str(directory)).merge_and_unload()
 
 

@@ -145,6 +145,27 @@ def load_likelihood(request: StyleRequest) -> PRMScorer:
     return LikelihoodScorer(model, tokenizer, **request.scorer_options)
 
 
+def load_qwen_prm(request: StyleRequest) -> PRMScorer:
+    from inference.scoring.checkpoint import load_tokenizer
+    from inference.scoring.qwen_prm import QwenPRMScorer, load_qwen_prm_model, step_token_id
+
+    # The tokenizer is checked first: a wrong one is refused before gigabytes of weights load.
+    tokenizer = load_tokenizer(request.directory, None, request.trust_remote_code)
+    step_token_id(tokenizer, str(request.directory))
+    model = load_qwen_prm_model(request.directory, request.dtype)
+    return QwenPRMScorer(model, tokenizer, **request.scorer_options)
+
+
+def load_skywork_prm(request: StyleRequest) -> PRMScorer:
+    from inference.scoring.checkpoint import load_tokenizer
+    from inference.scoring.skywork_prm import SkyworkPRMScorer, check_skywork_tokenizer, load_skywork_prm_model
+
+    tokenizer = load_tokenizer(request.directory, None, request.trust_remote_code)
+    check_skywork_tokenizer(tokenizer, str(request.directory))
+    model = load_skywork_prm_model(request.directory, request.dtype)
+    return SkyworkPRMScorer(model, tokenizer, **request.scorer_options)
+
+
 # --------------------------------------------------------------------------- the registry
 
 STYLES: dict[str, PRMStyleSpec] = {
@@ -167,6 +188,16 @@ STYLES: dict[str, PRMStyleSpec] = {
         summary="a plain causal LM (its own token probabilities as verifier, no trained head)",
         architectures=CAUSAL_LM_ARCHITECTURES,
         load=load_likelihood, reads_plain_lm=True,
+    ),
+    "qwen_prm": PRMStyleSpec(
+        summary="Qwen2.5-Math-PRM (a two-class head read at each <extra_0>)",
+        architectures=("Qwen2ForProcessRewardModel",),
+        load=load_qwen_prm,
+    ),
+    "skywork_prm": PRMStyleSpec(
+        summary="Skywork-o1-Open-PRM (a value head read at the newline after each step)",
+        architectures=("Qwen2ForPrmModel",),
+        load=load_skywork_prm,
     ),
 }
 """Every `prm_style`, in the order messages and `--help` list them."""
