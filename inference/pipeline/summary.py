@@ -20,6 +20,7 @@ from inference.evaluation.metrics import PASS_AT_N
 from inference.evaluation.processbench import ProcessBenchReport
 from inference.pipeline.stages import LIKELIHOOD_VERIFIER, PipelineOptions
 from inference.reporting.headline import (
+    FALL_FROM_N,
     Arm,
     accuracy_at,
     arms,
@@ -39,8 +40,6 @@ SEARCH_POLICY = "policy-small"
 REFERENCE_POLICY = "policy-large"
 MAIN_VERIFIER = "prm-oracle"
 """The verifier whose points the summary reports by default (majority's, which reads no scores, among them)."""
-SMALL_N = 4
-"""The budget naive best-of-N at the largest N is compared with: where the tree strategies start."""
 
 
 def read_eval_dir(eval_dir: Path) -> list[ModelEvaluation]:
@@ -105,8 +104,8 @@ def summary_lines(opts: PipelineOptions) -> list[str]:
     if best is not None and large_outcomes is not None:
         best_text += f" ({versus_large(best, f'{REFERENCE_POLICY} greedy')})"
     majority_tree = (MAIN_VERIFIER, "majority", n_tree)
-    fall = (versus((MAIN_VERIFIER, "best_of_n", n_sampling), (MAIN_VERIFIER, "best_of_n", SMALL_N),
-                   f"its {acc('best_of_n', SMALL_N)} at N={SMALL_N}") if n_sampling > SMALL_N else "")
+    fall = (versus((MAIN_VERIFIER, "best_of_n", n_sampling), (MAIN_VERIFIER, "best_of_n", FALL_FROM_N),
+                   f"its {acc('best_of_n', FALL_FROM_N)} at N={FALL_FROM_N}") if n_sampling > FALL_FROM_N else "")
     bench = [*_processbench(run / "processbench"), *_processbench(run / "processbench-likelihood")]
     corrupted = [*_processbench(run / "processbench-corrupted", auroc_only=True),
                  *_processbench(run / "processbench-corrupted-likelihood", auroc_only=True)]

@@ -23,12 +23,15 @@ from inference.evaluation.compute_optimal import COMPUTE_OPTIMAL
 from inference.evaluation.evaluations import ModelEvaluation
 from inference.evaluation.metrics import PASS_AT_N, MetricPoint, select
 from inference.evaluation.paired import PairedDifference, paired_difference
+from inference.strategies import SAMPLING_STRATEGIES
 from inference.scoring.checker import SYNTHETIC_CHECKER
 
 CEILING_VERIFIERS: tuple[str, ...] = (SYNTHETIC_CHECKER,)
 """Verifiers that know the right answers: their points show a ceiling, not what a user's verifier can do."""
 UNVERIFIED: tuple[str | None, ...] = ("", None, "none")
 """PRM names of an evaluation without a verifier (a greedy run scores nothing)."""
+FALL_FROM_N = 4
+"""The budget naive best-of-N at its largest N is compared with (does it fall?): where the tree strategies start."""
 Verdict = Literal["ahead", "behind", "within noise"]
 """How a paired comparison reads: ahead / behind only when its 95% interval excludes zero."""
 
@@ -81,6 +84,11 @@ def matches_by_verifier(by_verifier: Mapping[str, Sequence[MetricPoint]], accura
 def point_at(points: Iterable[MetricPoint], strategy: str, n: int) -> MetricPoint | None:
     """The overall point of `strategy` at N = n (its first listed beam width), or None where it did not run."""
     return next((p for p in select(points, strategy=strategy) if p.n == n), None)
+
+
+def tree_budget(points: Iterable[MetricPoint]) -> int | None:
+    """The largest N a tree search (a runnable strategy that does not draw independent samples) ran at, or None."""
+    return max((p.n for p in runnable(points) if p.strategy not in SAMPLING_STRATEGIES), default=None)
 
 
 def accuracy_at(points: Iterable[MetricPoint], strategy: str, n: int) -> float | None:
