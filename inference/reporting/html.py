@@ -183,8 +183,8 @@ class _Pairing:
             raise ValueError(f"main_prm {main_prm!r} is not among the evaluations {sorted(evaluations)}; "
                              "name the PRM whose points head the report")
         if reference_outcomes and not evaluations:
-            raise ValueError(f"per-problem results of the references {sorted(reference_outcomes)} need the "
-                             "evaluations' to pair with; pass evaluations too")
+            raise ValueError(f"the references {sorted(reference_outcomes)} have per-problem results but there are "
+                             "no evaluations to pair them with; pass evaluations too")
         self.evaluations, self.main_prm, self.references = evaluations, main_prm, reference_outcomes
 
     @property
@@ -211,9 +211,11 @@ class _Pairing:
 
     def search_lines(self, points: Sequence[MetricPoint], other_verifiers: Mapping[str, Sequence[MetricPoint]]
                      ) -> list[str]:
-        """Weighted best-of-N vs majority at the tree budget (each verifier), best-of-N's fall from N = 4."""
+        """Weighted best-of-N vs majority at the tree budget (each verifier; without a tree search, at the largest N
+        both ran), best-of-N's fall from N = 4."""
         lines = []
-        n = tree_budget(points)
+        weighted_ns = {p.n for p in select(points, strategy="weighted_best_of_n")}
+        n = tree_budget(points) or max(weighted_ns & {p.n for p in select(points, strategy="majority")}, default=None)
         majority = None if n is None else point_at(points, "majority", n)
         # A verifier that knows the answers shows a ceiling, not a claim about search.
         verifiers = [self.main_prm, *(v for v in sorted(other_verifiers)
@@ -224,8 +226,8 @@ class _Pairing:
             if weighted is None:
                 continue
             versus = self._versus(Arm(weighted, verifier), Arm(majority, self.main_prm), "majority")
-            scope = "" if verifier == self.main_prm else f"With {verifier} as verifier, w"
-            lines.append(f"{scope or 'W'}eighted best-of-N vs majority at N={n}: {percent(weighted.accuracy)} vs "
+            subject = "Weighted" if verifier == self.main_prm else f"With {verifier} as verifier, weighted"
+            lines.append(f"{subject} best-of-N vs majority at N={n}: {percent(weighted.accuracy)} vs "
                          f"{percent(majority.accuracy)} ({versus}).")
         largest = max((p.n for p in select(points, strategy="best_of_n")), default=None)
         small = point_at(points, "best_of_n", FALL_FROM_N)

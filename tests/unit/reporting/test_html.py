@@ -159,3 +159,14 @@ def test_headline_refuses_a_reference_on_other_problems_and_one_it_does_not_draw
         paired_headline(shifted)
     with pytest.raises(ValueError, match=r"reference_outcomes names \['tiny greedy'\], which are not in references"):
         paired_headline({"tiny greedy": REFERENCE_OUTCOMES["large greedy"]})
+
+
+def test_without_a_tree_search_weighted_best_of_n_meets_majority_at_the_largest_n_both_ran():
+    sampled = evaluation("prm-a", majority_4=(0, 0, 0, 0.5, 1), majority_8=(0, 0, 1, 0.5, 1),
+                         weighted_best_of_n_4=(1, 0, 0, 0.5, 1), weighted_best_of_n_8=(1, 1, 1, 0.5, 1))
+    # 1, 1, 0, 0, 0 -> mean 0.4, sample variance 0.3, standard error sqrt(0.06) = 0.24495, half width 0.4801.
+    assert headline(sampled.points, evaluations={"prm-a": sampled}, main_prm="prm-a") == [
+        "Best accuracy: weighted_best_of_n at N=8: 90.0% on 5 problems.",
+        "Weighted best-of-N vs majority at N=8: 90.0% vs 50.0% (within noise of majority: +40.0 points, 95% CI -8.0 "
+        "to +88.0, n=5).",
+    ]
