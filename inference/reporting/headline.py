@@ -23,8 +23,8 @@ from inference.evaluation.compute_optimal import COMPUTE_OPTIMAL
 from inference.evaluation.evaluations import ModelEvaluation
 from inference.evaluation.metrics import PASS_AT_N, MetricPoint, select
 from inference.evaluation.paired import PairedDifference, paired_difference
-from inference.strategies import SAMPLING_STRATEGIES
 from inference.scoring.checker import SYNTHETIC_CHECKER
+from inference.strategies import SAMPLING_STRATEGIES
 
 CEILING_VERIFIERS: tuple[str, ...] = (SYNTHETIC_CHECKER,)
 """Verifiers that know the right answers: their points show a ceiling, not what a user's verifier can do."""
@@ -131,9 +131,11 @@ class PairedComparison:
     """Arm A against arm B on the same problems: A minus B with its paired 95% interval, and how that reads."""
 
     arm: str
+    """What A is, e.g. 'weighted_best_of_n at N=16 (prm-oracle)'."""
     against: str
-    """What A and B are, e.g. 'weighted_best_of_n at N=16 (prm-oracle)' and 'policy-large greedy'."""
+    """What B is, e.g. 'policy-large greedy'."""
     paired: PairedDifference
+    """A minus B over the problems both were evaluated on (the same set: `compare` refuses others)."""
 
     @property
     def verdict(self) -> Verdict:
