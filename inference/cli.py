@@ -33,7 +33,8 @@ SUBCOMMANDS = ("run", "merge", "eval", "report", "label", "processbench")
 
 DELEGATED = {
     "eval": ("inference.evaluation", "EvalConfig", "evaluate", "accuracy at N per strategy, level and compute"),
-    "report": ("inference.reporting", "ReportConfig", "report", "plots and an HTML page from evaluated metrics"),
+    "report": ("inference.reporting", "ReportConfig", "make_report",
+               "plots and an HTML page from evaluated metrics"),
     "label": ("inference.labelling", "LabelConfig", "label", "step labels (Monte-Carlo or oracle) for PRM training"),
     "processbench": ("inference.evaluation.processbench_job", "ProcessBenchConfig", "processbench",
                      "first-wrong-step F1 and step AUROC of PRM checkpoints"),

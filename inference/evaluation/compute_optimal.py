@@ -31,6 +31,7 @@ import numpy as np
 from data_prep.io import read_json, write_json
 
 from inference.evaluation.bins import Binning, quantile_bins
+from inference.evaluation.paired import paired_difference
 from inference.evaluation.metrics import (
     PASS_AT_N,
     BinKind,
@@ -274,7 +275,8 @@ class EqualBudgetGap:
     """Mean over problems of (compute-optimal accuracy - the strategy's accuracy); > 0: compute-optimal is ahead."""
     low: float
     high: float
-    """95% interval of the mean difference (normal approximation of the paired per-problem differences)."""
+    """95% interval of the mean difference (`inference.evaluation.paired`: normal approximation of the paired
+    per-problem differences)."""
     num_problems: int
 
 
@@ -361,7 +363,7 @@ def compute_savings(points: Sequence[MetricPoint]) -> list[ComputeSaving]:
 
 def equal_budget_gaps(routed: Sequence[ProblemOutcome], singles: Sequence[ProblemOutcome]) -> list[EqualBudgetGap]:
     """Paired differences of compute-optimal against every single strategy that has an outcome for each routed
-    problem at that N; the interval is mean +- 1.96 standard errors of the per-problem differences."""
+    problem at that N, with `inference.evaluation.paired`'s 95% interval."""
     optimal: dict[int, dict[str, float]] = defaultdict(dict)
     for o in routed:
         optimal[o.n][o.problem_id] = o.accuracy
@@ -373,11 +375,9 @@ def equal_budget_gaps(routed: Sequence[ProblemOutcome], singles: Sequence[Proble
     for (n, label), accuracy in sorted(arms.items()):
         if len(accuracy) < len(optimal[n]):
             continue  # the strategy was not run on every routed problem at this N: no paired comparison
-        differences = np.array([optimal[n][pid] - accuracy[pid] for pid in sorted(accuracy)])
-        half_width = 1.96 * differences.std(ddof=1) / np.sqrt(len(differences)) if len(differences) > 1 else np.inf
-        mean = float(differences.mean())
-        gaps.append(EqualBudgetGap(n, label, mean, mean - float(half_width), mean + float(half_width),
-                                   len(differences)))
+        paired = paired_difference(optimal[n], accuracy, a_name=f"{COMPUTE_OPTIMAL} at N={n}",
+                                   b_name=f"{label} at N={n}")
+        gaps.append(EqualBudgetGap(n, label, paired.difference, paired.low, paired.high, paired.num_problems))
     return gaps
 
 

@@ -95,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print(f"\nfinished in {time.time() - started:.0f}s. Report: {opts.run_dir / 'report' / 'report.html'}")
-    for line in summary_lines(opts):
+    try:
+        lines = summary_lines(opts)
+    except ValueError as error:  # e.g. two arms of a headline claim evaluated on different problems
+        print(f"pipeline: error: summary: {error}", file=sys.stderr)
+        return 1
+    for line in lines:
         print("  " + line)
     return 0

@@ -1,7 +1,10 @@
 """What the pipeline prints when it finishes: five lines of headline numbers, from the eval and ProcessBench outputs.
 
-The facts (best arm, the cheapest arm reaching policy-large's greedy accuracy, greedy accuracies) are
-`inference.reporting.headline`'s, the same the HTML report states; only the wording is the pipeline's.
+The facts (best arm, the cheapest arm reaching policy-large's greedy accuracy, greedy accuracies, the paired 95%
+intervals of the claims) are `inference.reporting.headline`'s, the same the HTML report states; only the wording
+is the pipeline's. Each comparison (weighted best-of-N vs majority at the tree budget, per verifier; best-of-N at
+the largest N vs N = 4; the arm reaching policy-large greedy and the best overall arm vs policy-large greedy) is
+paired per problem from the eval directories' outcomes.jsonl.
 """
 
 from __future__ import annotations
@@ -17,18 +20,26 @@ from inference.evaluation.metrics import PASS_AT_N
 from inference.evaluation.processbench import ProcessBenchReport
 from inference.pipeline.stages import LIKELIHOOD_VERIFIER, PipelineOptions
 from inference.reporting.headline import (
+    FALL_FROM_N,
     Arm,
     accuracy_at,
     arms,
     best_arm,
+    compare,
+    comparison_text,
     first_reaching,
     greedy_accuracy,
+    greedy_outcomes,
+    per_problem,
     percent,
+    point_at,
 )
 from inference.scoring.checker import SYNTHETIC_CHECKER
 
 SEARCH_POLICY = "policy-small"
 REFERENCE_POLICY = "policy-large"
+MAIN_VERIFIER = "prm-oracle"
+"""The verifier whose points the summary reports by default (majority's, which reads no scores, among them)."""
 
 
 def read_eval_dir(eval_dir: Path) -> list[ModelEvaluation]:
@@ -49,37 +60,69 @@ def reference_accuracies(run_dir: Path) -> dict[str, float]:
 def summary_lines(opts: PipelineOptions) -> list[str]:
     """Five lines of headline numbers from the eval stages' metrics and the ProcessBench stages' reports."""
     run = opts.run_dir
-    by_verifier = {e.prm: e.points for e in read_eval_dir(run / "eval") if e.policy == SEARCH_POLICY}
+    eval_dir, large_dir = run / "eval", run / "eval-large"
+    small = {e.prm: e for e in read_eval_dir(eval_dir) if e.policy == SEARCH_POLICY}
+    by_verifier = {prm: e.points for prm, e in small.items()}
     n_sampling, n_tree = opts.scale.max_n_sampling, opts.scale.max_n_tree
 
-    def acc(strategy: str, n: int, prm: str = "prm-oracle") -> str:
+    def acc(strategy: str, n: int, prm: str = MAIN_VERIFIER) -> str:
         return _pct(accuracy_at(by_verifier.get(prm, ()), strategy, n))
+
+    def outcomes(prm: str, strategy: str, n: int) -> dict[str, float] | None:
+        found = point_at(by_verifier.get(prm, ()), strategy, n)
+        return None if found is None else per_problem(small[prm], found, where=str(eval_dir))
+
+    def versus(arm: tuple[str, str, int], against: tuple[str, str, int], against_text: str) -> str:
+        """' (within noise of majority: +0.8 points, ...)': arm vs against, each (verifier, strategy, N) of
+        policy-small; '' where either did not run."""
+        a, b = outcomes(*arm), outcomes(*against)
+        if a is None or b is None:
+            return ""
+        comparison = compare(a, b, arm_name="{1} at N={2} ({0})".format(*arm) + f" in {eval_dir}",
+                             against_name="{1} at N={2} ({0})".format(*against) + f" in {eval_dir}")
+        return f" ({comparison_text(comparison, against_text)})"
 
     references = reference_accuracies(run)
     large = references.get(f"{REFERENCE_POLICY} greedy")
-    small = references.get(f"{SEARCH_POLICY} greedy")
+    small_greedy = references.get(f"{SEARCH_POLICY} greedy")
+    large_outcomes = greedy_outcomes(read_eval_dir(large_dir), REFERENCE_POLICY, where=str(large_dir))
+
+    def versus_large(arm: Arm, against_text: str) -> str:
+        """'<verdict> of policy-large greedy: ...' for an arm of the summary's candidates."""
+        point = arm.point
+        a = per_problem(small[arm.verifier], point, where=str(eval_dir))
+        comparison = compare(a, large_outcomes, arm_name=f"{_arm(arm)} at N={point.n} in {eval_dir}",
+                             against_name=f"{REFERENCE_POLICY} greedy in {large_dir}")
+        return comparison_text(comparison, against_text)
+
     candidates = arms(by_verifier)
     best = best_arm(candidates)
     match = None if large is None else first_reaching(candidates, large)
-    match_text = (f"{_arm(match)} reaches it at N = {match.point.n} ({percent(match.point.accuracy)})"
-                  if match else "no strategy reaches it within this budget")
+    match_text = (f"{_arm(match)} reaches it at N = {match.point.n} ({percent(match.point.accuracy)}; "
+                  f"{versus_large(match, 'it')})" if match else "no strategy reaches it within this budget")
+    best_text = "n/a" if best is None else f"{_arm(best)}@{best.point.n} {percent(best.point.accuracy)}"
+    if best is not None and large_outcomes is not None:
+        best_text += f" ({versus_large(best, f'{REFERENCE_POLICY} greedy')})"
+    majority_tree = (MAIN_VERIFIER, "majority", n_tree)
+    fall = (versus((MAIN_VERIFIER, "best_of_n", n_sampling), (MAIN_VERIFIER, "best_of_n", FALL_FROM_N),
+                   f"its {acc('best_of_n', FALL_FROM_N)} at N={FALL_FROM_N}") if n_sampling > FALL_FROM_N else "")
     bench = [*_processbench(run / "processbench"), *_processbench(run / "processbench-likelihood")]
     corrupted = [*_processbench(run / "processbench-corrupted", auroc_only=True),
                  *_processbench(run / "processbench-corrupted-likelihood", auroc_only=True)]
     return [
-        f"{SEARCH_POLICY} greedy {_pct(small)} | {REFERENCE_POLICY} greedy {_pct(large)}",
+        f"{SEARCH_POLICY} greedy {_pct(small_greedy)} | {REFERENCE_POLICY} greedy {_pct(large)}",
         f"{SEARCH_POLICY} at N={n_tree}: majority {acc('majority', n_tree)}, best-of-N {acc('best_of_n', n_tree)}, "
-        f"weighted best-of-N {acc('weighted_best_of_n', n_tree)}, beam search {acc('beam_search', n_tree)}, "
-        f"DVTS {acc('dvts', n_tree)}",
+        f"weighted best-of-N {acc('weighted_best_of_n', n_tree)}"
+        + versus((MAIN_VERIFIER, "weighted_best_of_n", n_tree), majority_tree, "majority")
+        + f", beam search {acc('beam_search', n_tree)}, DVTS {acc('dvts', n_tree)}",
         f"{SEARCH_POLICY} at N={n_sampling}: majority {acc('majority', n_sampling)}, weighted best-of-N "
-        f"{acc('weighted_best_of_n', n_sampling)}, pass@N {acc(PASS_AT_N, n_sampling)}; with {LIKELIHOOD_VERIFIER} "
-        f"as verifier at N={n_tree} / {n_sampling}: weighted best-of-N "
-        f"{acc('weighted_best_of_n', n_tree, LIKELIHOOD_VERIFIER)} / "
-        f"{acc('weighted_best_of_n', n_sampling, LIKELIHOOD_VERIFIER)}",
-        f"{REFERENCE_POLICY} greedy {_pct(large)}: {match_text}; best overall "
-        + (f"{_arm(best)}@{best.point.n} {percent(best.point.accuracy)}" if best else "n/a")
-        + f"; ceiling (beam search with the exact checker as PRM) at N={n_tree}: "
-        + acc("beam_search", n_tree, prm=SYNTHETIC_CHECKER),
+        f"{acc('weighted_best_of_n', n_sampling)}, best-of-N {acc('best_of_n', n_sampling)}{fall}, pass@N "
+        f"{acc(PASS_AT_N, n_sampling)}; with {LIKELIHOOD_VERIFIER} as verifier at N={n_tree} / {n_sampling}: "
+        f"weighted best-of-N {acc('weighted_best_of_n', n_tree, LIKELIHOOD_VERIFIER)}"
+        + versus((LIKELIHOOD_VERIFIER, "weighted_best_of_n", n_tree), majority_tree, "majority")
+        + f" / {acc('weighted_best_of_n', n_sampling, LIKELIHOOD_VERIFIER)}",
+        f"{REFERENCE_POLICY} greedy {_pct(large)}: {match_text}; best overall {best_text}; ceiling (beam search "
+        f"with the exact checker as PRM) at N={n_tree}: " + acc("beam_search", n_tree, prm=SYNTHETIC_CHECKER),
         "Verifiers (ProcessBench-style F1 / step AUROC on policy solutions): " + (", ".join(bench) if bench else "n/a")
         + "; step AUROC on held-out gold vs corrupted steps: " + (", ".join(corrupted) if corrupted else "n/a"),
     ]

@@ -23,6 +23,10 @@ class ReportConfig:
     """The PRM whose results fill the report (all PRMs appear in the PRM comparison); null: the first by name."""
     references: dict[str, float] = field(default_factory=dict)
     """Accuracies (0-1) drawn as horizontal lines, e.g. {"Llama-3.1-8B greedy": 0.5}."""
+    reference_eval_dirs: dict[str, str] = field(default_factory=dict)
+    """Reference name (a key of references) -> the `ttc-infer eval` output directory of its greedy run, e.g.
+    {"policy-large greedy": "runs/default/eval-large"}: the headline pairs its claims with that run per problem,
+    with 95% intervals."""
     level_n: int | None = None
     """Budget N of the per-level bars; null uses the largest N of the sampling strategies."""
     processbench: tuple[str, ...] = ()
@@ -41,5 +45,9 @@ class ReportConfig:
             if not 0 <= accuracy <= 1:
                 raise ConfigError(f"references.{name} must be an accuracy in [0, 1], got {accuracy}; "
                                   "write 52% as 0.52")
+        unknown = sorted(set(self.reference_eval_dirs) - set(self.references))
+        if unknown:
+            raise ConfigError(f"reference_eval_dirs names {unknown}, which are not in references "
+                              f"{sorted(self.references)}; give each reference's accuracy in references too")
         if self.level_n is not None and self.level_n < 1:
             raise ConfigError(f"level_n must be >= 1 or null, got {self.level_n}")

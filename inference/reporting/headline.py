@@ -5,22 +5,35 @@ accurate of them, the cheapest one reaching a reference accuracy, the pass@N cei
 accuracy. pass@N, the compute-optimal summary and verifiers that know the answers (the exact checker) are
 ceilings, never a strategy that "reaches" anything. Among equally good points the cheapest (smallest N) wins, then
 the first by label and verifier name, so both headlines break ties the same way.
+
+A claim that one arm is ahead of another comes with a `PairedComparison`: the two arms' per-problem accuracies
+(`ProblemOutcome`, what `ttc-infer eval` writes to outcomes.jsonl) paired by problem id, the mean difference and
+its 95% interval (`inference.evaluation.paired`, the one definition). Arms of two policies' runs pair the same
+way; arms on different problem sets are refused. A claim is "ahead" or "behind" only when its interval excludes
+zero, else "within noise", and `comparison_text` words it the same in both headlines.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from inference.evaluation.compute_optimal import COMPUTE_OPTIMAL
 from inference.evaluation.evaluations import ModelEvaluation
 from inference.evaluation.metrics import PASS_AT_N, MetricPoint, select
+from inference.evaluation.paired import PairedDifference, paired_difference
 from inference.scoring.checker import SYNTHETIC_CHECKER
+from inference.strategies import SAMPLING_STRATEGIES
 
 CEILING_VERIFIERS: tuple[str, ...] = (SYNTHETIC_CHECKER,)
 """Verifiers that know the right answers: their points show a ceiling, not what a user's verifier can do."""
 UNVERIFIED: tuple[str | None, ...] = ("", None, "none")
 """PRM names of an evaluation without a verifier (a greedy run scores nothing)."""
+FALL_FROM_N = 4
+"""The budget naive best-of-N at its largest N is compared with (does it fall?): where the tree strategies start."""
+Verdict = Literal["ahead", "behind", "within noise"]
+"""How a paired comparison reads: ahead / behind only when its 95% interval excludes zero."""
 
 
 @dataclass(frozen=True)
@@ -68,10 +81,20 @@ def matches_by_verifier(by_verifier: Mapping[str, Sequence[MetricPoint]], accura
     return found
 
 
+def point_at(points: Iterable[MetricPoint], strategy: str, n: int) -> MetricPoint | None:
+    """The overall point of `strategy` at N = n (its first listed beam width), or None where it did not run."""
+    return next((p for p in select(points, strategy=strategy) if p.n == n), None)
+
+
+def tree_budget(points: Iterable[MetricPoint]) -> int | None:
+    """The largest N a tree search (a runnable strategy that does not draw independent samples) ran at, or None."""
+    return max((p.n for p in runnable(points) if p.strategy not in SAMPLING_STRATEGIES), default=None)
+
+
 def accuracy_at(points: Iterable[MetricPoint], strategy: str, n: int) -> float | None:
     """Overall accuracy of `strategy` at N = n (its first listed beam width), or None where it did not run."""
-    found = [p for p in select(points, strategy=strategy) if p.n == n]
-    return found[0].accuracy if found else None
+    found = point_at(points, strategy, n)
+    return None if found is None else found.accuracy
 
 
 def ceiling(points: Iterable[MetricPoint]) -> MetricPoint | None:
@@ -79,11 +102,86 @@ def ceiling(points: Iterable[MetricPoint]) -> MetricPoint | None:
     return max(select(points, strategy=PASS_AT_N), key=lambda p: p.n, default=None)
 
 
+def _greedy(evaluations: Sequence[ModelEvaluation], policy: str) -> tuple[ModelEvaluation, MetricPoint] | None:
+    """A policy's greedy point (majority at N = 1) and its evaluation: the one without a verifier where there is
+    one, else the first verifier's (a run without a PRM joins every verifier of its policy)."""
+    found = [(e, p) for e in evaluations if e.policy == policy for p in select(e.points, strategy="majority")
+             if p.n == 1]
+    unverified = [(e, p) for e, p in found if e.prm in UNVERIFIED]
+    chosen = unverified or found
+    return chosen[0] if chosen else None
+
+
 def greedy_accuracy(evaluations: Sequence[ModelEvaluation], policy: str) -> float | None:
     """Accuracy of a policy's greedy run (majority at N = 1): its evaluation without a verifier where there is one,
     else the first verifier's (a run without a PRM joins every verifier of its policy). None without such a point."""
-    found = [(e.prm, p) for e in evaluations if e.policy == policy
-             for p in select(e.points, strategy="majority") if p.n == 1]
-    unverified = [(prm, p) for prm, p in found if prm in UNVERIFIED]
-    chosen = unverified or found
-    return chosen[0][1].accuracy if chosen else None
+    greedy = _greedy(evaluations, policy)
+    return None if greedy is None else greedy[1].accuracy
+
+
+def greedy_outcomes(evaluations: Sequence[ModelEvaluation], policy: str, *, where: str = "evaluations"
+                    ) -> dict[str, float] | None:
+    """Problem id -> correctness of the policy's greedy run (the run `greedy_accuracy` reads), or None without one."""
+    greedy = _greedy(evaluations, policy)
+    return None if greedy is None else per_problem(greedy[0], greedy[1], where=where)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Arm A against arm B on the same problems: A minus B with its paired 95% interval, and how that reads."""
+
+    arm: str
+    """What A is, e.g. 'weighted_best_of_n at N=16 (prm-oracle)'."""
+    against: str
+    """What B is, e.g. 'policy-large greedy'."""
+    paired: PairedDifference
+    """A minus B over the problems both were evaluated on (the same set: `compare` refuses others)."""
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.paired.low > 0:
+            return "ahead"
+        return "behind" if self.paired.high < 0 else "within noise"
+
+
+def per_problem(evaluation: ModelEvaluation, point: MetricPoint, *, where: str = "evaluation") -> dict[str, float]:
+    """Problem id -> accuracy of the arm of `point` (strategy, beam width, N) in `evaluation`'s outcomes.
+
+    Raises naming `where` when the evaluation holds no outcome of that arm (an eval directory without
+    outcomes.jsonl) or two outcomes of one problem (two runs of the same arm in one evaluation)."""
+    found: dict[str, float] = {}
+    for o in evaluation.outcomes:
+        if (o.strategy, o.beam_width, o.n) == (point.strategy, point.beam_width, point.n):
+            if o.problem_id in found:
+                raise ValueError(f"{where}: two outcomes of problem {o.problem_id!r} for {_describe(evaluation, point)}"
+                                 "; evaluate each arm once")
+            found[o.problem_id] = o.accuracy
+    if not found:
+        raise ValueError(f"{where}: no per-problem outcome of {_describe(evaluation, point)}, expected one per "
+                         "problem in outcomes.jsonl; rerun `ttc-infer eval` to write them")
+    return found
+
+
+def _describe(evaluation: ModelEvaluation, point: MetricPoint) -> str:
+    verifier = f" with {evaluation.prm}" if evaluation.prm not in UNVERIFIED else ""
+    return f"{evaluation.policy}{verifier}: {point.label} at N={point.n}"
+
+
+def compare(arm: Mapping[str, float], against: Mapping[str, float], *, arm_name: str, against_name: str
+            ) -> PairedComparison:
+    """`arm` minus `against` (problem id -> accuracy each), paired by problem; different problem sets raise."""
+    return PairedComparison(arm_name, against_name,
+                            paired_difference(arm, against, a_name=arm_name, b_name=against_name))
+
+
+def signed_points(difference: float) -> str:
+    """An accuracy difference in percentage points, signed: '+1.2', '-0.6'."""
+    return f"{100 * difference:+.1f}"
+
+
+def comparison_text(comparison: PairedComparison, against: str) -> str:
+    """'within noise of majority: +0.8 points, 95% CI -2.1 to +3.7, n=100' (`against` names arm B briefly)."""
+    paired = comparison.paired
+    relation = {"ahead": "ahead of", "behind": "behind", "within noise": "within noise of"}[comparison.verdict]
+    return (f"{relation} {against}: {signed_points(paired.difference)} points, 95% CI {signed_points(paired.low)} "
+            f"to {signed_points(paired.high)}, n={paired.num_problems}")

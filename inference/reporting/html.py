@@ -14,17 +14,26 @@ from matplotlib.figure import Figure
 
 from data_prep.io import atomic_write_text
 from inference.evaluation.compute_optimal import COMPUTE_OPTIMAL, ComputeOptimalReport
+from inference.evaluation.evaluations import ModelEvaluation
 from inference.evaluation.metrics import PASS_AT_N, MetricPoint, accuracy_table, select
 from inference.evaluation.processbench import ProcessBenchReport
 from inference.reporting import plots
 from inference.reporting.headline import (
+    CEILING_VERIFIERS,
+    FALL_FROM_N,
     Arm,
     best_arm,
     ceiling,
+    compare,
+    comparison_text,
     first_reaching,
     matches_by_verifier,
+    per_problem,
     percent,
+    point_at,
     runnable,
+    signed_points,
+    tree_budget,
 )
 
 logger = logging.getLogger(__name__)
@@ -108,22 +117,37 @@ def headline(
     compute_optimal: Sequence[ComputeOptimalReport] = (),
     processbench: Sequence[ProcessBenchReport] = (),
     other_verifiers: Mapping[str, Sequence[MetricPoint]] | None = None,
+    evaluations: Mapping[str, ModelEvaluation] | None = None,
+    main_prm: str | None = None,
+    reference_outcomes: Mapping[str, Mapping[str, float]] | None = None,
 ) -> list[str]:
     """The few sentences at the top of the report (the facts are `inference.reporting.headline`'s).
 
     `points` are the main PRM's; `other_verifiers` (name -> points) are searched for a reference the main PRM does
     not match, so the page says which verifier gets the policy there (ceilings, pass@N and the exact checker, never
-    count as matching).
+    count as matching). With `evaluations` (verifier name -> its evaluation, `main_prm` the one of `points`) the
+    claims carry paired 95% intervals: weighted best-of-N vs majority at the tree budget per verifier, best-of-N's
+    fall from N = 4, and, for each reference with per-problem correctness in `reference_outcomes` (name -> problem
+    id -> correctness), the best arm and each arm matching it against it.
     """
-    main = [Arm(p) for p in runnable(points)]
+    unknown = sorted(set(reference_outcomes or {}) - set(references or {}))
+    if unknown:
+        raise ValueError(f"reference_outcomes names {unknown}, which are not in references {sorted(references or {})}")
+    pairing = _Pairing(evaluations or {}, main_prm, reference_outcomes or {})
+    main = [Arm(p, main_prm or "") for p in runnable(points)]
     lines = []
     best = best_arm(main)
     if best is not None:
         p = best.point
-        lines.append(f"Best accuracy: {p.label} at N={p.n}: {percent(p.accuracy)} on {p.num_problems} problems.")
+        against = "; ".join(pairing.versus_reference(best, name, name) for name in (references or {})
+                            if pairing.has_reference(name))
+        lines.append(f"Best accuracy: {p.label} at N={p.n}: {percent(p.accuracy)} on {p.num_problems} problems"
+                     + (f" ({against})." if against else "."))
         singles = [a.point for a in main if a.point.n == 1]
         if singles:
             lines.append(f"One sample (N=1): {percent(max(p.accuracy for p in singles))}.")
+    if pairing.active:
+        lines += pairing.search_lines(points, other_verifiers or {})
     top = ceiling(points)
     if top is not None:
         lines.append(f"Ceiling pass@{top.n} (any correct among {top.n} samples): {percent(top.accuracy)}.")
@@ -131,7 +155,8 @@ def headline(
         first = first_reaching(main, accuracy)
         if first is not None:
             p = first.point
-            lines.append(f"{name} ({percent(accuracy)}) is matched by {p.label} at N={p.n} ({percent(p.accuracy)}).")
+            lines.append(f"{name} ({percent(accuracy)}) is matched by {p.label} at N={p.n} "
+                         f"({percent(p.accuracy)}{pairing.reference_clause(first, name)}).")
             continue
         scope = " with the main PRM" if other_verifiers else ""
         lines.append(f"{name} ({percent(accuracy)}) is not matched by any strategy{scope} up to "
@@ -139,7 +164,7 @@ def headline(
         for verifier, match in matches_by_verifier(other_verifiers or {}, accuracy).items():
             p = match.point
             lines.append(f"With {verifier} as verifier, {name} is matched by {p.label} at N={p.n} "
-                         f"({percent(p.accuracy)}).")
+                         f"({percent(p.accuracy)}{pairing.reference_clause(match, name)}).")
     for report in compute_optimal:
         lines += _compute_optimal_lines(report)
     for r in processbench:
@@ -147,6 +172,77 @@ def headline(
         lines.append(f"{r.scorer or 'PRM'}: ProcessBench-style F1 {percent(r.tuned.f1)} at tuned threshold "
                      f"{r.tuned.threshold:.3g} ({percent(r.fixed.f1)} at 0.5), step AUROC {auroc}.")
     return lines or ["No results."]
+
+
+class _Pairing:
+    """The per-problem results behind the headline's claims, and the paired comparisons drawn from them."""
+
+    def __init__(self, evaluations: Mapping[str, ModelEvaluation], main_prm: str | None,
+                 reference_outcomes: Mapping[str, Mapping[str, float]]) -> None:
+        if evaluations and main_prm not in evaluations:
+            raise ValueError(f"main_prm {main_prm!r} is not among the evaluations {sorted(evaluations)}; "
+                             "name the PRM whose points head the report")
+        if reference_outcomes and not evaluations:
+            raise ValueError(f"the references {sorted(reference_outcomes)} have per-problem results but there are "
+                             "no evaluations to pair them with; pass evaluations too")
+        self.evaluations, self.main_prm, self.references = evaluations, main_prm, reference_outcomes
+
+    @property
+    def active(self) -> bool:
+        return bool(self.evaluations)
+
+    def has_reference(self, name: str) -> bool:
+        return self.active and name in self.references
+
+    def outcomes(self, arm: Arm) -> dict[str, float]:
+        if arm.verifier not in self.evaluations:
+            raise ValueError(f"no evaluation of verifier {arm.verifier!r} among {sorted(self.evaluations)} to pair "
+                             f"{arm.point.label} at N={arm.point.n} with; pass every verifier's evaluation")
+        return per_problem(self.evaluations[arm.verifier], arm.point, where=f"evaluation of {arm.verifier}")
+
+    def versus_reference(self, arm: Arm, name: str, against_text: str) -> str:
+        comparison = compare(self.outcomes(arm), self.references[name],
+                             arm_name=f"{arm.point.label} at N={arm.point.n} ({arm.verifier})", against_name=name)
+        return comparison_text(comparison, against_text)
+
+    def reference_clause(self, arm: Arm, name: str) -> str:
+        """'; within noise of it: ...' after a matching arm's accuracy, where the reference has per-problem results."""
+        return f"; {self.versus_reference(arm, name, 'it')}" if self.has_reference(name) else ""
+
+    def search_lines(self, points: Sequence[MetricPoint], other_verifiers: Mapping[str, Sequence[MetricPoint]]
+                     ) -> list[str]:
+        """Weighted best-of-N vs majority at the tree budget (each verifier; without a tree search, at the largest N
+        both ran), best-of-N's fall from N = 4."""
+        lines = []
+        weighted_ns = {p.n for p in select(points, strategy="weighted_best_of_n")}
+        n = tree_budget(points) or max(weighted_ns & {p.n for p in select(points, strategy="majority")}, default=None)
+        majority = None if n is None else point_at(points, "majority", n)
+        # A verifier that knows the answers shows a ceiling, not a claim about search.
+        verifiers = [self.main_prm, *(v for v in sorted(other_verifiers)
+                                      if v != self.main_prm and v not in CEILING_VERIFIERS)]
+        for verifier in verifiers if majority is not None else ():
+            weighted = point_at(points if verifier == self.main_prm else other_verifiers[verifier],
+                                "weighted_best_of_n", n)
+            if weighted is None:
+                continue
+            versus = self._versus(Arm(weighted, verifier), Arm(majority, self.main_prm), "majority")
+            subject = "Weighted" if verifier == self.main_prm else f"With {verifier} as verifier, weighted"
+            lines.append(f"{subject} best-of-N vs majority at N={n}: {percent(weighted.accuracy)} vs "
+                         f"{percent(majority.accuracy)} ({versus}).")
+        largest = max((p.n for p in select(points, strategy="best_of_n")), default=None)
+        small = point_at(points, "best_of_n", FALL_FROM_N)
+        if largest is not None and small is not None and largest > FALL_FROM_N:
+            top = point_at(points, "best_of_n", largest)
+            versus = self._versus(Arm(top, self.main_prm), Arm(small, self.main_prm),
+                                  f"its {percent(small.accuracy)} at N={FALL_FROM_N}")
+            lines.append(f"Best-of-N at N={largest}: {percent(top.accuracy)} ({versus}).")
+        return lines
+
+    def _versus(self, arm: Arm, against: Arm, against_text: str) -> str:
+        comparison = compare(self.outcomes(arm), self.outcomes(against),
+                             arm_name=f"{arm.point.label} at N={arm.point.n} ({arm.verifier})",
+                             against_name=f"{against.point.label} at N={against.point.n} ({against.verifier})")
+        return comparison_text(comparison, against_text)
 
 
 def _compute_optimal_lines(report: ComputeOptimalReport) -> list[str]:
@@ -170,8 +266,9 @@ def _compute_optimal_lines(report: ComputeOptimalReport) -> list[str]:
         lines.append(
             f"{where} against each single strategy at equal N ({len(report.gaps)} paired comparisons, 95% "
             f"intervals): ahead in {ahead}, behind in {behind}, within noise in "
-            f"{len(report.gaps) - ahead - behind}; its largest shortfall is {_points(worst.difference)} "
-            f"points against {worst.reference} at N={worst.n} ({_points(worst.low)} to {_points(worst.high)})."
+            f"{len(report.gaps) - ahead - behind}; its largest shortfall is {signed_points(worst.difference)} "
+            f"points against {worst.reference} at N={worst.n} ({signed_points(worst.low)} to "
+            f"{signed_points(worst.high)})."
         )
     reached = [s for s in report.savings if s.compute_optimal_n is not None and s.reference_accuracy > 0]
     if report.savings and report.savings[0].compute_optimal_n is None:
@@ -188,17 +285,12 @@ def _compute_optimal_lines(report: ComputeOptimalReport) -> list[str]:
     return lines
 
 
-def _points(difference: float) -> str:
-    """An accuracy difference in percentage points, signed: '+1.2', '-0.6'."""
-    return f"{100 * difference:+.1f}"
-
-
 def _gap_table(report: ComputeOptimalReport) -> list[dict]:
     """One row per N, one column per single strategy: compute-optimal minus it, with the 95% interval."""
     rows: dict[int, dict] = {}
     for g in report.gaps:
         rows.setdefault(g.n, {"N": g.n})[g.reference] = (
-            f"{_points(g.difference)} [{_points(g.low)}, {_points(g.high)}]")
+            f"{signed_points(g.difference)} [{signed_points(g.low)}, {signed_points(g.high)}]")
     columns = sorted({k for row in rows.values() for k in row if k != "N"})
     return [{"N": n} | {c: row.get(c, "") for c in columns} for n, row in sorted(rows.items())]
 
@@ -232,11 +324,15 @@ def build_report(
     config: Mapping[str, object] | None = None,
     level_n: int | None = None,
     dpi: int = plots.DPI,
+    evaluations: Mapping[str, ModelEvaluation] | None = None,
+    main_prm: str | None = None,
+    reference_outcomes: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Path:
     """Make every figure that the inputs allow, write them as PNGs under `out_dir/figures`, and the HTML page.
 
     `level_n` picks the N of the per-level bars (default: the largest N that a sampling strategy reached).
-    Returns the path of `report.html`.
+    `evaluations`, `main_prm` and `reference_outcomes` give the headline's claims their paired intervals
+    (see `headline`). Returns the path of `report.html`.
     """
     out_dir = Path(out_dir)
     figures: dict[str, Figure] = {
@@ -291,7 +387,8 @@ def build_report(
     page = render_html(
         title=title,
         headline=headline(points, references=references, compute_optimal=compute_optimal, processbench=processbench,
-                          other_verifiers=prm_points),
+                          other_verifiers=prm_points, evaluations=evaluations, main_prm=main_prm,
+                          reference_outcomes=reference_outcomes),
         figures=pngs, tables=tables, config=config,
     )
     path = atomic_write_text(out_dir / REPORT_FILENAME, page)

@@ -10,6 +10,7 @@ from pathlib import Path
 from inference.evaluation.evaluations import ModelEvaluation, read_evaluations
 from inference.evaluation.processbench import ProcessBenchReport
 from inference.reporting.config import ReportConfig
+from inference.reporting.headline import greedy_outcomes
 from inference.reporting.html import build_report
 from inference.reporting.wandb_log import log_evaluation
 
@@ -24,6 +25,7 @@ def report_evaluations(
     policy: str | None = None,
     main_prm: str | None = None,
     references: Mapping[str, float] | None = None,
+    reference_outcomes: Mapping[str, Mapping[str, float]] | None = None,
     level_n: int | None = None,
     processbench: Sequence[ProcessBenchReport] = (),
     config: Mapping[str, object] | None = None,
@@ -31,7 +33,10 @@ def report_evaluations(
     wandb_project: str = "ttc",
     wandb_dir: str | Path | None = None,
 ) -> Path:
-    """Write `out_dir/report.html` for one policy; with `use_wandb`, one W&B run per PRM. Returns the page path."""
+    """Write `out_dir/report.html` for one policy; with `use_wandb`, one W&B run per PRM. Returns the page path.
+
+    The headline's claims are paired per problem with the evaluations' outcomes, and with `reference_outcomes`
+    (reference name -> problem id -> correctness) for the references that have them."""
     policies = sorted({e.policy for e in evaluations})
     if policy is None and len(policies) != 1:
         raise ValueError(f"the evaluations hold policies {policies}; choose one with `policy`")
@@ -48,6 +53,7 @@ def report_evaluations(
         prm_points={prm: e.points for prm, e in sorted(by_prm.items())} if len(by_prm) > 1 else None,
         processbench=processbench, compute_optimal=main.compute_optimal, level_n=level_n,
         config={"policy": policy, "main_prm": main_prm, "prms": sorted(by_prm)} | dict(config or {}),
+        evaluations=by_prm, main_prm=main_prm, reference_outcomes=reference_outcomes,
     )
     if use_wandb:
         images = {p.stem: p for p in sorted((Path(out_dir) / "figures").glob("*.png"))}
@@ -58,11 +64,33 @@ def report_evaluations(
     return path
 
 
+def read_reference_outcomes(eval_dir: str | Path, name: str, accuracy: float) -> dict[str, float]:
+    """Problem id -> correctness of the greedy run in a reference's eval directory (one policy's), which must
+    have the accuracy the reference is drawn at."""
+    evaluations = read_evaluations(eval_dir)
+    policies = sorted({e.policy for e in evaluations})
+    if len(policies) != 1:
+        raise ValueError(f"{eval_dir}: holds the policies {policies}, expected the greedy run of exactly one policy "
+                         f"as reference {name!r}")
+    outcomes = greedy_outcomes(evaluations, policies[0], where=str(eval_dir))
+    if outcomes is None:
+        raise ValueError(f"{eval_dir}: no greedy run (majority at N=1) of {policies[0]}, expected one as reference "
+                         f"{name!r}")
+    found = sum(outcomes.values()) / len(outcomes)
+    if abs(found - accuracy) > 1e-9:
+        raise ValueError(f"{eval_dir}: {policies[0]}'s greedy accuracy is {found}, but references.{name} is "
+                         f"{accuracy}; give the reference its own run's eval directory")
+    return outcomes
+
+
 def run_report(config: ReportConfig) -> str:
     """`ttc-infer report`: read the eval directory and write the report."""
+    reference_outcomes = {name: read_reference_outcomes(eval_dir, name, config.references[name])
+                          for name, eval_dir in config.reference_eval_dirs.items()}
     path = report_evaluations(
         read_evaluations(config.eval_dir), config.output_dir or config.eval_dir, title=config.title,
-        policy=config.policy, main_prm=config.main_prm, references=config.references, level_n=config.level_n,
+        policy=config.policy, main_prm=config.main_prm, references=config.references,
+        reference_outcomes=reference_outcomes, level_n=config.level_n,
         processbench=[ProcessBenchReport.load(p) for p in config.processbench], config=asdict(config),
         use_wandb=config.wandb, wandb_project=config.wandb_project, wandb_dir=config.wandb_dir,
     )

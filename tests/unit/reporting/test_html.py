@@ -6,8 +6,11 @@ import base64
 import re
 from dataclasses import replace
 
+import pytest
+
 from inference.evaluation.compute_optimal import EqualBudgetGap
-from inference.evaluation.metrics import MetricPoint
+from inference.evaluation.evaluations import ModelEvaluation
+from inference.evaluation.metrics import MetricPoint, ProblemOutcome, aggregate
 from inference.reporting.html import build_report, headline, render_html, render_table
 
 
@@ -96,3 +99,74 @@ def test_headline_and_table_of_equal_budget_gaps(run, co_report, tmp_path):
     page = build_report(tmp_path / "r", points=points, compute_optimal=[report], dpi=40).read_text()
     assert "Compute-optimal minus each single strategy at equal N, points [95% interval] (oracle bins)" in page
     assert "+10.0 [+2.0, +18.0]" in page and "-4.0 [-12.0, +4.0]" in page
+
+
+PROBLEMS = ("q0", "q1", "q2", "q3", "q4")
+
+
+def evaluation(prm: str, **arms: tuple[float, ...]) -> ModelEvaluation:
+    """One outcome per problem for each arm '<strategy>_<N>' (beam search with M=4)."""
+    outcomes = []
+    for arm, accuracies in arms.items():
+        strategy, n = arm.rsplit("_", 1)
+        beam_width = 4 if strategy == "beam_search" else None
+        outcomes += [ProblemOutcome(pid, 1, strategy, int(n), beam_width, accuracy, None, 10.0, 0.0)
+                     for pid, accuracy in zip(PROBLEMS, accuracies, strict=True)]
+    return ModelEvaluation("small", prm, tuple(outcomes), tuple(aggregate(outcomes)))
+
+
+MAIN = evaluation("prm-a", majority_4=(0, 0, 0, 0.5, 1), weighted_best_of_n_4=(1, 0, 0, 0.5, 1),
+                  best_of_n_4=(1, 1, 1, 1, 0), best_of_n_8=(0, 0, 0, 0.5, 0), beam_search_4=(1, 0, 1, 0, 1))
+OTHER = evaluation("likelihood", weighted_best_of_n_4=(1, 1, 1, 1, 1))
+REFERENCES = {"large greedy": 0.6, "huge greedy": 1.0}
+REFERENCE_OUTCOMES = {"large greedy": dict(zip(PROBLEMS, (0, 1, 1, 0, 1))), "huge greedy": dict.fromkeys(PROBLEMS, 1)}
+
+
+def paired_headline(reference_outcomes=REFERENCE_OUTCOMES) -> list[str]:
+    return headline(MAIN.points, references=REFERENCES, main_prm="prm-a", reference_outcomes=reference_outcomes,
+                    other_verifiers={"prm-a": MAIN.points, "likelihood": OTHER.points},
+                    evaluations={"prm-a": MAIN, "likelihood": OTHER})
+
+
+def test_headline_claims_carry_paired_intervals_worded_by_them():
+    assert paired_headline() == [
+        # best-of-N at N=4 - large greedy: 1, 0, 0, 1, -1 -> mean 0.2, sample variance 0.7, standard error
+        # sqrt(0.14) = 0.37417, half width 0.73337; - huge greedy: 0, 0, 0, 0, -1 -> mean -0.2, variance 0.2,
+        # standard error 0.2, half width 0.392.
+        "Best accuracy: best_of_n at N=4: 80.0% on 5 problems (within noise of large greedy: +20.0 points, 95% CI "
+        "-53.3 to +93.3, n=5; within noise of huge greedy: -20.0 points, 95% CI -59.2 to +19.2, n=5).",
+        # 1, 0, 0, 0, 0 -> mean 0.2, variance 0.2, half width 0.392 (the tree budget is beam search's N=4).
+        "Weighted best-of-N vs majority at N=4: 50.0% vs 30.0% (within noise of majority: +20.0 points, 95% CI "
+        "-19.2 to +59.2, n=5).",
+        # 1, 1, 1, 0.5, 0 -> mean 0.7, variance 0.2, half width 0.392: above zero.
+        "With likelihood as verifier, weighted best-of-N vs majority at N=4: 100.0% vs 30.0% (ahead of majority: "
+        "+70.0 points, 95% CI +30.8 to +109.2, n=5).",
+        # -1, -1, -1, -0.5, 0 -> mean -0.7: below zero.
+        "Best-of-N at N=8: 10.0% (behind its 80.0% at N=4: -70.0 points, 95% CI -109.2 to -30.8, n=5).",
+        "large greedy (60.0%) is matched by best_of_n at N=4 (80.0%; within noise of it: +20.0 points, 95% CI -53.3 "
+        "to +93.3, n=5).",
+        "huge greedy (100.0%) is not matched by any strategy with the main PRM up to N=8.",
+        # Equal on every problem: a zero-width interval at zero, within noise.
+        "With likelihood as verifier, huge greedy is matched by weighted_best_of_n at N=4 (100.0%; within noise of "
+        "it: +0.0 points, 95% CI +0.0 to +0.0, n=5).",
+    ]
+
+
+def test_headline_refuses_a_reference_on_other_problems_and_one_it_does_not_draw():
+    shifted = dict(REFERENCE_OUTCOMES, **{"large greedy": dict(zip(("q1", "q2", "q3", "q4", "q5"), (0, 1, 1, 0, 1)))})
+    with pytest.raises(ValueError, match=r"cannot pair best_of_n at N=4 \(prm-a\) \(5 problems\) with large greedy "
+                                         r"\(5 problems\): their problem sets differ"):
+        paired_headline(shifted)
+    with pytest.raises(ValueError, match=r"reference_outcomes names \['tiny greedy'\], which are not in references"):
+        paired_headline({"tiny greedy": REFERENCE_OUTCOMES["large greedy"]})
+
+
+def test_without_a_tree_search_weighted_best_of_n_meets_majority_at_the_largest_n_both_ran():
+    sampled = evaluation("prm-a", majority_4=(0, 0, 0, 0.5, 1), majority_8=(0, 0, 1, 0.5, 1),
+                         weighted_best_of_n_4=(1, 0, 0, 0.5, 1), weighted_best_of_n_8=(1, 1, 1, 0.5, 1))
+    # 1, 1, 0, 0, 0 -> mean 0.4, sample variance 0.3, standard error sqrt(0.06) = 0.24495, half width 0.4801.
+    assert headline(sampled.points, evaluations={"prm-a": sampled}, main_prm="prm-a") == [
+        "Best accuracy: weighted_best_of_n at N=8: 90.0% on 5 problems.",
+        "Weighted best-of-N vs majority at N=8: 90.0% vs 50.0% (within noise of majority: +40.0 points, 95% CI -8.0 "
+        "to +88.0, n=5).",
+    ]

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
+
+import pytest
 
 import inference.evaluation.bins as bins
 import inference.evaluation.metrics as metrics
 from inference import cli
+from inference.config import ConfigError
+from inference.evaluation.evaluations import ModelEvaluation, write_evaluations
+from inference.evaluation.metrics import ProblemOutcome, aggregate
 from inference.evaluation.processbench import ProcessBenchMetrics, ProcessBenchReport
+from inference.reporting.config import ReportConfig
+from inference.reporting.report import read_reference_outcomes, run_report
 from inference.results import append_results
 from tests.unit.evaluation.helpers import exact_grader, exact_grouper, simulated_rows
 
@@ -37,3 +45,34 @@ def test_eval_then_report_via_cli(tmp_path, capsys, monkeypatch):
     assert "&quot;main_prm&quot;: &quot;prm-b&quot;" in page
     # vs N, vs tokens (no PRM size given), levels, PRM comparison, ProcessBench, two compute-optimal plots.
     assert page.count("<img ") == 7
+
+
+def _write_greedy(eval_dir, policy: str, correct: tuple[int, ...], problems=("q0", "q1", "q2", "q3")) -> None:
+    outcomes = tuple(ProblemOutcome(pid, 1, "majority", 1, None, float(c), None, 10.0, 0.0)
+                     for pid, c in zip(problems, correct, strict=True))
+    write_evaluations([ModelEvaluation(policy, "", outcomes, tuple(aggregate(outcomes)))], eval_dir)
+
+
+def test_a_reference_eval_dir_pairs_the_report_headline_with_its_greedy_run(tmp_path):
+    small = tuple(ProblemOutcome(pid, 1, strategy, 4, None, float(c), None, 10.0 * 4, 0.0)
+                  for strategy, correct in (("majority", (1, 0, 1, 0)), ("weighted_best_of_n", (1, 1, 1, 0)))
+                  for pid, c in zip(("q0", "q1", "q2", "q3"), correct))
+    write_evaluations([ModelEvaluation("small", "prm-a", small, tuple(aggregate(small)))], tmp_path / "eval")
+    _write_greedy(tmp_path / "large", "large", (1, 1, 0, 0))
+    config = ReportConfig(eval_dir=str(tmp_path / "eval"), references={"large greedy": 0.5},
+                          reference_eval_dirs={"large greedy": str(tmp_path / "large")})
+    page = Path(run_report(config)).read_text()
+    # Weighted best-of-N - large greedy: 0, 0, 1, 0 -> mean 0.25, sample std 0.5, standard error 0.25, half width 0.49.
+    assert ("large greedy (50.0%) is matched by weighted_best_of_n at N=4 (75.0%; within noise of it: +25.0 points, "
+            "95% CI -24.0 to +74.0, n=4).") in page
+
+
+def test_a_reference_eval_dir_must_hold_that_references_greedy_run(tmp_path):
+    _write_greedy(tmp_path / "large", "large", (1, 1, 0, 0))
+    with pytest.raises(ValueError, match=rf"^{tmp_path}/large: large's greedy accuracy is 0.5, but references.large "
+                                         r"greedy is 0.6; give the reference its own run's eval directory"):
+        read_reference_outcomes(tmp_path / "large", "large greedy", 0.6)
+    assert read_reference_outcomes(tmp_path / "large", "large greedy", 0.5) == {"q0": 1, "q1": 1, "q2": 0, "q3": 0}
+    with pytest.raises(ConfigError, match=r"reference_eval_dirs names \['tiny greedy'\], which are not in references "
+                                          r"\['large greedy'\]"):
+        ReportConfig(eval_dir="e", references={"large greedy": 0.5}, reference_eval_dirs={"tiny greedy": "t"})
