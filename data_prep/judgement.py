@@ -1,11 +1,18 @@
-"""The judgement layouts of the generative PRM styles, one definition both arms use: the text a +/- chat PRM
-(RLHFlow) or a step-tag PRM (Math-Shepherd) reads and the token position of each step's judgement, so a PRM trained
-by `train_prm.py` is scored at exactly the positions it learned."""
+"""The layouts PRMs read, one definition both arms use: the policy prompt, the text a +/- chat PRM (RLHFlow), a
+step-tag PRM (Math-Shepherd) or a likelihood PRM reads, and the token positions of each step's judgement, so a PRM
+trained by `train_prm.py` is scored at exactly the positions it learned."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+from data_prep.steps import STEP_SEPARATOR, build_messages
+
+PROMPT_DATE = "26 Jul 2024"
+"""The date a chat template that takes one writes into every prompt (Llama-3.1/3.2's `date_string`, whose own
+fallback this is): pinned, because by default the template stamps today's date, so a run resumed on another day
+would see other prompts."""
 
 
 class JudgementLayoutError(ValueError):
@@ -102,3 +109,47 @@ def step_tag_layout(tokenizer: Any, problem: str, steps: Sequence[str], step_tag
             raise JudgementLayoutError(f"no token covers the step tag of step {index + 1}")
         positions.append(token)
     return input_ids, positions
+
+
+def render_policy_prompt(tokenizer: Any, problem: str, system_prompt: str | None, *, chat_template: str | None = None,
+                         date: str = PROMPT_DATE) -> str:
+    """The policy's chat-templated prompt for `problem` with the assistant turn opened (the one rendering of it).
+
+    `chat_template` overrides the tokenizer's own template for this call only; the tokenizer is never modified.
+    The result already holds the template's special tokens: tokenize it with `add_special_tokens=False`.
+    """
+    template = chat_template if chat_template is not None else getattr(tokenizer, "chat_template", None)
+    if not template:
+        name = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
+        raise ValueError(
+            f"tokenizer {name!r} has no chat template; use an instruct/chat checkpoint or pass chat_template"
+        )
+    rendered = tokenizer.apply_chat_template(
+        build_messages(problem, system_prompt), tokenize=False, add_generation_prompt=True, chat_template=template,
+        date_string=date,
+    )
+    if not isinstance(rendered, str):
+        raise TypeError(f"apply_chat_template returned {type(rendered).__name__}, expected str")
+    return rendered
+
+
+def likelihood_layout(tokenizer: Any, problem: str, steps: Sequence[str], system_prompt: str | None
+                      ) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids of a solution after the policy prompt, and each step's (first, last) token index, both inclusive.
+
+    What a likelihood verifier reads: the prompt and the solution are encoded apart, as a policy generates the
+    solution after its prompt; the separators between steps belong to no step.
+    """
+    prompt = render_policy_prompt(tokenizer, problem, system_prompt)
+    prompt_ids = list(tokenizer.encode(prompt, add_special_tokens=False))
+    solution_ids, offsets = encode_with_offsets(tokenizer, STEP_SEPARATOR.join(steps), add_special_tokens=False)
+    spans, start = [], 0
+    for index, step in enumerate(steps):
+        end = start + len(step)
+        first = token_index_at(offsets, start) if step else None
+        last = token_index_at(offsets, end - 1, last=True) if step else None
+        if first is None or last is None:
+            raise JudgementLayoutError(f"step {index + 1} ({step!r}) covers no token; a step needs text")
+        spans.append((len(prompt_ids) + first, len(prompt_ids) + last))
+        start = end + len(STEP_SEPARATOR)
+    return prompt_ids + solution_ids, spans

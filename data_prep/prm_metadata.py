@@ -11,12 +11,23 @@ from data_prep.steps import STEP_SEPARATOR
 
 METADATA_FILENAME = "ttc_prm.json"
 
-PRMStyle = Literal["token_classification", "chat_plus_minus", "step_tag"]
+PRMStyle = Literal["token_classification", "chat_plus_minus", "step_tag", "likelihood_head", "implicit"]
 """(a) TRL-style token classification head, label on each step separator's last token;
 (b) causal LM answering `+`/`-` after each step in a chat turn (RLHFlow);
-(c) causal LM with a step-tag token whose next-token distribution over `+`/`-` is the score (Math-Shepherd)."""
+(c) causal LM with a step-tag token whose next-token distribution over `+`/`-` is the score (Math-Shepherd);
+(d) a causal LM's own token probabilities with a trained head over them (`LIKELIHOOD_HEAD_FILE`);
+(e) an implicit PRM (Yuan et al. 2024): a causal LM trained on outcome labels against a frozen reference model; step
+k's reward is beta times the sum over its tokens of log P_model - log P_reference, its score sigmoid(reward)."""
 
-PRM_STYLES: tuple[str, ...] = ("token_classification", "chat_plus_minus", "step_tag")
+PRM_STYLES: tuple[str, ...] = ("token_classification", "chat_plus_minus", "step_tag", "likelihood_head", "implicit")
+
+LIKELIHOOD_HEAD_FILE = "likelihood_head.safetensors"
+"""The head of a `likelihood_head` PRM, beside its causal LM's weights. Tensors: `likelihood_weight` (1,),
+`hidden_weight` (hidden_size,), `bias` (1,). With the solution laid out by `data_prep.judgement.likelihood_layout`,
+step k's logit is likelihood_weight * min over the step's tokens of log P(token | before) + hidden_weight . h + bias,
+h the LM's last hidden state (after its final norm) at the step's last token; the score is sigmoid(logit).
+At likelihood_weight 1, hidden_weight 0, bias 0 the score is a monotone map of the untrained likelihood read-out."""
+LIKELIHOOD_HEAD_TENSORS: tuple[str, ...] = ("likelihood_weight", "hidden_weight", "bias")
 
 
 @dataclass(frozen=True)
@@ -34,7 +45,11 @@ class PRMMetadata:
     step_tag: str | None = None
     """Step-tag PRMs only: the tag placed after each step."""
     system_prompt: str | None = None
-    """System prompt used to build training prompts, if any (recorded for reproducibility)."""
+    """System prompt used to build training prompts, if any (the likelihood-reading styles render it again)."""
+    reference_model: str | None = None
+    """Implicit PRMs only: the frozen reference model (a local path) whose log-probabilities the rewards subtract."""
+    beta: float | None = None
+    """Implicit PRMs only: the reward scale beta."""
     train_config: dict | None = None
     """Key settings of the training run (label kind, dataset, seed)."""
 
@@ -45,6 +60,8 @@ class PRMMetadata:
             raise ValueError("step_separator is empty")
         if self.prm_style == "step_tag" and not self.step_tag:
             raise ValueError("prm_style 'step_tag' needs step_tag")
+        if self.prm_style == "implicit" and (not self.reference_model or not self.beta or self.beta <= 0):
+            raise ValueError("prm_style 'implicit' needs reference_model and a positive beta")
 
     def save(self, checkpoint_dir: str | Path) -> Path:
         return write_json_record(self, Path(checkpoint_dir) / METADATA_FILENAME)

@@ -1,17 +1,14 @@
-"""The one place a policy prompt is rendered: the tokenizer's chat template over `build_messages`, plus the prefix."""
+"""Policy prompts as the generation backends feed them: `data_prep.judgement.render_policy_prompt` plus the prefix."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from data_prep.steps import build_messages
+from data_prep.judgement import PROMPT_DATE, render_policy_prompt
 from inference.types import GenerationRequest
 
-PROMPT_DATE = "26 Jul 2024"
-"""The date a chat template that takes one writes into every prompt (Llama-3.1/3.2's `date_string`, whose own
-fallback this is): pinned, because by default the template stamps today's date, so a run resumed on another day
-would see other prompts."""
+__all__ = ["PROMPT_DATE", "PromptedBackend", "prompt_token_ids", "render_prompt"]
 
 
 def render_prompt(
@@ -25,23 +22,12 @@ def render_prompt(
     """Chat-templated prompt for `request.problem` with the assistant turn opened, then `request.prefix`.
 
     `chat_template` overrides the tokenizer's own template for this call only; the tokenizer is never modified.
-    `date` is the template's `date_string` (templates that take none ignore it).
+    `date` is the template's `date_string` (templates that take none ignore it; `data_prep.judgement.PROMPT_DATE`).
     The result already holds the template's special tokens (BOS and role markers): tokenize it with
     `add_special_tokens=False`.
     """
-    template = chat_template if chat_template is not None else getattr(tokenizer, "chat_template", None)
-    if not template:
-        name = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
-        raise ValueError(
-            f"tokenizer {name!r} has no chat template; use an instruct/chat checkpoint or pass chat_template"
-        )
-    messages = build_messages(request.problem, system_prompt)
-    rendered = tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True, chat_template=template, date_string=date
-    )
-    if not isinstance(rendered, str):
-        raise TypeError(f"apply_chat_template returned {type(rendered).__name__}, expected str")
-    return rendered + request.prefix
+    return render_policy_prompt(tokenizer, request.problem, system_prompt, chat_template=chat_template,
+                                date=date) + request.prefix
 
 
 def prompt_token_ids(

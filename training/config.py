@@ -182,8 +182,11 @@ class TtcPRMConfig(PRMConfig):
     prm_style: str = "token_classification"
     """What to train: `token_classification` (a fresh 2-class head on each step separator, TRL's PRMTrainer),
     `chat_plus_minus` (RLHFlow: the causal LM answers each step's user turn with good_token/bad_token) or
-    `step_tag` (Math-Shepherd: the causal LM's next token after each step_tag). The generative styles keep the LM
-    head; their loss is the 2-way cross-entropy over (good_token, bad_token) at the judgement positions only."""
+    `step_tag` (Math-Shepherd: the causal LM's next token after each step_tag) or `likelihood_head` (the causal
+    LM's own token probabilities, read as the untrained likelihood verifier reads them, with a trained head over
+    them: training starts from that read-out) or `implicit` (Yuan et al. 2024: the causal LM trained on outcome
+    labels against its frozen starting weights, step rewards beta * log-ratio summed over the step). The generative styles keep the LM head; their loss is the 2-way
+    cross-entropy over (good_token, bad_token) at the judgement positions only."""
     good_token: str = "+"
     """Generative styles: the single token that means 'this step is correct'."""
     bad_token: str = "-"
@@ -197,6 +200,16 @@ class TtcPRMConfig(PRMConfig):
     `p > hard_label_threshold` first (bools are unchanged either way)."""
     hard_label_threshold: float = 0.0
     """With soft_labels False: a step is good when its label is above this (0.0: any rollout reached the answer)."""
+    mask_after_first_error: bool = False
+    """Steps after a solution's first bad step (label false, or a soft label <= hard_label_threshold) carry no
+    loss: ProcessBench asks for the first wrong step, and later steps of a wrong solution are bad only because an
+    earlier one was."""
+    implicit_beta: float = 0.05
+    """prm_style implicit: beta, the scale of the rewards beta * (log P_model - log P_reference) (0.05 in Yuan et
+    al. 2024)."""
+    freeze_backbone: bool = True
+    """prm_style likelihood_head: train the head only (the LM, hence the read-out it starts from, stays as it is);
+    False trains the LM too (all weights, or its LoRA adapters with use_peft)."""
     resume: bool = False
     """Resume from the last `checkpoint-*` in output_dir (sets resume_from_checkpoint)."""
 

@@ -38,12 +38,22 @@ from trl.experimental.prm import PRMTrainer
 from data_prep.labels import mix_step_labels, read_step_labels, tokenize_steps
 from data_prep.prm_metadata import PRMMetadata
 from data_prep.records import StepLabels
-from data_prep.steps import STEP_SEPARATOR
+from data_prep.steps import STEP_SEPARATOR, SYSTEM_PROMPT
 from training.config import MODEL_SHAPES, DataArguments, ModelArguments, TtcPRMConfig
+from training.likelihood_head import (
+    LIKELIHOOD_HEAD_STYLE,
+    LikelihoodHeadCollator,
+    LikelihoodHeadModel,
+    layout_row,
+)
+from training.likelihood_head import PROMPT_FORMAT as LIKELIHOOD_HEAD_PROMPT_FORMAT
+from training.implicit import IMPLICIT_STYLE, ImplicitPRMModel, outcome_label
+from training.implicit import PROMPT_FORMAT as IMPLICIT_PROMPT_FORMAT
 from training.generative import (
     IGNORE_INDEX,
     JUDGEMENT_STYLES,
     PROMPT_FORMATS,
+    PRMInputError,
     check_texts_fit_style,
     judgement_pair_logits,
     judgement_token_ids,
@@ -204,6 +214,19 @@ def build_model(
     A random `init_from_config` model is built with `seed`. With LoRA it is first saved to `<output_dir>/base` and
     reloaded from there, so the adapter's base is a local directory and the checkpoint loads offline.
     """
+    if training_args.prm_style in LIKELIHOOD_READING_STYLES:
+        if model_args.use_peft:
+            raise ValueError(f"prm_style {training_args.prm_style} trains the whole LM (or, likelihood_head, its "
+                             "head only); use_peft is not supported for it yet")
+        if model_args.model_name_or_path is None:
+            backbone = build_random_model(model_args, tokenizer, training_args.seed, causal_lm=True)
+        else:
+            backbone = _load_model(model_args.model_name_or_path, model_args, causal_lm=True)
+        if training_args.prm_style == LIKELIHOOD_HEAD_STYLE:
+            return (LikelihoodHeadModel(backbone, freeze_backbone=training_args.freeze_backbone),
+                    model_args.model_name_or_path)
+        return ImplicitPRMModel(backbone, _implicit_reference(backbone, model_args, training_args),
+                                beta=training_args.implicit_beta), model_args.model_name_or_path
     causal_lm = training_args.prm_style in JUDGEMENT_STYLES
     if model_args.model_name_or_path is not None:
         base = model_args.model_name_or_path
@@ -221,6 +244,32 @@ def build_model(
         del model
     _wait_for_everyone()
     return _load_model(str(base_dir), model_args, causal_lm=causal_lm), str(base_dir)
+
+
+LIKELIHOOD_READING_STYLES = (LIKELIHOOD_HEAD_STYLE, IMPLICIT_STYLE)
+"""Styles that read the solution after the policy's prompt from a causal LM's token probabilities."""
+REFERENCE_SUBDIR = "reference"
+"""Where an implicit PRM grown from a random `init_from_config` model saves its reference, so it loads offline."""
+
+
+def _implicit_reference(model: Any, model_args: ModelArguments, training_args: TtcPRMConfig) -> Any:
+    """The frozen reference of an implicit PRM: a copy of the starting weights (saved beside the checkpoint when
+    they are random, so `ttc_prm.json` can point at them)."""
+    import copy
+
+    reference = copy.deepcopy(model)
+    if model_args.model_name_or_path is None and training_args.process_index == 0:
+        reference.save_pretrained(Path(training_args.output_dir) / REFERENCE_SUBDIR, safe_serialization=True)
+    return reference
+
+
+def reference_model_path(model_args: ModelArguments, args: TtcPRMConfig) -> str | None:
+    """The reference an implicit PRM's ttc_prm.json names: the starting checkpoint, resolved to a local path."""
+    if args.prm_style != IMPLICIT_STYLE:
+        return None
+    if model_args.model_name_or_path is None:
+        return str((Path(args.output_dir) / REFERENCE_SUBDIR).resolve())
+    return resolve_local_base(model_args.model_name_or_path)
 
 
 def _wait_for_everyone() -> None:
@@ -270,6 +319,13 @@ def harden_labels(records: Sequence[StepLabels], threshold: float) -> list[StepL
     return hardened
 
 
+def labelled_through_first_error(labels: Sequence[float], threshold: float) -> int:
+    """How many leading steps keep their label when later ones are masked: through the first bad step (a label
+    <= threshold; bools arrive as 0.0 / 1.0), all of them when none is bad."""
+    first_bad = next((index for index, label in enumerate(labels) if float(label) <= threshold), None)
+    return len(labels) if first_bad is None else first_bad + 1
+
+
 def build_dataset(
     records: Sequence[StepLabels], tokenizer: Any, args: TtcPRMConfig, *, is_eval: bool = False,
     good_id: int | None = None,
@@ -288,15 +344,39 @@ def build_dataset(
     })
 
     def tokenize(row: dict[str, Any]) -> dict[str, Any]:
+        # Steps past `labelled` keep their text but carry no loss (mask_after_first_error).
+        labelled = (labelled_through_first_error(row["labels"], args.hard_label_threshold)
+                    if args.mask_after_first_error else len(row["labels"]))
+        if args.prm_style == IMPLICIT_STYLE:
+            example = layout_row(tokenizer, row["prompt"], row["completions"], None, system_prompt=SYSTEM_PROMPT,
+                                 max_length=args.max_length)
+            # One label per solution, its outcome (bools arrive as 0.0 / 1.0; load_records refused soft ones).
+            return {"input_ids": example.input_ids, "step_index": example.step_index,
+                    "labels": [float(all(label == 1.0 for label in row["labels"]))],
+                    "truncated": max(example.step_index) + 1 < len(row["completions"])}
+        if args.prm_style == LIKELIHOOD_HEAD_STYLE:
+            example = layout_row(tokenizer, row["prompt"], row["completions"], row["labels"],
+                                 system_prompt=SYSTEM_PROMPT, max_length=args.max_length)
+            labels = [label if step < labelled and not (args.train_on_last_step_only and not is_eval
+                                                         and step != len(row["labels"]) - 1) else float(IGNORE_INDEX)
+                      for step, label in enumerate(example.step_labels)]
+            return {"input_ids": example.input_ids, "step_index": example.step_index, "labels": labels,
+                    "truncated": len(example.step_labels) < len(row["completions"])}
+        tokens = _tokenize_token_labels(row)
+        token_labels = list(tokens.labels)
+        for position in tokens.step_positions[labelled:]:
+            token_labels[position] = float(IGNORE_INDEX)
+        return {"input_ids": tokens.input_ids, "labels": token_labels,
+                "truncated": len(tokens.step_positions) < len(row["completions"])}
+
+    def _tokenize_token_labels(row: dict[str, Any]) -> Any:
         if args.prm_style in JUDGEMENT_STYLES:
-            tokens = judgement_tokens(
+            return judgement_tokens(
                 tokenizer, args.prm_style, row["prompt"], row["completions"], row["labels"],
                 good_token=args.good_token, good_id=good_id, step_tag=args.step_tag, max_length=args.max_length,
                 train_on_last_step_only=args.train_on_last_step_only and not is_eval,
             )
-            return {"input_ids": tokens.input_ids, "labels": tokens.labels,
-                    "truncated": len(tokens.step_positions) < len(row["completions"])}
-        tokens = tokenize_steps(
+        return tokenize_steps(
             tokenizer,
             row["prompt"],
             row["completions"],
@@ -306,10 +386,10 @@ def build_dataset(
             max_completion_length=args.max_completion_length,
             train_on_last_step_only=args.train_on_last_step_only and not is_eval,
         )
-        return {"input_ids": tokens.input_ids, "labels": tokens.labels,
-                "truncated": len(tokens.step_positions) < len(row["completions"])}
 
     features = datasets.Features({**LABEL_FEATURES, "truncated": datasets.Value("bool")})
+    if args.prm_style in LIKELIHOOD_READING_STYLES:
+        features["step_index"] = datasets.Sequence(datasets.Value("int64"))
     with PartialState().main_process_first():
         dataset = raw.map(tokenize, remove_columns=raw.column_names, features=features,
                           num_proc=args.dataset_num_proc, desc="Tokenizing eval set" if is_eval else "Tokenizing")
@@ -401,12 +481,43 @@ class SoftLabelPRMTrainer(PRMTrainer):
             inner = inner.get_base_model() if isinstance(inner, PeftModel) else inner
             self._can_select_logits = "logits_to_keep" in inspect.signature(inner.forward).parameters
 
+    def _likelihood_head(self) -> LikelihoodHeadModel | ImplicitPRMModel | None:
+        """The model when it is one of the likelihood-reading styles' modules (saved in their own layout)."""
+        from accelerate.utils import extract_model_from_parallel
+
+        inner = extract_model_from_parallel(self.model)
+        return inner if isinstance(inner, (LikelihoodHeadModel, ImplicitPRMModel)) else None
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        # A likelihood-head PRM is an LM plus three head tensors, an implicit PRM an LM beside its reference: every
+        # checkpoint is written in the layout the scorer loads (the Trainer would write one state dict, which a
+        # tied LM head cannot even be saved as).
+        head_model = self._likelihood_head()
+        if head_model is None:
+            return super()._save(output_dir, state_dict)
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return None
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        head_model.save_checkpoint(output_dir)
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+        torch.save(self.args, Path(output_dir) / "training_args.bin")
+        return None
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        head_model = self._likelihood_head()
+        if head_model is None:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        head_model.load_checkpoint(resume_from_checkpoint)
+        return None
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, D102
         labels = inputs["labels"]
         model_inputs = {key: value for key, value in inputs.items() if key != "labels"}
         if self.judgement_ids is None:
             outputs = model(**model_inputs)
-            logits, step_labels = outputs.logits, labels
+            logits, step_labels = outputs["logits"], labels
         else:
             good_id, bad_id = self.judgement_ids
             logits, step_labels, columns = judgement_pair_logits(
@@ -490,6 +601,11 @@ def load_records(data_args: DataArguments, args: TtcPRMConfig, tokenizer: Any = 
 
     def read(paths: Sequence[str], weights: Sequence[float] | None) -> list[StepLabels]:
         sources = [read_step_labels(path, data_args.data_format, **options) for path in paths]
+        if args.prm_style == IMPLICIT_STYLE:
+            exact_rows = data_args.data_format == "stepwise" and not data_args.skip_invalid_rows
+            for path, source in zip(paths, sources):
+                for index, record in enumerate(source, start=1):
+                    outcome_label(record.labels, f"{path} row {index}" if exact_rows else f"{path} example {index}")
         if args.prm_style in JUDGEMENT_STYLES:
             reserved = list(getattr(tokenizer, "all_special_tokens", None) or [])
             exact_rows = data_args.data_format == "stepwise" and not data_args.skip_invalid_rows
@@ -546,7 +662,10 @@ def build_metadata(model_args: ModelArguments, data_args: DataArguments, args: T
         "use_peft": model_args.use_peft,
         "lora_r": model_args.lora_r if model_args.use_peft else None,
         "lora_target_modules": list(model_args.lora_target_modules) if model_args.use_peft else None,
-        "prompt_format": PROMPT_FORMATS.get(args.prm_style, PROMPT_FORMAT),
+        "prompt_format": {LIKELIHOOD_HEAD_STYLE: LIKELIHOOD_HEAD_PROMPT_FORMAT, IMPLICIT_STYLE: IMPLICIT_PROMPT_FORMAT,
+                          **PROMPT_FORMATS}.get(args.prm_style, PROMPT_FORMAT),
+        "mask_after_first_error": args.mask_after_first_error,
+        **({"freeze_backbone": args.freeze_backbone} if args.prm_style == LIKELIHOOD_HEAD_STYLE else {}),
     }
     generative = args.prm_style in JUDGEMENT_STYLES
     return PRMMetadata(
@@ -557,7 +676,10 @@ def build_metadata(model_args: ModelArguments, data_args: DataArguments, args: T
         positive_label=POSITIVE_LABEL,
         **({"good_token": args.good_token, "bad_token": args.bad_token} if generative else {}),
         step_tag=args.step_tag if args.prm_style == "step_tag" else None,
-        system_prompt=None,
+        # The likelihood head reads the solution after the policy's prompt, so the scorer must render the same.
+        system_prompt=SYSTEM_PROMPT if args.prm_style in LIKELIHOOD_READING_STYLES else None,
+        reference_model=reference_model_path(model_args, args),
+        beta=args.implicit_beta if args.prm_style == IMPLICIT_STYLE else None,
         train_config=train_config,
     )
 
@@ -588,6 +710,10 @@ def train_prm(
         judgement_ids = judgement_token_ids(tokenizer, args.prm_style, good_token=args.good_token,
                                             bad_token=args.bad_token, step_tag=args.step_tag,
                                             tokenizer_source=source)
+    if args.prm_style in LIKELIHOOD_READING_STYLES and not getattr(tokenizer, "chat_template", None):
+        source = model_args.tokenizer_name_or_path or model_args.model_name_or_path or "the built-in tiny tokenizer"
+        raise PRMInputError(f"tokenizer {source} has no chat template; prm_style {args.prm_style} reads the solution "
+                            "after the policy's chat prompt (train it from a policy/instruct checkpoint)")
     train_records, eval_records = load_records(data_args, args, tokenizer)
     logger.info("training on %d examples (%s)", len(train_records), label_source_name(data_args))
     # Seed before building: a head added to a loaded backbone is initialised here, before the Trainer seeds.
@@ -598,7 +724,8 @@ def train_prm(
     trainer = SoftLabelPRMTrainer(
         model=model,
         args=args,
-        data_collator=StepLabelCollator(tokenizer.pad_token_id),
+        data_collator=LikelihoodHeadCollator(tokenizer.pad_token_id) if args.prm_style in LIKELIHOOD_READING_STYLES
+        else StepLabelCollator(tokenizer.pad_token_id),
         train_dataset=build_dataset(train_records, tokenizer, args, good_id=good_id),
         eval_dataset=build_dataset(eval_records, tokenizer, args, is_eval=True, good_id=good_id)
         if eval_records else None,

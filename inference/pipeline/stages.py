@@ -22,6 +22,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 """Where the stage commands run (their paths are relative to it)."""
 LIKELIHOOD_VERIFIER = "policy-large-likelihood"
 """Name in result rows of the verifier that reads policy-large's token probabilities (no trained head)."""
+LIKELIHOOD_HEAD_PRM = "prm-likelihood-head"
+"""The PRM trained in the run over that read-out (prm_style likelihood_head, same backbone): it is compared with
+the untrained read-out in every search and ProcessBench stage, so the run says whether training pays."""
+CLASSIFIER_PRMS = ("prm-oracle", "prm-mc")
+"""The token-classification PRMs fine-tuned from the shipped verifier on each label set."""
+TRAINED_PRMS = (LIKELIHOOD_HEAD_PRM, *CLASSIFIER_PRMS)
+MIN_AGGREGATION = ("best_of_n", "weighted_best_of_n", "beam_search", "dvts")
+"""Strategies whose `aggregation` the likelihood verifiers set to min: a solution is as good as its least likely
+step (the boxed answer at the end is fluent whatever came before it)."""
 
 
 @dataclass(frozen=True)
@@ -197,7 +206,18 @@ def _prm_stages(opts: PipelineOptions) -> list[Stage]:
             clean_on_rerun=(f"{run}/prm-{labeller}",),
         )
         for labeller in ("oracle", "mc")
-    ]
+    ] + [Stage(
+        LIKELIHOOD_HEAD_PRM,
+        "likelihood-head PRM: policy-large's token probabilities (the untrained read-out) with a head trained on the "
+        "oracle labels and corrupted-train (accelerate launch train_prm.py, configs/prm/tiny_likelihood_head.yaml)",
+        [*_accelerate_launch(), "training/train_prm.py", "--config", "configs/prm/tiny_likelihood_head.yaml",
+         "--model_name_or_path", opts.large_policy,
+         "--train_files", f"{run}/labels/oracle.jsonl", f"{run}/labels/train_corrupted.jsonl",
+         "--output_dir", f"{run}/{LIKELIHOOD_HEAD_PRM}", "--run_name", LIKELIHOOD_HEAD_PRM, "--seed", str(opts.seed)],
+        reads=("configs/prm/tiny_likelihood_head.yaml", "configs/accelerate/cpu.yaml"),
+        after=("labels-oracle", "corrupted-train", "policies"),
+        clean_on_rerun=(f"{run}/{LIKELIHOOD_HEAD_PRM}",),
+    )]
 
 
 def _inference_stages(opts: PipelineOptions) -> list[Stage]:
@@ -223,15 +243,26 @@ def _inference_stages(opts: PipelineOptions) -> list[Stage]:
         opts.small_policy, ["--prm.path", SYNTHETIC_CHECKER, "--sweep.strategies", "beam_search", "--sweep.max_n",
                             str(s.max_n_tree)],
     ))
-    stages.append(_search_stage(
-        opts, "search-likelihood",
-        f"ttc-infer: policy-small + policy-large's token probabilities as verifier (no trained head; a step scores "
-        f"its least likely token, solutions the minimum), best-of-N and weighted best-of-N at N <= {s.max_n_sampling}",
-        opts.small_policy, ["--prm.path", opts.large_policy, "--prm.prm_style", LIKELIHOOD_STYLE,
-                            "--prm.name", LIKELIHOOD_VERIFIER, "--sweep.strategies", "best_of_n", "weighted_best_of_n",
-                            "--sweep.max_n", str(s.max_n_sampling), "--strategies.best_of_n.aggregation", "min",
-                            "--strategies.weighted_best_of_n.aggregation", "min"],
-    ))
+    untrained = ["--prm.path", opts.large_policy, "--prm.prm_style", LIKELIHOOD_STYLE, "--prm.name", LIKELIHOOD_VERIFIER]
+    trained = ["--prm.path", f"{opts.run_dir}/{LIKELIHOOD_HEAD_PRM}", "--prm.name", LIKELIHOOD_HEAD_PRM]
+    for name, verifier, what, after in (
+        ("likelihood", untrained, "policy-large's token probabilities as verifier (no trained head; a step scores its "
+         "least likely token, solutions the minimum)", ("policies",)),
+        ("likelihood-head", trained, f"{LIKELIHOOD_HEAD_PRM} (the same read-out with a trained head; solutions the "
+         "minimum)", (LIKELIHOOD_HEAD_PRM,)),
+    ):
+        # The trained PRM's run also draws majority from its own samples, so its comparisons pair on them.
+        sampled = ["majority", "best_of_n", "weighted_best_of_n"] if name == "likelihood-head" else [
+            "best_of_n", "weighted_best_of_n"]
+        for kind, strategies, max_n in (("search", sampled, s.max_n_sampling),
+                                        ("tree", ["beam_search", "dvts"], s.max_n_tree)):
+            minimum = [arg for strategy in strategies if strategy in MIN_AGGREGATION
+                       for arg in (f"--strategies.{strategy}.aggregation", "min")]
+            stages.append(_search_stage(
+                opts, f"{kind}-{name}", f"ttc-infer: policy-small + {what}, {', '.join(strategies)} at N <= {max_n}",
+                opts.small_policy, [*verifier, "--sweep.strategies", *strategies, "--sweep.max_n", str(max_n),
+                                    *minimum], after=after,
+            ))
     for size, policy in (("small", opts.small_policy), ("large", opts.large_policy)):
         stages.append(_search_stage(
             opts, f"greedy-{size}", f"ttc-infer: policy-{size} greedy decoding (the reference line)", policy,
@@ -256,9 +287,9 @@ def _search_stage(opts: PipelineOptions, name: str, description: str, policy: st
 
 
 def _processbench_stage(run: Path, name: str, data_stage: str, data: str, description: str) -> Stage:
-    """`ttc-infer processbench` of both PRMs on one labelled file, written to `<run>/<name>`."""
+    """`ttc-infer processbench` of the PRMs trained in the run on one labelled file, written to `<run>/<name>`."""
     return _processbench_call(run, name, data_stage, data, description,
-                              {"prm-oracle": f"{run}/prm-oracle", "prm-mc": f"{run}/prm-mc"}, ("prm-oracle", "prm-mc"))
+                              {prm: f"{run}/{prm}" for prm in TRAINED_PRMS}, TRAINED_PRMS)
 
 
 def _likelihood_processbench_stage(opts: PipelineOptions, name: str, data_stage: str, data: str) -> Stage:
@@ -285,11 +316,12 @@ def _evaluation_stages(opts: PipelineOptions) -> list[Stage]:
     from inference.pipeline.summary import reference_accuracies
 
     run = opts.run_dir
-    searches = ("search-oracle", "tree-oracle", "search-mc", "tree-mc", "tree-checker", "search-likelihood")
-    report_args = ["--eval_dir", f"{run}/eval", "--output_dir", f"{run}/report", "--main_prm", "prm-oracle",
-                   "--processbench", f"{run}/processbench/processbench-prm-oracle.json",
-                   f"{run}/processbench/processbench-prm-mc.json",
+    searches = ("search-oracle", "tree-oracle", "search-mc", "tree-mc", "tree-checker", "search-likelihood",
+                "tree-likelihood", "search-likelihood-head", "tree-likelihood-head")
+    report_args = ["--eval_dir", f"{run}/eval", "--output_dir", f"{run}/report", "--main_prm", LIKELIHOOD_HEAD_PRM,
+                   "--processbench", *(f"{run}/processbench/processbench-{prm}.json" for prm in TRAINED_PRMS),
                    f"{run}/processbench-likelihood/processbench-{LIKELIHOOD_VERIFIER}.json",
+                   "--reference_eval_dirs", json.dumps({"policy-large greedy": f"{run}/eval-large"}),
                    "--title", "ttc on the embedded default: policy-small + search vs policy-large greedy"]
     if opts.wandb:
         report_args += ["--wandb", "true", "--wandb_dir", f"{run}/wandb"]
@@ -316,7 +348,7 @@ def _evaluation_stages(opts: PipelineOptions) -> list[Stage]:
                        "--seed", str(opts.seed), "--derive_sampling", "true"),
             after=(*searches, "greedy-small"),
             late_args=lambda o: ["--policy_params", str(count_parameters(o.small_policy)), "--prm_params", json.dumps(
-                {**{f"prm-{name}": count_parameters(o.run_dir / f"prm-{name}") for name in ("oracle", "mc")},
+                {**{prm: count_parameters(o.run_dir / prm) for prm in TRAINED_PRMS},
                  SYNTHETIC_CHECKER: 0, LIKELIHOOD_VERIFIER: count_parameters(o.large_policy)})],
         ),
         Stage(

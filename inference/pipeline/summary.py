@@ -2,9 +2,10 @@
 
 The facts (best arm, the cheapest arm reaching policy-large's greedy accuracy, greedy accuracies, the paired 95%
 intervals of the claims) are `inference.reporting.headline`'s, the same the HTML report states; only the wording
-is the pipeline's. Each comparison (weighted best-of-N vs majority at the tree budget, per verifier; best-of-N at
-the largest N vs N = 4; the arm reaching policy-large greedy and the best overall arm vs policy-large greedy) is
-paired per problem from the eval directories' outcomes.jsonl.
+is the pipeline's. Each comparison (weighted best-of-N vs majority and beam search vs policy-large greedy at the tree
+budget, with the PRM trained in the run; the same beam search guided by the untrained read-out of its backbone;
+best-of-N at the largest N vs N = 4; the arm reaching policy-large greedy and the best overall arm vs policy-large
+greedy) is paired per problem from the eval directories' outcomes.jsonl.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from inference.evaluation.evaluations import (
 )
 from inference.evaluation.metrics import PASS_AT_N
 from inference.evaluation.processbench import ProcessBenchReport
-from inference.pipeline.stages import LIKELIHOOD_VERIFIER, PipelineOptions
+from inference.pipeline.stages import LIKELIHOOD_HEAD_PRM, LIKELIHOOD_VERIFIER, PipelineOptions
 from inference.reporting.headline import (
     FALL_FROM_N,
     Arm,
@@ -38,8 +39,11 @@ from inference.scoring.checker import SYNTHETIC_CHECKER
 
 SEARCH_POLICY = "policy-small"
 REFERENCE_POLICY = "policy-large"
-MAIN_VERIFIER = "prm-oracle"
-"""The verifier whose points the summary reports by default (majority's, which reads no scores, among them)."""
+MAIN_VERIFIER = LIKELIHOOD_HEAD_PRM
+"""The verifier whose points the summary reports by default (majority's, which reads no scores, among them): the
+PRM trained in the run over policy-large's read-out, set against that untrained read-out and the classifier PRM."""
+CLASSIFIER_VERIFIER = "prm-oracle"
+"""The token-classification PRM of the run (fine-tuned from the shipped verifier on oracle labels)."""
 
 
 def read_eval_dir(eval_dir: Path) -> list[ModelEvaluation]:
@@ -95,6 +99,12 @@ def summary_lines(opts: PipelineOptions) -> list[str]:
                              against_name=f"{REFERENCE_POLICY} greedy in {large_dir}")
         return comparison_text(comparison, against_text)
 
+    def beam_versus_large(prm: str) -> str:
+        found = point_at(by_verifier.get(prm, ()), "beam_search", n_tree)
+        if found is None or large_outcomes is None:
+            return ""
+        return f" ({versus_large(Arm(found, prm), f'{REFERENCE_POLICY} greedy')})"
+
     candidates = arms(by_verifier)
     best = best_arm(candidates)
     match = None if large is None else first_reaching(candidates, large)
@@ -106,21 +116,30 @@ def summary_lines(opts: PipelineOptions) -> list[str]:
     majority_tree = (MAIN_VERIFIER, "majority", n_tree)
     fall = (versus((MAIN_VERIFIER, "best_of_n", n_sampling), (MAIN_VERIFIER, "best_of_n", FALL_FROM_N),
                    f"its {acc('best_of_n', FALL_FROM_N)} at N={FALL_FROM_N}") if n_sampling > FALL_FROM_N else "")
+
+    def trained_versus(strategy: str, baseline: str) -> str:
+        """' (prm-... ahead of it: ...)': the main verifier's arm at the tree budget minus the same arm guided by
+        `baseline`, worded after the baseline's accuracy."""
+        text = versus((MAIN_VERIFIER, strategy, n_tree), (baseline, strategy, n_tree), "it")
+        return f" ({MAIN_VERIFIER} {text[2:]}" if text else ""
+
     bench = [*_processbench(run / "processbench"), *_processbench(run / "processbench-likelihood")]
     corrupted = [*_processbench(run / "processbench-corrupted", auroc_only=True),
                  *_processbench(run / "processbench-corrupted-likelihood", auroc_only=True)]
     return [
         f"{SEARCH_POLICY} greedy {_pct(small_greedy)} | {REFERENCE_POLICY} greedy {_pct(large)}",
-        f"{SEARCH_POLICY} at N={n_tree}: majority {acc('majority', n_tree)}, best-of-N {acc('best_of_n', n_tree)}, "
-        f"weighted best-of-N {acc('weighted_best_of_n', n_tree)}"
+        f"{SEARCH_POLICY} at N={n_tree} with {MAIN_VERIFIER} (trained): majority {acc('majority', n_tree)}, "
+        f"best-of-N {acc('best_of_n', n_tree)}, weighted best-of-N {acc('weighted_best_of_n', n_tree)}"
         + versus((MAIN_VERIFIER, "weighted_best_of_n", n_tree), majority_tree, "majority")
-        + f", beam search {acc('beam_search', n_tree)}, DVTS {acc('dvts', n_tree)}",
-        f"{SEARCH_POLICY} at N={n_sampling}: majority {acc('majority', n_sampling)}, weighted best-of-N "
-        f"{acc('weighted_best_of_n', n_sampling)}, best-of-N {acc('best_of_n', n_sampling)}{fall}, pass@N "
-        f"{acc(PASS_AT_N, n_sampling)}; with {LIKELIHOOD_VERIFIER} as verifier at N={n_tree} / {n_sampling}: "
-        f"weighted best-of-N {acc('weighted_best_of_n', n_tree, LIKELIHOOD_VERIFIER)}"
-        + versus((LIKELIHOOD_VERIFIER, "weighted_best_of_n", n_tree), majority_tree, "majority")
-        + f" / {acc('weighted_best_of_n', n_sampling, LIKELIHOOD_VERIFIER)}",
+        + f", beam search {acc('beam_search', n_tree)}{beam_versus_large(MAIN_VERIFIER)}, DVTS {acc('dvts', n_tree)}",
+        f"{SEARCH_POLICY} at N={n_sampling} with {MAIN_VERIFIER}: majority {acc('majority', n_sampling)}, weighted "
+        f"best-of-N {acc('weighted_best_of_n', n_sampling)}, best-of-N {acc('best_of_n', n_sampling)}{fall}, pass@N "
+        f"{acc(PASS_AT_N, n_sampling)}; at N={n_tree} untrained {LIKELIHOOD_VERIFIER}: weighted best-of-N "
+        f"{acc('weighted_best_of_n', n_tree, LIKELIHOOD_VERIFIER)}, beam search "
+        f"{acc('beam_search', n_tree, LIKELIHOOD_VERIFIER)}"
+        + trained_versus("beam_search", LIKELIHOOD_VERIFIER)
+        + f"; {CLASSIFIER_VERIFIER}: weighted best-of-N {acc('weighted_best_of_n', n_tree, CLASSIFIER_VERIFIER)}, "
+        f"beam search {acc('beam_search', n_tree, CLASSIFIER_VERIFIER)}",
         f"{REFERENCE_POLICY} greedy {_pct(large)}: {match_text}; best overall {best_text}; ceiling (beam search "
         f"with the exact checker as PRM) at N={n_tree}: " + acc("beam_search", n_tree, prm=SYNTHETIC_CHECKER),
         "Verifiers (ProcessBench-style F1 / step AUROC on policy solutions): " + (", ".join(bench) if bench else "n/a")

@@ -13,11 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from data_prep.judgement import encode_with_offsets, token_index_at
-from data_prep.steps import STEP_SEPARATOR, SYSTEM_PROMPT
-from inference.prompts import render_prompt
+from data_prep.judgement import JudgementLayoutError, likelihood_layout
+from data_prep.steps import SYSTEM_PROMPT
 from inference.scoring.batching import BatchedPRMScorer, PRMInput
-from inference.types import GenerationRequest
 
 LIKELIHOOD_STYLE = "lm_likelihood"
 """The `prm_style` that loads a plain causal LM as this verifier."""
@@ -39,22 +37,12 @@ class LikelihoodScorer(BatchedPRMScorer):
         self.system_prompt = system_prompt
 
     def build_input(self, problem: str, steps: Sequence[str]) -> LikelihoodInput:
-        prompt = render_prompt(self.tokenizer, GenerationRequest(problem=problem), self.system_prompt)
-        # The prompt and the solution are encoded apart, as a policy generates the solution after its prompt.
-        prompt_ids = list(self.tokenizer.encode(prompt, add_special_tokens=False))
-        solution = STEP_SEPARATOR.join(steps)
-        solution_ids, offsets = encode_with_offsets(self.tokenizer, solution, add_special_tokens=False)
-        spans, start = [], 0
-        for index, step in enumerate(steps):
-            end = start + len(step)
-            first = token_index_at(offsets, start) if step else None
-            last = token_index_at(offsets, end - 1, last=True) if step else None
-            if first is None or last is None:
-                raise ValueError(f"{self.name}: step {index + 1} ({step!r}) covers no token; a step needs text")
-            spans.append((len(prompt_ids) + first, len(prompt_ids) + last))
-            start = end + len(STEP_SEPARATOR)
+        try:
+            input_ids, spans = likelihood_layout(self.tokenizer, problem, steps, self.system_prompt)
+        except JudgementLayoutError as error:
+            raise ValueError(f"{self.name}: {error}") from None
         return LikelihoodInput(
-            input_ids=tuple(prompt_ids + solution_ids),
+            input_ids=tuple(input_ids),
             score_positions=tuple(last for _, last in spans),
             step_spans=tuple(spans),
         )

@@ -145,6 +145,36 @@ def load_likelihood(request: StyleRequest) -> PRMScorer:
     return LikelihoodScorer(model, tokenizer, **request.scorer_options)
 
 
+def load_likelihood_head(request: StyleRequest) -> PRMScorer:
+    from inference.scoring.likelihood_head import LikelihoodHeadScorer, load_head
+
+    model, tokenizer = _causal_lm(request)
+    metadata = request.metadata
+    return LikelihoodHeadScorer(model, tokenizer, head=load_head(request.directory, model.config.hidden_size),
+                                system_prompt=metadata.system_prompt if metadata else None, **request.scorer_options)
+
+
+def load_implicit(request: StyleRequest) -> PRMScorer:
+    from data_prep.checkpoints import architectures, require_safetensors
+    from inference.scoring.checkpoint import load_auto_model
+    from inference.scoring.implicit import ImplicitPRMScorer
+
+    metadata = request.metadata
+    if metadata is None or not metadata.reference_model or not metadata.beta:
+        raise ValueError(f"{request.directory}: an implicit PRM needs reference_model and beta in its "
+                         f"{METADATA_FILENAME} (written by training/train_prm.py)")
+    reference_dir = Path(metadata.reference_model)
+    if not (reference_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{request.directory}/{METADATA_FILENAME}: reference_model {reference_dir} is not a "
+                                "checkpoint directory; the implicit PRM's rewards subtract its log-probabilities")
+    check_architecture(reference_dir, "implicit", architectures(reference_dir))
+    require_safetensors(reference_dir, f"{request.directory}/{METADATA_FILENAME} reference_model")
+    model, tokenizer = _causal_lm(request)
+    reference = load_auto_model(reference_dir, "AutoModelForCausalLM", None, request.dtype, request.trust_remote_code)
+    return ImplicitPRMScorer(model, tokenizer, reference=reference, beta=metadata.beta,
+                             system_prompt=metadata.system_prompt, **request.scorer_options)
+
+
 def load_qwen_prm(request: StyleRequest) -> PRMScorer:
     from inference.scoring.checkpoint import load_tokenizer
     from inference.scoring.qwen_prm import QwenPRMScorer, load_qwen_prm_model, step_token_id
@@ -183,6 +213,16 @@ STYLES: dict[str, PRMStyleSpec] = {
         summary="a step-tag PRM (Math-Shepherd: a causal LM read at a tag after each step)",
         architectures=CAUSAL_LM_ARCHITECTURES,
         load=load_step_tag, options=("step_tag", "good_token", "bad_token"), trained_by_ttc=True,
+    ),
+    "likelihood_head": PRMStyleSpec(
+        summary="a likelihood-head PRM (a causal LM's own token probabilities with a head trained by train_prm.py)",
+        architectures=CAUSAL_LM_ARCHITECTURES,
+        load=load_likelihood_head, trained_by_ttc=True,
+    ),
+    "implicit": PRMStyleSpec(
+        summary="an implicit PRM (Yuan et al. 2024: a causal LM trained on outcomes against a frozen reference)",
+        architectures=CAUSAL_LM_ARCHITECTURES,
+        load=load_implicit, trained_by_ttc=True,
     ),
     "lm_likelihood": PRMStyleSpec(
         summary="a plain causal LM (its own token probabilities as verifier, no trained head)",

@@ -21,8 +21,9 @@ PIPELINE = [sys.executable, str(REPO / "scripts" / "pipeline.py"), "--scale", "s
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
        "WANDB_MODE": "offline"}
 STAGES = ["world", "policies", "verifier", "labels-oracle", "labels-mc", "labels-test", "corrupted-train",
-          "prm-oracle", "prm-mc", "search-oracle", "tree-oracle", "search-mc", "tree-mc", "tree-checker",
-          "search-likelihood", "greedy-small", "greedy-large", "processbench", "corrupted-test",
+          "prm-oracle", "prm-mc", "prm-likelihood-head", "search-oracle", "tree-oracle", "search-mc", "tree-mc",
+          "tree-checker", "search-likelihood", "tree-likelihood", "search-likelihood-head", "tree-likelihood-head",
+          "greedy-small", "greedy-large", "processbench", "corrupted-test",
           "processbench-corrupted", "processbench-likelihood", "processbench-corrupted-likelihood", "eval",
           "eval-large", "report"]
 
@@ -62,6 +63,11 @@ def test_every_stage_runs_and_leaves_a_report(finished_run):
     html = (run_dir / "report" / "report.html").read_text()
     assert "data:image/png;base64," in html and "https://" not in html
     assert len(list((run_dir / "report" / "figures").glob("*.png"))) >= 5
+    head = run_dir / "prm-likelihood-head"
+    assert json.loads((head / "ttc_prm.json").read_text())["prm_style"] == "likelihood_head"
+    assert (head / "likelihood_head.safetensors").is_file()
+    trained = json.loads((run_dir / "processbench" / "processbench-prm-likelihood-head.json").read_text())
+    assert trained["scorer"] == "prm-likelihood-head" and trained["num_eval"] > 0
     for prm in ("prm-oracle", "prm-mc"):
         assert (run_dir / prm / "model.safetensors").is_file() and (run_dir / prm / "ttc_prm.json").is_file()
         assert (run_dir / "processbench" / f"processbench-{prm}.json").is_file()
@@ -73,7 +79,8 @@ def test_every_stage_runs_and_leaves_a_report(finished_run):
     likelihood = json.loads((run_dir / "processbench-likelihood" / "processbench-policy-large-likelihood.json")
                             .read_text())
     assert likelihood["scorer"] == "policy-large-likelihood" and likelihood["num_eval"] > 0
-    assert {point["prm"] for point in _metrics(run_dir)} >= {"prm-oracle", "prm-mc", "policy-large-likelihood"}
+    assert {point["prm"] for point in _metrics(run_dir)} >= {"prm-oracle", "prm-mc", "policy-large-likelihood",
+                                                              "prm-likelihood-head"}
     strategies = {point["strategy"] for point in _metrics(run_dir)}
     assert {"majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts", "pass@n"} <= strategies
     summary = result.stdout.split("Report: ", 1)[1].splitlines()

@@ -38,15 +38,17 @@ def options(run_dir: Path, max_n_sampling: int = 8) -> PipelineOptions:
 def write_run(run_dir: Path, large_problems: tuple[str, ...] = PROBLEMS) -> None:
     write_evaluations([
         evaluation("policy-small", "", outcomes("majority", 1, (1, 0, 0, 0, 1))),
-        evaluation("policy-small", "prm-oracle",
+        evaluation("policy-small", "prm-likelihood-head",
                    outcomes("majority", 4, (0, 0, 0, 0.5, 1)), outcomes("weighted_best_of_n", 4, (1, 0, 0, 0.5, 1)),
                    outcomes("best_of_n", 4, (1, 1, 1, 1, 0)), outcomes("majority", 8, (0, 0, 1, 0.5, 1)),
                    outcomes("weighted_best_of_n", 8, (1, 0, 1, 0.5, 1)), outcomes("best_of_n", 8, (0, 0, 0, 0.5, 0)),
-                   outcomes("pass@n", 8, (1, 1, 1, 1, 1))),
+                   outcomes("pass@n", 8, (1, 1, 1, 1, 1)), outcomes("beam_search", 4, (1, 1, 0, 1, 1), beam_width=4)),
         evaluation("policy-small", "policy-large-likelihood",
                    # problems listed in another order: pairing goes by problem id
                    outcomes("weighted_best_of_n", 4, (0.5, 1, 1, 1, 1), problems=tuple(reversed(PROBLEMS))),
-                   outcomes("weighted_best_of_n", 8, (1, 1, 1, 1, 1))),
+                   outcomes("weighted_best_of_n", 8, (1, 1, 1, 1, 1)),
+                   outcomes("beam_search", 4, (1, 0, 0, 1, 1), beam_width=4)),
+        evaluation("policy-small", "prm-oracle", outcomes("weighted_best_of_n", 4, (0, 0, 1, 1, 1))),
         evaluation("policy-small", "synthetic-checker", outcomes("beam_search", 4, (1, 1, 1, 1, 1), beam_width=4)),
     ], run_dir / "eval")
     write_evaluations([evaluation("policy-large", "", outcomes("majority", 1, (0, 1, 1, 0, 1),
@@ -58,15 +60,20 @@ def test_each_claim_carries_its_paired_interval_worded_by_it(tmp_path):
     lines = summary_lines(options(tmp_path))
     # Weighted best-of-N - majority at N=4: 1, 0, 0, 0, 0 -> mean 0.2, sample variance 0.2, standard error
     # sqrt(0.2 / 5) = 0.2, half width 1.96 * 0.2 = 0.392: -0.192 to +0.592, within noise.
-    assert lines[1] == ("policy-small at N=4: majority 30.0%, best-of-N 80.0%, weighted best-of-N 50.0% (within noise "
-                        "of majority: +20.0 points, 95% CI -19.2 to +59.2, n=5), beam search n/a, DVTS n/a")
+    # Its beam search - policy-large greedy (0, 1, 1, 0, 1): 1, 0, -1, 1, 0 -> mean 0.2, sample variance 0.7,
+    # standard error sqrt(0.14) = 0.37417, half width 0.73337: -0.533 to +0.933.
+    assert lines[1] == ("policy-small at N=4 with prm-likelihood-head (trained): majority 30.0%, best-of-N 80.0%, "
+                        "weighted best-of-N 50.0% (within noise of majority: +20.0 points, 95% CI -19.2 to +59.2, "
+                        "n=5), beam search 80.0% (within noise of policy-large greedy: +20.0 points, 95% CI -53.3 to "
+                        "+93.3, n=5), DVTS n/a")
     # Best-of-N at N=8 - at N=4: -1, -1, -1, -0.5, 0 -> mean -0.7, variance 0.2, half width 0.392: behind.
-    # Likelihood weighted best-of-N - majority at N=4: 1, 1, 1, 0.5, -0.5 -> mean 0.6, variance 0.425, standard
-    # error sqrt(0.085) = 0.29155, half width 0.57143: +0.029 to +1.171, ahead.
-    assert lines[2] == ("policy-small at N=8: majority 50.0%, weighted best-of-N 70.0%, best-of-N 10.0% (behind its "
-                        "80.0% at N=4: -70.0 points, 95% CI -109.2 to -30.8, n=5), pass@N 100.0%; with "
-                        "policy-large-likelihood as verifier at N=4 / 8: weighted best-of-N 90.0% (ahead of majority: "
-                        "+60.0 points, 95% CI +2.9 to +117.1, n=5) / 100.0%")
+    # The trained PRM's beam search - the untrained read-out's (1, 0, 0, 1, 1): 0, 1, 0, 0, 0 -> mean 0.2,
+    # variance 0.2, half width 0.392.
+    assert lines[2] == ("policy-small at N=8 with prm-likelihood-head: majority 50.0%, weighted best-of-N 70.0%, "
+                        "best-of-N 10.0% (behind its 80.0% at N=4: -70.0 points, 95% CI -109.2 to -30.8, n=5), pass@N "
+                        "100.0%; at N=4 untrained policy-large-likelihood: weighted best-of-N 90.0%, beam search 60.0% "
+                        "(prm-likelihood-head within noise of it: +20.0 points, 95% CI -19.2 to +59.2, n=5); "
+                        "prm-oracle: weighted best-of-N 60.0%, beam search n/a")
     # Against policy-large greedy (0, 1, 1, 0, 1), a run of another policy paired by problem id. The arm reaching
     # it: 1, 0, 0, 1, -0.5 -> mean 0.3, variance 0.45, standard error 0.3, half width 0.588. The best overall:
     # 1, 0, 0, 1, 0 -> mean 0.4, variance 0.3, standard error sqrt(0.06) = 0.24495, half width 0.4801.
@@ -81,8 +88,8 @@ def test_each_claim_carries_its_paired_interval_worded_by_it(tmp_path):
 def test_no_fall_of_best_of_n_is_claimed_where_the_largest_n_is_the_small_one(tmp_path):
     write_run(tmp_path)
     line = summary_lines(options(tmp_path, max_n_sampling=4))[2]
-    assert line.startswith("policy-small at N=4: majority 30.0%, weighted best-of-N 50.0%, best-of-N 80.0%, pass@N "
-                           "n/a; with")
+    assert line.startswith("policy-small at N=4 with prm-likelihood-head: majority 30.0%, weighted best-of-N 50.0%, "
+                           "best-of-N 80.0%, pass@N n/a; at N=4 untrained")
 
 
 def test_a_ceiling_never_reaches_policy_large(tmp_path):

@@ -80,5 +80,6 @@ def test_likelihood_style_refuses_a_trained_prm_and_foreign_options(token_classi
     with pytest.raises(ValueError, match=r"step_tag does not apply to prm_style 'lm_likelihood' "
                        r"\(it takes no options\); remove it"):
         load_scorer(causal_lm_dir, prm_style="lm_likelihood", device="cpu", step_tag="ки")
-    with pytest.raises(ValueError, match="is not one of token_classification, chat_plus_minus, step_tag, lm_likelihood"):
+    with pytest.raises(ValueError, match="is not one of token_classification, chat_plus_minus, step_tag, "
+                                         "likelihood_head, implicit, lm_likelihood"):
         load_scorer(causal_lm_dir, prm_style="likelihood", device="cpu")

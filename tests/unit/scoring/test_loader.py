@@ -25,7 +25,7 @@ def test_style_comes_from_metadata(token_classifier_dir):
 
 def test_causal_lm_given_as_token_classification_is_an_error(causal_lm_dir):
     with pytest.raises(ValueError, match=r"is a LlamaForCausalLM checkpoint, not a token-classification PRM .*"
-                       r"use prm_style 'chat_plus_minus' or 'step_tag' for it"):
+                       r"use prm_style 'chat_plus_minus' or 'step_tag' or 'likelihood_head' or 'implicit' for it"):
         load_scorer(causal_lm_dir, prm_style="token_classification", device="cpu")
 
 

@@ -208,7 +208,7 @@ def test_skywork_checkpoint_given_another_style_is_refused_naming_skywork_prm(sk
 
 def test_causal_lm_given_as_qwen_prm_is_refused(causal_lm_dir):
     with pytest.raises(ValueError, match=r"is a LlamaForCausalLM checkpoint, not Qwen2.5-Math-PRM .*"
-                                         r"use prm_style 'chat_plus_minus' or 'step_tag' for it"):
+                                         r"use prm_style 'chat_plus_minus' or 'step_tag' or 'likelihood_head' or 'implicit' for it"):
         load_scorer(causal_lm_dir, prm_style="qwen_prm", device="cpu")
 
 

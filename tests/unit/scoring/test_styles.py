@@ -15,8 +15,8 @@ from inference.scoring.styles import STYLE_NAMES, STYLE_OPTIONS, STYLES, styles_
 
 
 def test_registry_names_every_style_in_order():
-    assert STYLE_NAMES == ("token_classification", "chat_plus_minus", "step_tag", "lm_likelihood", "qwen_prm",
-                           "skywork_prm")
+    assert STYLE_NAMES == ("token_classification", "chat_plus_minus", "step_tag", "likelihood_head", "implicit",
+                           "lm_likelihood", "qwen_prm", "skywork_prm")
 
 
 def test_styles_train_prm_writes_are_exactly_the_trained_entries():
@@ -46,7 +46,7 @@ def test_every_entry_names_its_architectures_and_known_options():
     ("Qwen2ForProcessRewardModel", ["qwen_prm"]),
     ("Qwen2ForPrmModel", ["skywork_prm"]),
     ("LlamaForTokenClassification", ["token_classification"]),
-    ("LlamaForCausalLM", ["chat_plus_minus", "step_tag", "lm_likelihood"]),
+    ("LlamaForCausalLM", ["chat_plus_minus", "step_tag", "likelihood_head", "implicit", "lm_likelihood"]),
     ("Qwen2ForRewardModel", []),
 ])
 def test_styles_reading_an_architecture(architecture, styles):

@@ -234,3 +234,22 @@ def test_generative_lora_is_a_causal_lm_adapter() -> None:
 
     model_args, _, args, _ = parse_args(["--config", PLUS_MINUS_8B, *ON_CPU, "--use_peft"])
     assert lora_config(model_args, args.prm_style).task_type == TaskType.CAUSAL_LM
+
+
+@pytest.mark.parametrize(("config", "style", "output_dir"), [
+    ("tiny_likelihood_head.yaml", "likelihood_head", "runs/default/prm-likelihood-head"),
+    ("tiny_implicit.yaml", "implicit", "runs/default/prm-implicit"),
+])
+def test_tiny_likelihood_reading_configs_train_policy_large_on_the_tiny_labels(config: str, style: str,
+                                                                              output_dir: str) -> None:
+    model_args, data_args, args, name = parse_args(["--config", str(REPO / "configs/prm" / config)])
+    _, tiny_data, _, _ = parse_args(["--config", TINY])
+    assert name == config.removesuffix(".yaml")
+    assert model_args.model_name_or_path == "checkpoints/policy-large" and model_args.use_peft is False
+    assert args.prm_style == style and args.output_dir == output_dir
+    assert data_args.train_files == tiny_data.train_files
+    assert (args.use_cpu, args.bf16, args.max_length) == (True, False, 512)
+    if style == "likelihood_head":
+        assert args.freeze_backbone is True and args.mask_after_first_error is True
+    else:
+        assert args.implicit_beta == 0.05

@@ -1,0 +1,41 @@
+"""Implicit PRM scorer (Yuan et al. 2024): step reward = beta * sum over the step's tokens of log P_model - log P_ref."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inference.scoring.batching import PRMInput
+from inference.scoring.likelihood import LikelihoodInput, LikelihoodScorer
+
+
+class ImplicitPRMScorer(LikelihoodScorer):
+    """Step score = sigmoid(beta * sum over the step's tokens of (log P_model(token) - log P_reference(token))),
+    both models reading the solution after the policy's prompt, as `train_prm.py` trained it."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, reference: Any, beta: float, **kwargs: Any) -> None:
+        super().__init__(model, tokenizer, **kwargs)
+        if beta <= 0:
+            raise ValueError(f"{self.name}: beta must be > 0, got {beta}")
+        self.reference = reference.to(self.device).eval()
+        self.beta = beta
+
+    def _token_log_probs(self, model: Any, model_inputs: dict[str, Any]) -> Any:
+        import torch
+
+        logits = model(**model_inputs).logits[:, :-1].float()
+        return torch.log_softmax(logits, dim=-1).gather(-1, model_inputs["input_ids"][:, 1:, None])[..., 0]
+
+    def step_probabilities(self, model_inputs: dict[str, Any], batch: list[PRMInput]) -> list[list[float]]:
+        import torch
+
+        with torch.inference_mode():
+            # Position t - 1 holds the log-probability of token t.
+            log_ratio = self._token_log_probs(self.model, model_inputs) - self._token_log_probs(self.reference,
+                                                                                                model_inputs)
+        scores = []
+        for row, prm_input in enumerate(batch):
+            assert isinstance(prm_input, LikelihoodInput)
+            rewards = torch.stack([self.beta * log_ratio[row, first - 1: last].sum()
+                                   for first, last in prm_input.step_spans])
+            scores.append(torch.sigmoid(rewards).tolist())
+        return scores

@@ -1,0 +1,104 @@
+"""The implicit PRM style (Yuan et al. 2024, "Free Process Rewards without Process Labels"; PRIME): process rewards
+from a causal LM trained on outcome labels only.
+
+The trained model pi and a frozen reference pi_ref (the starting weights) read the solution after the policy's
+prompt (`data_prep.judgement.likelihood_layout`); step k's reward is r_k = beta * sum over the step's tokens of
+(log pi - log pi_ref), and the loss is the cross-entropy of sigmoid(sum_k r_k) against the solution's outcome (all
+steps right or not). At the start pi = pi_ref, so every reward is 0; training moves pi away from pi_ref only where
+that tells right solutions from wrong ones, and the per-step share of the solution's reward is the step's score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.generative import PRMInputError
+
+IMPLICIT_STYLE = "implicit"
+PROMPT_FORMAT = ("the policy's chat template over ttc's system prompt and the problem, then the solution (steps "
+                 "joined by the blank line); step reward = beta * sum of log P_model - log P_reference over the "
+                 "step's tokens; trained on the solution's outcome (all labels true)")
+
+
+def outcome_label(labels: Sequence[bool | float], where: str) -> float:
+    """1.0 when every step is labelled good, else 0.0; a soft label is refused (an outcome is right or wrong)."""
+    for index, label in enumerate(labels):
+        if not isinstance(label, bool):
+            raise PRMInputError(f"{where}: labels[{index}] is the soft label {label!r}; prm_style implicit trains on "
+                                "outcome labels (true/false per step, the solution right when all are true)")
+    return float(all(labels))
+
+
+def token_log_probs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """log P(token t | tokens before it) for every t >= 1, and 0 at t = 0 (batch, length)."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
+    chosen = torch.log_softmax(logits, dim=-1).gather(-1, input_ids[:, 1:, None])[..., 0]
+    return torch.cat([chosen.new_zeros((len(input_ids), 1)), chosen], dim=1)
+
+
+def step_rewards(log_ratio: torch.Tensor, step_index: torch.Tensor, num_steps: int, beta: float) -> torch.Tensor:
+    """beta * sum of `log_ratio` over each step's tokens (batch, num_steps); tokens outside steps (-1) count nowhere."""
+    in_step = step_index[:, None, :] == torch.arange(num_steps, device=step_index.device)[None, :, None]
+    return beta * (log_ratio[:, None, :] * in_step).sum(dim=-1)
+
+
+class ImplicitPRMModel(torch.nn.Module):
+    """The trained causal LM and its frozen reference; `forward` gives the solution's outcome logits `(0, sum r_k)`
+    (batch, 1, 2), so the 2-way soft cross-entropy every PRM style trains with is the implicit PRM's loss."""
+
+    def __init__(self, model: Any, reference: Any, *, beta: float) -> None:
+        super().__init__()
+        if beta <= 0:
+            raise ValueError(f"implicit_beta must be > 0, got {beta}")
+        self.model = model
+        # Held outside the module's parameters and state dict: it is never trained or saved with the PRM.
+        self._reference = [reference.requires_grad_(False).eval()]
+        self.beta = beta
+        self.config = model.config
+        self.warnings_issued: dict[str, bool] = {}
+
+    @property
+    def reference(self) -> Any:
+        return self._reference[0]
+
+    def gradient_checkpointing_enable(self, **kwargs: Any) -> None:
+        self.model.gradient_checkpointing_enable(**kwargs)
+
+    def rewards(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, step_index: torch.Tensor,
+                num_steps: int | None = None) -> torch.Tensor:
+        reference = self.reference.to(input_ids.device)
+        with torch.no_grad():
+            reference_log_probs = token_log_probs(reference, input_ids, attention_mask)
+        log_ratio = token_log_probs(self.model, input_ids, attention_mask) - reference_log_probs
+        steps = int(num_steps if num_steps is not None else max(int(step_index.max()) + 1, 1))
+        return step_rewards(log_ratio, step_index, steps, self.beta)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, step_index: torch.Tensor,
+                labels: Any = None, **unused: Any) -> dict[str, torch.Tensor]:
+        # `labels` is named so the Trainer finds its label column (the loss is computed outside, by the Trainer).
+        outcome = self.rewards(input_ids, attention_mask, step_index).sum(dim=-1, keepdim=True)
+        return {"logits": torch.stack([torch.zeros_like(outcome), outcome], dim=-1)}
+
+    def save_checkpoint(self, directory: str | Path) -> None:
+        """The trained LM by `save_pretrained` (safetensors); the reference stays where ttc_prm.json points."""
+        self.model.save_pretrained(Path(directory), safe_serialization=True)
+
+    def load_checkpoint(self, directory: str | Path) -> None:
+        """Weights written by `save_checkpoint` back into the trained LM (resuming a run)."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        state: dict[str, torch.Tensor] = {}
+        for weights in sorted(directory.glob("model*.safetensors")):
+            state.update(load_file(str(weights)))
+        if not state:
+            raise FileNotFoundError(f"{directory}: no model*.safetensors to resume the implicit PRM from")
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        tied = {"lm_head.weight"} if getattr(self.model.config, "tie_word_embeddings", False) else set()
+        if set(missing) - tied or unexpected:
+            raise ValueError(f"{directory}: the LM weights do not fit this model (missing {sorted(set(missing) - tied)}, "
+                             f"unexpected {sorted(unexpected)})")
