@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from training.generative import PRMInputError
+from training.likelihood_head import load_saved_lm
 
 IMPLICIT_STYLE = "implicit"
 PROMPT_FORMAT = ("the policy's chat template over ttc's system prompt and the problem, then the solution (steps "
@@ -89,16 +90,4 @@ class ImplicitPRMModel(torch.nn.Module):
 
     def load_checkpoint(self, directory: str | Path) -> None:
         """Weights written by `save_checkpoint` back into the trained LM (resuming a run)."""
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        state: dict[str, torch.Tensor] = {}
-        for weights in sorted(directory.glob("model*.safetensors")):
-            state.update(load_file(str(weights)))
-        if not state:
-            raise FileNotFoundError(f"{directory}: no model*.safetensors to resume the implicit PRM from")
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
-        tied = {"lm_head.weight"} if getattr(self.model.config, "tie_word_embeddings", False) else set()
-        if set(missing) - tied or unexpected:
-            raise ValueError(f"{directory}: the LM weights do not fit this model (missing {sorted(set(missing) - tied)}, "
-                             f"unexpected {sorted(unexpected)})")
+        load_saved_lm(self.model, directory, "implicit PRM")

@@ -143,18 +143,25 @@ class LikelihoodHeadModel(torch.nn.Module):
         """Weights written by `save_checkpoint` back into this model (resuming a run)."""
         from safetensors.torch import load_file
 
-        directory = Path(directory)
-        state: dict[str, torch.Tensor] = {}
-        for weights in sorted(directory.glob("model*.safetensors")):
-            state.update(load_file(str(weights)))
-        if not state:
-            raise FileNotFoundError(f"{directory}: no model*.safetensors to resume the likelihood-head PRM from")
-        missing, unexpected = self.backbone.load_state_dict(state, strict=False)
-        tied = {"lm_head.weight"} if getattr(self.backbone.config, "tie_word_embeddings", False) else set()
-        if set(missing) - tied or unexpected:
-            raise ValueError(f"{directory}: the LM weights do not fit this model (missing {sorted(set(missing) - tied)}, "
-                             f"unexpected {sorted(unexpected)})")
-        head = load_file(str(directory / LIKELIHOOD_HEAD_FILE))
+        load_saved_lm(self.backbone, directory, "likelihood-head PRM")
+        head = load_file(str(Path(directory) / LIKELIHOOD_HEAD_FILE))
         with torch.no_grad():
             for name in ("likelihood_weight", "hidden_weight", "bias"):
                 getattr(self, name).copy_(head[name])
+
+
+def load_saved_lm(lm: Any, directory: str | Path, what: str) -> None:
+    """The LM weights `save_pretrained` wrote into `directory` back into `lm` (a tied LM head is not in the file)."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    state: dict[str, torch.Tensor] = {}
+    for weights in sorted(directory.glob("model*.safetensors")):
+        state.update(load_file(str(weights)))
+    if not state:
+        raise FileNotFoundError(f"{directory}: no model*.safetensors to resume the {what} from")
+    missing, unexpected = lm.load_state_dict(state, strict=False)
+    tied = {"lm_head.weight"} if getattr(lm.config, "tie_word_embeddings", False) else set()
+    if set(missing) - tied or unexpected:
+        raise ValueError(f"{directory}: the LM weights do not fit this model (missing {sorted(set(missing) - tied)}, "
+                         f"unexpected {sorted(unexpected)})")
