@@ -9,6 +9,7 @@ Runs the same search (same problems, seed and settings) three ways on the shippe
   other samples from the same seed, so only its time and work are compared.
 
     python benchmarks/bench_search.py --prm runs/default/prm-oracle [--problems 20] [--n 16] [--strategy dvts]
+    python benchmarks/bench_search.py --prm checkpoints/policy-large --prm_style lm_likelihood
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def run_variant(args: argparse.Namespace, problems: list, *, batch_size: int, pr
     strategy = get_strategy(args.strategy)
     settings = make_settings(args.strategy, {"n": args.n, "beam_width": args.beam_width})
     generator = load_generator("transformers", args.policy, device="cpu", batch_size=batch_size, seed=0)
-    scorer = load_scorer(args.prm, device="cpu", max_tokens_per_batch=8192, prefix_cache_bytes=prefix_cache_bytes)
+    scorer = load_scorer(args.prm, prm_style=args.prm_style, device="cpu", max_tokens_per_batch=8192,
+                         prefix_cache_bytes=prefix_cache_bytes)
     started = time.perf_counter()
     rows = strategy.run(problems, generator, scorer, settings)
     return time.perf_counter() - started, rows, generator.generate_calls, scorer.forward_passes
@@ -52,12 +54,13 @@ def same_rows(a: list, b: list) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--policy", default="checkpoints/policy-small")
-    parser.add_argument("--prm", required=True, help="a PRM checkpoint written by training/train_prm.py")
+    parser.add_argument("--prm", required=True, help="a PRM checkpoint (or a policy with --prm_style lm_likelihood)")
+    parser.add_argument("--prm_style", default=None, help="for a checkpoint without ttc_prm.json, e.g. lm_likelihood")
     parser.add_argument("--problems", type=int, default=20, help="synthetic test problems (split over 5 levels)")
     parser.add_argument("--n", type=int, default=16)
-    parser.add_argument("--beam-width", type=int, default=4)
+    parser.add_argument("--beam_width", type=int, default=4)
     parser.add_argument("--strategy", default="beam_search", choices=["beam_search", "dvts"])
-    parser.add_argument("--batch-size", type=int, default=64, help="policy batch size of the optimised variant")
+    parser.add_argument("--batch_size", type=int, default=64, help="policy batch size of the optimised variant")
     args = parser.parse_args()
 
     problems = generate_problems("test", max(1, args.problems // 5), seed=0)

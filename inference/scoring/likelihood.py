@@ -16,6 +16,7 @@ from typing import Any
 from data_prep.judgement import JudgementLayoutError, likelihood_layout
 from data_prep.steps import SYSTEM_PROMPT
 from inference.scoring.batching import BatchedPRMScorer, PRMInput
+from inference.scoring.prefix_cache import DEFAULT_PREFIX_CACHE_BYTES, PrefixCachedScoring
 
 LIKELIHOOD_STYLE = "lm_likelihood"
 """The `prm_style` that loads a plain causal LM as this verifier."""
@@ -29,12 +30,18 @@ class LikelihoodInput(PRMInput):
     """(first, last) token index of each step in `input_ids`, both inclusive."""
 
 
-class LikelihoodScorer(BatchedPRMScorer):
-    """Step score = the smallest next-token probability the LM gives any token of the step."""
+class LikelihoodScorer(PrefixCachedScoring, BatchedPRMScorer):
+    """Step score = the smallest next-token probability the LM gives any token of the step.
 
-    def __init__(self, model: Any, tokenizer: Any, *, system_prompt: str | None = SYSTEM_PROMPT, **kwargs: Any):
+    Incremental by default: a solution that extends one scored before (a beam one step further) runs only its new
+    tokens through the LM, from the earlier one's keys and values (`inference.scoring.prefix_cache`).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, system_prompt: str | None = SYSTEM_PROMPT,
+                 prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES, **kwargs: Any):
         super().__init__(model, tokenizer, **kwargs)
         self.system_prompt = system_prompt
+        self._init_prefix_cache(prefix_cache_bytes)
 
     def build_input(self, problem: str, steps: Sequence[str]) -> LikelihoodInput:
         try:
@@ -47,19 +54,51 @@ class LikelihoodScorer(BatchedPRMScorer):
             step_spans=tuple(spans),
         )
 
+    def scores_from(self, min_log_probs: Any, end_hidden: Any) -> list[float]:
+        """Step scores from each step's smallest token log-probability and the LM's last hidden state at its end."""
+        return min_log_probs.exp().tolist()
+
+    def _cached_module(self) -> Any:
+        # The decoder's hidden states serve both the token probabilities (through the LM head) and a head over them.
+        return self.model.get_decoder()
+
+    def _prefix_usable(self, prm_input: Any, prefix: Any) -> bool:
+        # Token t's probability is read at position t - 1: each new step's first token must follow a new token.
+        start = len(prefix.input_ids)
+        return all(first - 1 >= start for first, last in prm_input.step_spans if last >= start)
+
+    def _read_steps(self, input_ids: Any, hidden: Any, spans: Sequence[tuple[int, int]], start: int) -> list[float]:
+        """Scores of `spans` from `hidden`, the decoder's states of the tokens from index `start` of `input_ids`."""
+        import torch
+
+        if not spans:
+            return []
+        with torch.inference_mode():
+            logits = self.model.get_output_embeddings()(hidden).float()
+            log_probs = torch.log_softmax(logits, dim=-1)
+            ids = torch.as_tensor(input_ids, device=log_probs.device)
+            minimum = torch.stack([
+                log_probs[torch.arange(first - 1, last, device=log_probs.device) - start, ids[first: last + 1]].min()
+                for first, last in spans
+            ])
+            ends = torch.tensor([last - start for _, last in spans], device=hidden.device)
+            return self.scores_from(minimum, hidden[ends].float())
+
+    def _new_step_scores(self, prm_input: Any, start: int, outputs: Any) -> list[float]:
+        assert isinstance(prm_input, LikelihoodInput)
+        return self._read_steps(prm_input.input_ids, outputs, [s for s in prm_input.step_spans if s[1] >= start],
+                                start)
+
     def step_probabilities(self, model_inputs: dict[str, Any], batch: list[PRMInput]) -> list[list[float]]:
         import torch
 
+        if self._use_prefix_cache(batch[0]):
+            return self._incremental_probabilities(batch)
         # Every position's full distribution is needed (batch x length x vocab floats): max_tokens_per_batch bounds it.
         with torch.inference_mode():
-            logits = self.model(**model_inputs).logits
-            # Log-probability of each token given the tokens before it (position t predicts token t + 1).
-            log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-            token_log_probs = log_probs.gather(-1, model_inputs["input_ids"][:, 1:, None])[..., 0]
+            hidden = self._cached_module()(**model_inputs).last_hidden_state
         scores = []
         for row, prm_input in enumerate(batch):
             assert isinstance(prm_input, LikelihoodInput)
-            scores.append([
-                float(token_log_probs[row, first - 1: last].min().exp()) for first, last in prm_input.step_spans
-            ])
+            scores.append(self._read_steps(prm_input.input_ids, hidden[row], prm_input.step_spans, 0))
         return scores

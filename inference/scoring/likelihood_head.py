@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.prm_metadata import LIKELIHOOD_HEAD_FILE, LIKELIHOOD_HEAD_TENSORS
-from inference.scoring.batching import PRMInput
-from inference.scoring.likelihood import LikelihoodInput, LikelihoodScorer
+from inference.scoring.likelihood import LikelihoodScorer
 
 
 def load_head(directory: str | Path, hidden_size: int) -> dict[str, Any]:
@@ -31,28 +30,16 @@ def load_head(directory: str | Path, hidden_size: int) -> dict[str, Any]:
 
 class LikelihoodHeadScorer(LikelihoodScorer):
     """Step score = sigmoid(likelihood_weight * min log P over the step's tokens + hidden_weight . h + bias), h the
-    LM's last hidden state at the step's last token (`data_prep.prm_metadata.LIKELIHOOD_HEAD_FILE`)."""
+    LM's last hidden state at the step's last token (`data_prep.prm_metadata.LIKELIHOOD_HEAD_FILE`); incremental
+    like the read-out it extends."""
 
     def __init__(self, model: Any, tokenizer: Any, *, head: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(model, tokenizer, **kwargs)
         self.head = {name: tensor.to(self.device) for name, tensor in head.items()}
 
-    def step_probabilities(self, model_inputs: dict[str, Any], batch: list[PRMInput]) -> list[list[float]]:
+    def scores_from(self, min_log_probs: Any, end_hidden: Any) -> list[float]:
         import torch
 
-        with torch.inference_mode():
-            hidden = self.model.get_decoder()(**model_inputs).last_hidden_state
-            logits = self.model.get_output_embeddings()(hidden[:, :-1]).float()
-            token_log_probs = torch.log_softmax(logits, dim=-1).gather(
-                -1, model_inputs["input_ids"][:, 1:, None])[..., 0]
-            hidden = hidden.float()
-        scores = []
-        for row, prm_input in enumerate(batch):
-            assert isinstance(prm_input, LikelihoodInput)
-            min_log_probs = torch.stack([token_log_probs[row, first - 1: last].min()
-                                         for first, last in prm_input.step_spans])
-            ends = torch.tensor([last for _, last in prm_input.step_spans], device=hidden.device)
-            logit = (self.head["likelihood_weight"] * min_log_probs + hidden[row, ends] @ self.head["hidden_weight"]
-                     + self.head["bias"])
-            scores.append(torch.sigmoid(logit).tolist())
-        return scores
+        logit = (self.head["likelihood_weight"] * min_log_probs + end_hidden @ self.head["hidden_weight"]
+                 + self.head["bias"])
+        return torch.sigmoid(logit).tolist()

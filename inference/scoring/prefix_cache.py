@@ -20,6 +20,9 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_PREFIX_CACHE_BYTES = 1 << 30
+"""Keys and values of scored solutions kept for incremental scoring (1 GiB; 0 turns it off)."""
+
 
 def probe_tolerance(dtype: Any) -> float:
     """Largest |logit difference| (relative to the largest |logit|, at least 1) between a full and a split forward
@@ -120,7 +123,8 @@ def forward_with_prefixes(
 
     Prefix caches are left-padded to a common length and the new tokens right-padded; the attention mask hides
     both paddings and position ids continue each row's own prefix. Returns, per row, the logits of its new
-    tokens (new_tokens x labels, float32) and its whole sequence's keys and values per layer.
+    tokens (new_tokens x labels, float32; a decoder's hidden states, new_tokens x hidden) and its whole sequence's
+    keys and values per layer.
     """
     import torch
     from transformers import DynamicCache
@@ -158,7 +162,9 @@ def forward_with_prefixes(
             use_cache=True,
             **{keyword: cache},
         )
-    logits = output.logits.float()
+    # A causal LM or classifier gives logits; a bare decoder (`get_decoder()`) its last hidden states.
+    logits = getattr(output, "logits", None)
+    logits = (output.last_hidden_state if logits is None else logits).float()
     layers = [(layer.keys, layer.values) for layer in cache.layers]
     results = []
     for row, (prefix, new) in enumerate(zip(prefix_lengths, new_lengths, strict=True)):
@@ -187,3 +193,82 @@ def check_causal(model: Any, keyword: str, pad_id: int, device: Any, input_ids: 
     ((second, _, _),) = forward_with_prefixes(model, keyword, pad_id, device, [(ids, prefix)])
     split = torch.cat([first, second]) if len(ids) > half else first
     return float((full - split).abs().max()) / max(1.0, float(full.abs().max()))
+
+
+class PrefixCachedScoring:
+    """The incremental scoring a causal PRM scorer mixes in: the cache, the once-only causality check and the loop
+    that runs only each solution's tokens after its longest cached prefix.
+
+    The scorer (a `BatchedPRMScorer`) calls `_init_prefix_cache` and implements `_new_step_scores`; it may override
+    `_cached_module` (the module run over the new tokens) and `_prefix_usable`.
+    """
+
+    model: Any
+    device: Any
+    pad_id: int
+    name: str
+
+    def _init_prefix_cache(self, max_bytes: int) -> None:
+        self.prefix_cache = PrefixKVCache(max_bytes)
+        self._prefix_caching: bool | None = None if max_bytes > 0 else False
+        """None until the first batch decides (see `_use_prefix_cache`)."""
+
+    def _cached_module(self) -> Any:
+        """The module whose forward takes the cache and gives what `_new_step_scores` reads (the model itself)."""
+        return self.model
+
+    def _prefix_usable(self, prm_input: Any, prefix: CachedSequence) -> bool:
+        """Whether the new tokens after `prefix` hold everything the new steps' scores read."""
+        return True
+
+    def _new_step_scores(self, prm_input: Any, start: int, outputs: Any) -> list[float]:
+        """Scores of the steps not in the cached prefix, from `outputs` (one row per token from index `start`)."""
+        raise NotImplementedError
+
+    def _use_prefix_cache(self, probe: Any) -> bool:
+        """Decided once: the model takes a cache, has only full attention, and scores a split sequence as a whole."""
+        if self._prefix_caching is None:
+            keyword = cache_keyword(self.model)
+            self._prefix_caching = False
+            if keyword is None or cache_keyword(self._cached_module()) is None or not has_only_full_attention(
+                    self.model.config):
+                logger.info("%s: the model takes no key/value cache; every solution is scored whole", self.name)
+            elif len(probe.input_ids) > 1:
+                difference = check_causal(self.model, keyword, self.pad_id, self.device, probe.input_ids)
+                self._prefix_caching = difference <= probe_tolerance(self.model.dtype)
+                if not self._prefix_caching:
+                    logger.info(
+                        "%s: a split forward differs from a full one by %.2g (not a causal model); every solution "
+                        "is scored whole", self.name, difference,
+                    )
+            else:
+                self._prefix_caching = None  # decide on a longer sequence
+        return bool(self._prefix_caching)
+
+    def _incremental_probabilities(self, batch: Sequence[Any]) -> list[list[float]]:
+        """Scores from the cache where the whole sequence was scored before, else one forward over new tokens."""
+        known: dict[tuple[int, ...], tuple[float, ...]] = {}
+        todo: dict[tuple[int, ...], tuple[Any, CachedSequence | None]] = {}
+        for prm_input in batch:
+            if prm_input.input_ids in known or prm_input.input_ids in todo:
+                continue  # identical rows are scored once
+            prefix = self.prefix_cache.longest_prefix(prm_input.input_ids, prm_input.score_positions)
+            if prefix is not None and len(prefix.input_ids) == len(prm_input.input_ids):
+                known[prm_input.input_ids] = prefix.step_scores
+            else:
+                if prefix is not None and not self._prefix_usable(prm_input, prefix):
+                    prefix = None
+                todo[prm_input.input_ids] = (prm_input, prefix)
+        if todo:
+            module = self._cached_module()
+            rows = [(ids, prefix) for ids, (_, prefix) in todo.items()]
+            outputs = forward_with_prefixes(module, str(cache_keyword(module)), self.pad_id, self.device, rows)
+            for (prm_input, prefix), (new_outputs, keys, values) in zip(todo.values(), outputs, strict=True):
+                start = len(prefix.input_ids) if prefix is not None else 0
+                earlier = prefix.step_scores if prefix is not None else ()
+                step_scores = earlier + tuple(self._new_step_scores(prm_input, start, new_outputs))
+                known[prm_input.input_ids] = step_scores
+                self.prefix_cache.put(
+                    CachedSequence(prm_input.input_ids, prm_input.score_positions, step_scores, keys, values)
+                )
+        return [list(known[prm_input.input_ids]) for prm_input in batch]

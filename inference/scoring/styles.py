@@ -108,12 +108,11 @@ def load_token_classification(request: StyleRequest) -> PRMScorer:
     model = load_auto_model(request.directory, "AutoModelForTokenClassification", metadata, request.dtype,
                             request.trust_remote_code)
     tokenizer = load_tokenizer(request.directory, base_model, request.trust_remote_code)
-    cache = request.options.get("prefix_cache_bytes")
     return TokenClassificationScorer(
         model, tokenizer,
         step_separator=metadata.step_separator if metadata else PRMMetadata.step_separator,
         positive_label=metadata.positive_label if metadata else PRMMetadata.positive_label,
-        **({} if cache is None else {"prefix_cache_bytes": cache}),
+        **_prefix_cache_option(request),
         **request.scorer_options,
     )
 
@@ -138,11 +137,16 @@ def load_step_tag(request: StyleRequest) -> PRMScorer:
     return StepTagScorer(model, tokenizer, step_tag=tag, **tokens, **request.scorer_options)
 
 
+def _prefix_cache_option(request: StyleRequest) -> dict[str, Any]:
+    cache = request.options.get("prefix_cache_bytes")
+    return {} if cache is None else {"prefix_cache_bytes": cache}
+
+
 def load_likelihood(request: StyleRequest) -> PRMScorer:
     from inference.scoring.likelihood import LikelihoodScorer
 
     model, tokenizer = _causal_lm(request)
-    return LikelihoodScorer(model, tokenizer, **request.scorer_options)
+    return LikelihoodScorer(model, tokenizer, **_prefix_cache_option(request), **request.scorer_options)
 
 
 def load_likelihood_head(request: StyleRequest) -> PRMScorer:
@@ -151,7 +155,8 @@ def load_likelihood_head(request: StyleRequest) -> PRMScorer:
     model, tokenizer = _causal_lm(request)
     metadata = request.metadata
     return LikelihoodHeadScorer(model, tokenizer, head=load_head(request.directory, model.config.hidden_size),
-                                system_prompt=metadata.system_prompt if metadata else None, **request.scorer_options)
+                                system_prompt=metadata.system_prompt if metadata else None,
+                                **_prefix_cache_option(request), **request.scorer_options)
 
 
 def load_implicit(request: StyleRequest) -> PRMScorer:
@@ -217,7 +222,7 @@ STYLES: dict[str, PRMStyleSpec] = {
     "likelihood_head": PRMStyleSpec(
         summary="a likelihood-head PRM (a causal LM's own token probabilities with a head trained by train_prm.py)",
         architectures=CAUSAL_LM_ARCHITECTURES,
-        load=load_likelihood_head, trained_by_ttc=True,
+        load=load_likelihood_head, options=("prefix_cache_bytes",), trained_by_ttc=True,
     ),
     "implicit": PRMStyleSpec(
         summary="an implicit PRM (Yuan et al. 2024: a causal LM trained on outcomes against a frozen reference)",
@@ -227,7 +232,7 @@ STYLES: dict[str, PRMStyleSpec] = {
     "lm_likelihood": PRMStyleSpec(
         summary="a plain causal LM (its own token probabilities as verifier, no trained head)",
         architectures=CAUSAL_LM_ARCHITECTURES,
-        load=load_likelihood, reads_plain_lm=True,
+        load=load_likelihood, options=("prefix_cache_bytes",), reads_plain_lm=True,
     ),
     "qwen_prm": PRMStyleSpec(
         summary="Qwen2.5-Math-PRM (a two-class head read at each <extra_0>)",

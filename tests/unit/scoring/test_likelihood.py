@@ -60,13 +60,20 @@ def test_a_step_the_model_is_sure_of_outscores_one_with_a_surprising_token(likel
     class Confident(torch.nn.Module):
         """Puts all its mass on token 5 everywhere: steps made of token 5 are certain, others are not."""
 
-        def forward(self, input_ids, attention_mask=None):
-            logits = torch.full((*input_ids.shape, 64), -30.0)
-            logits[..., 5] = 30.0
-            return type("Out", (), {"logits": logits})()
+        def get_decoder(self):
+            return lambda input_ids, attention_mask=None: type(
+                "Out", (), {"last_hidden_state": torch.zeros((*input_ids.shape, 1))})()
+
+        def get_output_embeddings(self):
+            def head(hidden):
+                logits = torch.full((*hidden.shape[:-1], 64), -30.0)
+                logits[..., 5] = 30.0
+                return logits
+            return head
 
     scorer = object.__new__(likelihood.LikelihoodScorer)
     scorer.model = Confident()
+    scorer._prefix_caching = False
     prm_input = likelihood.LikelihoodInput(input_ids=(1, 5, 5, 7, 5), score_positions=(2, 4), step_spans=((1, 2), (3, 4)))
     inputs = {"input_ids": torch.tensor([prm_input.input_ids])}
     sure, surprised = scorer.step_probabilities(inputs, [prm_input])[0]
@@ -78,8 +85,21 @@ def test_likelihood_style_refuses_a_trained_prm_and_foreign_options(token_classi
     with pytest.raises(ValueError, match="is a trained PRM .* reads a plain causal LM"):
         load_scorer(token_classifier_dir, prm_style="lm_likelihood", device="cpu")
     with pytest.raises(ValueError, match=r"step_tag does not apply to prm_style 'lm_likelihood' "
-                       r"\(it takes no options\); remove it"):
+                       r"\(it takes prefix_cache_bytes\); remove it"):
         load_scorer(causal_lm_dir, prm_style="lm_likelihood", device="cpu", step_tag="ки")
     with pytest.raises(ValueError, match="is not one of token_classification, chat_plus_minus, step_tag, "
                                          "likelihood_head, implicit, lm_likelihood"):
         load_scorer(causal_lm_dir, prm_style="likelihood", device="cpu")
+
+
+def test_incremental_scores_equal_whole_ones_as_a_beam_grows(causal_lm_dir):
+    # Beam search scores each candidate as its parent plus one step: with the cache only the new step runs.
+    cached = load_scorer(causal_lm_dir, prm_style="lm_likelihood", device="cpu")
+    whole = load_scorer(causal_lm_dir, prm_style="lm_likelihood", device="cpu", prefix_cache_bytes=0)
+    for depth in range(1, len(STEPS) + 1):
+        partial = [STEPS[:depth], STEPS[:depth - 1] + ["(2) Add 6: 5 + 6 = 12"]]
+        got = cached.score([PROBLEM, PROBLEM], partial)
+        expected = whole.score([PROBLEM, PROBLEM], partial)
+        for a, b in zip(got, expected, strict=True):
+            assert a.step_scores == pytest.approx(b.step_scores, rel=1e-4, abs=1e-6)
+    assert cached.prefix_cache.hits >= 2 and whole.prefix_cache.hits == 0

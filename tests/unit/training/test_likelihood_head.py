@@ -158,8 +158,14 @@ def test_training_and_scoring_compute_the_same_score(tokenizer, tmp_path: Path) 
     minimum = _hand_min_log_probs(model.backbone, batch["input_ids"][0].tolist(), spans)
     by_hand = [0.7 * m + float(hidden[last] @ model.hidden_weight.detach()) + 0.4 for m, (_, last) in zip(minimum, spans)]
     assert logit.tolist() == pytest.approx(by_hand, abs=1e-4)
-    (result,) = load_scorer(tmp_path, device="cpu").score([PROBLEM], [STEPS])
+    (result,) = load_scorer(tmp_path, device="cpu", prefix_cache_bytes=0).score([PROBLEM], [STEPS])
     assert result.step_scores == pytest.approx([1 / (1 + math.exp(-z)) for z in by_hand], abs=1e-5)
+    # Scored step by step as a beam grows, from the cache of the shorter solutions: the same scores.
+    cached = load_scorer(tmp_path, device="cpu")
+    for depth in range(1, len(STEPS) + 1):
+        (grown,) = cached.score([PROBLEM], [STEPS[:depth]])
+        assert grown.step_scores == pytest.approx(result.step_scores[:depth], abs=1e-5)
+    assert cached.prefix_cache.hits == len(STEPS) - 1
 
 
 def test_a_checkpoint_round_trips_for_resuming(tokenizer, tmp_path: Path) -> None:
