@@ -51,13 +51,14 @@ class ImplicitPRMModel(torch.nn.Module):
     """The trained causal LM and its frozen reference; `forward` gives the solution's outcome logits `(0, sum r_k)`
     (batch, 1, 2), so the 2-way soft cross-entropy every PRM style trains with is the implicit PRM's loss."""
 
-    def __init__(self, model: Any, reference: Any, *, beta: float) -> None:
+    def __init__(self, model: Any, reference: Any | None, *, beta: float) -> None:
+        """reference None: `model` is a peft model and the reference is the same LM with its adapters turned off."""
         super().__init__()
         if beta <= 0:
             raise ValueError(f"implicit_beta must be > 0, got {beta}")
         self.model = model
         # Held outside the module's parameters and state dict: it is never trained or saved with the PRM.
-        self._reference = [reference.requires_grad_(False).eval()]
+        self._reference = [None if reference is None else reference.requires_grad_(False).eval()]
         self.beta = beta
         self.config = model.config
         self.warnings_issued: dict[str, bool] = {}
@@ -71,9 +72,13 @@ class ImplicitPRMModel(torch.nn.Module):
 
     def rewards(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, step_index: torch.Tensor,
                 num_steps: int | None = None) -> torch.Tensor:
-        reference = self.reference.to(input_ids.device)
-        with torch.no_grad():
-            reference_log_probs = token_log_probs(reference, input_ids, attention_mask)
+        if self.reference is None:
+            with torch.no_grad(), self.model.disable_adapter():
+                reference_log_probs = token_log_probs(self.model, input_ids, attention_mask)
+        else:
+            reference = self.reference.to(input_ids.device)
+            with torch.no_grad():
+                reference_log_probs = token_log_probs(reference, input_ids, attention_mask)
         log_ratio = token_log_probs(self.model, input_ids, attention_mask) - reference_log_probs
         steps = int(num_steps if num_steps is not None else max(int(step_index.max()) + 1, 1))
         return step_rewards(log_ratio, step_index, steps, self.beta)
@@ -85,7 +90,8 @@ class ImplicitPRMModel(torch.nn.Module):
         return {"logits": torch.stack([torch.zeros_like(outcome), outcome], dim=-1)}
 
     def save_checkpoint(self, directory: str | Path) -> None:
-        """The trained LM by `save_pretrained` (safetensors); the reference stays where ttc_prm.json points."""
+        """The trained LM by `save_pretrained` (safetensors; its adapters only, with LoRA); the reference stays
+        where ttc_prm.json points."""
         self.model.save_pretrained(Path(directory), safe_serialization=True)
 
     def load_checkpoint(self, directory: str | Path) -> None:

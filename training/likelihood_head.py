@@ -132,7 +132,8 @@ class LikelihoodHeadModel(torch.nn.Module):
         return {"logits": torch.where(present[..., None], logits, 0.0)}
 
     def save_checkpoint(self, directory: str | Path) -> None:
-        """The LM by `save_pretrained` (safetensors) and the head in LIKELIHOOD_HEAD_FILE, as the scorer loads them."""
+        """The LM by `save_pretrained` (safetensors; its adapters only, with LoRA) and the head in
+        LIKELIHOOD_HEAD_FILE, as the scorer loads them."""
         directory = Path(directory)
         self.backbone.save_pretrained(directory, safe_serialization=True)
         head = {name: getattr(self, name).detach().float().cpu().contiguous()
@@ -151,10 +152,23 @@ class LikelihoodHeadModel(torch.nn.Module):
 
 
 def load_saved_lm(lm: Any, directory: str | Path, what: str) -> None:
-    """The LM weights `save_pretrained` wrote into `directory` back into `lm` (a tied LM head is not in the file)."""
+    """The LM weights `save_pretrained` wrote into `directory` back into `lm` (a tied LM head is not in the file;
+    a peft model reads its adapter)."""
     from safetensors.torch import load_file
 
     directory = Path(directory)
+    from peft import PeftModel
+
+    if isinstance(lm, PeftModel):
+        from peft import set_peft_model_state_dict
+
+        adapter = directory / "adapter_model.safetensors"
+        if not adapter.is_file():
+            raise FileNotFoundError(f"{adapter} not found: no LoRA adapter to resume the {what} from")
+        result = set_peft_model_state_dict(lm, load_file(str(adapter)))
+        if getattr(result, "unexpected_keys", None):
+            raise ValueError(f"{adapter}: adapter weights that fit no module of this model: {result.unexpected_keys}")
+        return
     state: dict[str, torch.Tensor] = {}
     for weights in sorted(directory.glob("model*.safetensors")):
         state.update(load_file(str(weights)))

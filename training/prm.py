@@ -215,18 +215,7 @@ def build_model(
     reloaded from there, so the adapter's base is a local directory and the checkpoint loads offline.
     """
     if training_args.prm_style in LIKELIHOOD_READING_STYLES:
-        if model_args.use_peft:
-            raise ValueError(f"prm_style {training_args.prm_style} trains the whole LM (or, likelihood_head, its "
-                             "head only); use_peft is not supported for it yet")
-        if model_args.model_name_or_path is None:
-            backbone = build_random_model(model_args, tokenizer, training_args.seed, causal_lm=True)
-        else:
-            backbone = _load_model(model_args.model_name_or_path, model_args, causal_lm=True)
-        if training_args.prm_style == LIKELIHOOD_HEAD_STYLE:
-            return (LikelihoodHeadModel(backbone, freeze_backbone=training_args.freeze_backbone),
-                    model_args.model_name_or_path)
-        return ImplicitPRMModel(backbone, _implicit_reference(backbone, model_args, training_args),
-                                beta=training_args.implicit_beta), model_args.model_name_or_path
+        return _likelihood_reading_model(model_args, tokenizer, training_args)
     causal_lm = training_args.prm_style in JUDGEMENT_STYLES
     if model_args.model_name_or_path is not None:
         base = model_args.model_name_or_path
@@ -252,6 +241,38 @@ REFERENCE_SUBDIR = "reference"
 """Where an implicit PRM grown from a random `init_from_config` model saves its reference, so it loads offline."""
 
 
+def _likelihood_reading_model(model_args: ModelArguments, tokenizer: Any, training_args: TtcPRMConfig
+                              ) -> tuple[Any, str | None]:
+    """The likelihood-head or implicit module around its causal LM (LoRA adapters on it with use_peft), and the
+    base recorded in the metadata."""
+    style = training_args.prm_style
+    if model_args.use_peft and model_args.model_name_or_path is None:
+        raise ValueError(f"prm_style {style} with use_peft needs model_name_or_path (the LM the adapters extend)")
+    if model_args.use_peft and style == LIKELIHOOD_HEAD_STYLE and training_args.freeze_backbone:
+        raise ValueError("use_peft trains LoRA adapters of the LM, but freeze_backbone is true (the head alone needs "
+                         "no adapters); set freeze_backbone false or use_peft false")
+    if model_args.model_name_or_path is None:
+        backbone = build_random_model(model_args, tokenizer, training_args.seed, causal_lm=True)
+    else:
+        backbone = _load_model(model_args.model_name_or_path, model_args, causal_lm=True)
+    base = model_args.model_name_or_path
+    reference = None
+    if model_args.use_peft:
+        from peft import get_peft_model
+
+        base = resolve_local_base(base)
+        backbone = get_peft_model(backbone, lora_config(model_args, "chat_plus_minus"))
+        # The adapter config names the local base, so the scorer (and AutoPeftModel) loads it offline.
+        for adapter in backbone.peft_config.values():
+            adapter.base_model_name_or_path = base
+    elif style == IMPLICIT_STYLE:
+        reference = _implicit_reference(backbone, model_args, training_args)
+    if style == LIKELIHOOD_HEAD_STYLE:
+        return LikelihoodHeadModel(backbone, freeze_backbone=training_args.freeze_backbone), base
+    # With LoRA the reference is the same LM with its adapters turned off: no second copy of the weights.
+    return ImplicitPRMModel(backbone, reference, beta=training_args.implicit_beta), base
+
+
 def _implicit_reference(model: Any, model_args: ModelArguments, training_args: TtcPRMConfig) -> Any:
     """The frozen reference of an implicit PRM: a copy of the starting weights (saved beside the checkpoint when
     they are random, so `ttc_prm.json` can point at them)."""
@@ -270,6 +291,15 @@ def reference_model_path(model_args: ModelArguments, args: TtcPRMConfig) -> str 
     if model_args.model_name_or_path is None:
         return str((Path(args.output_dir) / REFERENCE_SUBDIR).resolve())
     return resolve_local_base(model_args.model_name_or_path)
+
+
+def _zero3_requested() -> bool:
+    """Whether this run shards weights with DeepSpeed ZeRO-3 (an accelerate config or a TrainingArguments one)."""
+    import os
+
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    return is_deepspeed_zero3_enabled() or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
 
 
 def _wait_for_everyone() -> None:
@@ -710,6 +740,11 @@ def train_prm(
         judgement_ids = judgement_token_ids(tokenizer, args.prm_style, good_token=args.good_token,
                                             bad_token=args.bad_token, step_tag=args.step_tag,
                                             tokenizer_source=source)
+    if args.prm_style in LIKELIHOOD_READING_STYLES and _zero3_requested():
+        # Their modules save the LM and head as the scorers load them; partitioned ZeRO-3 weights would be written
+        # empty, a checkpoint that loads and scores noise.
+        raise PRMInputError(f"prm_style {args.prm_style} does not run under DeepSpeed ZeRO-3 yet; launch it with "
+                            "configs/accelerate/cpu.yaml or deepspeed_zero2.yaml (or without DeepSpeed)")
     if args.prm_style in LIKELIHOOD_READING_STYLES and not getattr(tokenizer, "chat_template", None):
         source = model_args.tokenizer_name_or_path or model_args.model_name_or_path or "the built-in tiny tokenizer"
         raise PRMInputError(f"tokenizer {source} has no chat template; prm_style {args.prm_style} reads the solution "
@@ -732,10 +767,12 @@ def train_prm(
         processing_class=tokenizer,
         compute_metrics=compute_step_metrics,
         callbacks=[MetadataCallback(metadata), *callbacks],
-        peft_config=lora_config(model_args, args.prm_style) if model_args.use_peft else None,
+        # The likelihood-reading modules carry their adapters already (`_likelihood_reading_model`).
+        peft_config=lora_config(model_args, args.prm_style)
+        if model_args.use_peft and args.prm_style not in LIKELIHOOD_READING_STYLES else None,
         judgement_ids=judgement_ids,
     )
-    if model_args.use_peft and base_model is not None:
+    if model_args.use_peft and base_model is not None and args.prm_style not in LIKELIHOOD_READING_STYLES:
         # The adapter config then names the local base, so AutoPeftModel loads it offline.
         for peft_config in trainer.model.peft_config.values():
             peft_config.base_model_name_or_path = base_model

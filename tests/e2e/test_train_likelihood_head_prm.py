@@ -131,3 +131,24 @@ def test_implicit_prm_records_its_reference_and_is_scored_by_the_log_ratio(tmp_p
                           for t in range(first, last + 1)) for first, last in spans]
     assert any(abs(r) > 1e-6 for r in rewards)  # two steps at lr 0.01 moved the model off its reference
     assert scored.step_scores == pytest.approx([1 / (1 + math.exp(-r)) for r in rewards], abs=1e-5)
+
+
+def test_a_lora_implicit_prm_trains_saves_its_adapter_and_loads_with_no_flags(tmp_path: Path, train_file: Path) -> None:
+    from inference.scoring import load_scorer
+
+    hard = write_step_labels([row for row in read_step_labels(train_file, "stepwise")
+                              if all(isinstance(label, bool) for label in row.labels)], tmp_path / "hard.jsonl")
+    out = tmp_path / "implicit-lora"
+    command = [sys.executable, SCRIPT, "--config", str(REPO / "configs/prm/tiny_implicit.yaml"), "--train_files",
+               str(hard), "--output_dir", str(out), "--model_name_or_path", POLICY, "--use_peft", "true",
+               "--lora_r", "4", "--lora_alpha", "8", "--per_device_train_batch_size", "2", "--max_steps", "2",
+               "--save_steps", "2", "--warmup_steps", "0", "--learning_rate", "0.01", "--report_to", "none"]
+    result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stderr[-4000:]}"
+    assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
+    assert (out / "checkpoint-2" / "adapter_model.safetensors").is_file()
+    metadata = PRMMetadata.load(out)
+    assert metadata.is_peft_adapter and metadata.reference_model == metadata.base_model == str(Path(POLICY).resolve())
+    (scored,) = load_scorer(out, device="cpu").score([PROBLEM], [STEPS])
+    assert len(scored.step_scores) == len(STEPS) and all(0.0 < s < 1.0 for s in scored.step_scores)
+    assert any(abs(s - 0.5) > 1e-6 for s in scored.step_scores)  # the adapters moved off the reference

@@ -253,3 +253,24 @@ def test_tiny_likelihood_reading_configs_train_policy_large_on_the_tiny_labels(c
         assert args.freeze_backbone is True and args.mask_after_first_error is True
     else:
         assert args.implicit_beta == 0.05
+
+
+def test_llama31_8b_implicit_configs_follow_the_papers_objective() -> None:
+    # Yuan et al. 2024, ImplicitPRM run_ce.sh: beta 0.05, lr 5e-7, 1 epoch, global batch 64, Llama-3.1-8B-Instruct.
+    full_model, _, full, _ = parse_args(["--config", str(REPO / "configs/prm/llama31_8b_implicit.yaml"), *ON_CPU])
+    lora_model, _, lora, _ = parse_args(["--config", str(REPO / "configs/prm/llama31_8b_implicit_lora.yaml"), *ON_CPU])
+    for model_args, args in ((full_model, full), (lora_model, lora)):
+        assert model_args.model_name_or_path == "meta-llama/Llama-3.1-8B-Instruct"
+        assert (args.prm_style, args.implicit_beta, args.num_train_epochs) == ("implicit", 0.05, 1)
+        assert (args.bf16, args.gradient_checkpointing) == (True, True)
+    assert full.learning_rate == pytest.approx(5e-7) and effective_batch_size(full, 8) == 64
+    assert full_model.use_peft is False
+    assert lora_model.use_peft is True and lora_model.lora_r == 16 and effective_batch_size(lora, 1) == 64
+
+
+def test_llama31_8b_likelihood_head_config_trains_the_head_of_a_frozen_8b() -> None:
+    model_args, _, args, name = parse_args(["--config", str(REPO / "configs/prm/llama31_8b_likelihood_head.yaml"),
+                                            *ON_CPU])
+    assert name == "llama31_8b_likelihood_head"
+    assert model_args.model_name_or_path == "meta-llama/Llama-3.1-8B-Instruct" and model_args.use_peft is False
+    assert (args.prm_style, args.freeze_backbone, args.mask_after_first_error) == ("likelihood_head", True, True)

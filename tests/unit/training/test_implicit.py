@@ -125,3 +125,34 @@ def test_a_reference_that_is_missing_is_refused_by_the_loader(tokenizer, tmp_pat
     PRMMetadata(prm_style="implicit", reference_model=str(tmp_path / "gone"), beta=BETA).save(tmp_path)
     with pytest.raises(FileNotFoundError, match="reference_model .*gone is not a checkpoint directory"):
         load_scorer(tmp_path, device="cpu")
+
+
+def test_a_lora_implicit_prm_uses_the_lm_without_its_adapters_as_reference(tokenizer, tmp_path: Path) -> None:
+    from inference.scoring import load_scorer
+
+    base_lm = _lm(tokenizer, 5)
+    base_lm.save_pretrained(tmp_path / "lm")
+    model_args = ModelArguments(model_name_or_path=str(tmp_path / "lm"), use_peft=True, lora_r=4, lora_alpha=8,
+                                lora_target_modules=["q_proj", "v_proj"])
+    model, base = prm.build_model(model_args, tokenizer, _args(tmp_path, implicit_beta=BETA))
+    assert model.reference is None and prm.reference_model_path(model_args, _args(tmp_path)) == base
+    model.eval()  # LoRA dropout off: the scorer reads the model in eval mode
+    batch, input_ids = _batch(tokenizer)
+    inputs = (batch["input_ids"], batch["attention_mask"], batch["step_index"])
+    with torch.no_grad():
+        assert model.rewards(*inputs).abs().max().item() == 0.0  # LoRA starts at B = 0: the reference itself
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05, generator=torch.Generator().manual_seed(2))
+        rewards = model.rewards(*inputs)[0].tolist()
+    out = tmp_path / "prm"
+    model.save_checkpoint(out)
+    tokenizer.save_pretrained(out)
+    PRMMetadata(prm_style="implicit", base_model=base, is_peft_adapter=True, system_prompt=SYSTEM_PROMPT,
+                reference_model=base, beta=BETA).save(out)
+    # By hand: the adapted LM (merged by the loader) against the base checkpoint, token by token.
+    scorer = load_scorer(out, device="cpu")
+    expected = _hand_rewards(scorer.model, base_lm, input_ids, batch["step_index"][0].tolist())
+    assert rewards == pytest.approx(expected, abs=1e-5)
+    (result,) = scorer.score([PROBLEM], [STEPS])
+    assert result.step_scores == pytest.approx([1 / (1 + math.exp(-r)) for r in expected], abs=1e-5)

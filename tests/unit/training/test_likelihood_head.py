@@ -104,9 +104,51 @@ def test_a_tokenizer_without_a_chat_template_is_refused_before_any_model(tokeniz
     assert built == []
 
 
-def test_use_peft_is_refused_by_name(tokenizer, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="use_peft is not supported for it yet"):
-        prm.build_model(ModelArguments(init_from_config="tiny", use_peft=True), tokenizer, _args(tmp_path))
+def test_lora_needs_a_model_and_a_trainable_lm(tokenizer, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="with use_peft needs model_name_or_path"):
+        prm.build_model(ModelArguments(init_from_config="tiny", use_peft=True), tokenizer,
+                        _args(tmp_path, freeze_backbone=False))
+    _backbone(tokenizer).save_pretrained(tmp_path / "lm")
+    with pytest.raises(ValueError, match="use_peft trains LoRA adapters of the LM, but freeze_backbone is true"):
+        prm.build_model(ModelArguments(model_name_or_path=str(tmp_path / "lm"), use_peft=True), tokenizer,
+                        _args(tmp_path))
+
+
+def test_a_lora_likelihood_head_saves_its_adapter_and_scores_as_it_trained(tokenizer, tmp_path: Path) -> None:
+    from data_prep.prm_metadata import PRMMetadata
+    from inference.scoring import load_scorer
+
+    _backbone(tokenizer, seed=4).save_pretrained(tmp_path / "lm")
+    model_args = ModelArguments(model_name_or_path=str(tmp_path / "lm"), use_peft=True, lora_r=4, lora_alpha=8,
+                                lora_target_modules=["q_proj", "v_proj"])
+    model, base = prm.build_model(model_args, tokenizer, _args(tmp_path, freeze_backbone=False))
+    assert base == str((tmp_path / "lm").resolve())
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {"likelihood_weight", "hidden_weight", "bias"} < trainable and all(
+        "lora_" in n for n in trainable - {"likelihood_weight", "hidden_weight", "bias"})
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05, generator=torch.Generator().manual_seed(1))
+        model.bias.fill_(0.3)
+    model.eval()  # LoRA dropout off: the scorer reads the model in eval mode
+    batch = _batch(tokenizer, [(STEPS, [1.0, 1.0, 1.0])])
+    with torch.no_grad():
+        logit = model(**{k: v for k, v in batch.items() if k != "labels"})["logits"][0, :, 1]
+    out = tmp_path / "prm"
+    model.save_checkpoint(out)
+    tokenizer.save_pretrained(out)
+    assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
+    PRMMetadata(prm_style="likelihood_head", base_model=base, is_peft_adapter=True,
+                system_prompt=SYSTEM_PROMPT).save(out)
+    (result,) = load_scorer(out, device="cpu").score([PROBLEM], [STEPS])
+    assert result.step_scores == pytest.approx(torch.sigmoid(logit).tolist(), abs=1e-5)
+    fresh, _ = prm.build_model(model_args, tokenizer, _args(tmp_path, freeze_backbone=False))
+    fresh.load_checkpoint(out)
+    fresh.eval()
+    with torch.no_grad():
+        again = fresh(**{k: v for k, v in batch.items() if k != "labels"})["logits"][0, :, 1]
+    assert torch.allclose(again, logit, atol=1e-6)
 
 
 # ---------------------------------------------------------------- the head
@@ -252,3 +294,17 @@ def test_accumulating_4_batches_of_1_is_one_batch_of_4(tokenizer, tmp_path: Path
     assert single["likelihood_weight"].item() != 1.0  # the step moved the head
     for name, tensor in single.items():
         assert torch.allclose(accumulated[name], tensor, rtol=1e-4, atol=1e-6), name
+
+
+@pytest.mark.parametrize("style", ["likelihood_head", "implicit"])
+def test_zero3_is_refused_before_training(tokenizer, tmp_path: Path, monkeypatch, style: str) -> None:
+    # Their own save writes the LM and head as the scorers load them; ZeRO-3's partitioned weights would be empty.
+    from data_prep.labels import write_step_labels
+    from training.config import DataArguments
+
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    path = write_step_labels([StepLabels(PROBLEM, STEPS, [True, True, True])], tmp_path / "labels.jsonl")
+    with pytest.raises(PRMInputError, match=f"prm_style {style} does not run under DeepSpeed ZeRO-3 yet"):
+        prm.train_prm(ModelArguments(init_from_config="tiny"), DataArguments(train_files=[str(path)]),
+                      _args(tmp_path, prm_style=style))
+    assert not (tmp_path / "out").exists()
