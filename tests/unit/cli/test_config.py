@@ -309,3 +309,17 @@ def test_keyed_settings_hook_checks_any_field_that_carries_it(tmp_path):
         parse_config(HookedConfig, None, cli(knobs__left__levl="1"))
     with pytest.raises(ConfigError, match=r"--knobs.left.level\): expected an integer"):
         parse_config(HookedConfig, None, cli(knobs__left__level="x"))
+
+
+def test_reference_configs_prompt_as_search_and_learn_does():
+    from data_prep.steps import SYSTEM_PROMPT, extract_boxed_answer, split_steps
+
+    prompts = {parse_config(RunConfig, CONFIGS / name, {}).policy.system_prompt
+               for name in ("math500_llama1b_vllm.yaml", "math500_llama3b_vllm.yaml")}
+    (prompt,) = prompts  # the 1B and 3B runs share one prompt
+    assert prompt != SYSTEM_PROMPT and prompt.startswith("Solve the following math problem efficiently and clearly:")
+    assert "Therefore, the final answer is: $\\boxed{answer}$. I hope it is correct." in prompt
+    # A solution in the format it asks for splits into its steps and yields its boxed answer.
+    solution = ("## Step 1: Add\n2 + 3 = 5\n\n## Step 2: Check\n5 is odd\n\n"
+                "Therefore, the final answer is: $\\boxed{5}$. I hope it is correct.")
+    assert len(split_steps(solution)) == 3 and extract_boxed_answer(solution) == "5"
