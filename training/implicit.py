@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from training.generative import PRMInputError
-from training.likelihood_head import load_saved_lm
+from training.likelihood_head import load_saved_lm, next_token_log_probs, step_membership
 
 IMPLICIT_STYLE = "implicit"
 PROMPT_FORMAT = ("the policy's chat template over ttc's system prompt and the problem, then the solution (steps "
@@ -35,16 +35,9 @@ def outcome_label(labels: Sequence[bool | float], where: str) -> float:
 
 
 def token_log_probs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """log P(token t | tokens before it) for every t >= 1, and 0 at t = 0 (batch, length)."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
-    chosen = torch.log_softmax(logits, dim=-1).gather(-1, input_ids[:, 1:, None])[..., 0]
-    return torch.cat([chosen.new_zeros((len(input_ids), 1)), chosen], dim=1)
-
-
-def step_rewards(log_ratio: torch.Tensor, step_index: torch.Tensor, num_steps: int, beta: float) -> torch.Tensor:
-    """beta * sum of `log_ratio` over each step's tokens (batch, num_steps); tokens outside steps (-1) count nowhere."""
-    in_step = step_index[:, None, :] == torch.arange(num_steps, device=step_index.device)[None, :, None]
-    return beta * (log_ratio[:, None, :] * in_step).sum(dim=-1)
+    """log P(token t | tokens before it) under `model` for every t >= 1, and 0 at t = 0 (batch, length)."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+    return next_token_log_probs(logits, input_ids)
 
 
 class ImplicitPRMModel(torch.nn.Module):
@@ -70,8 +63,8 @@ class ImplicitPRMModel(torch.nn.Module):
     def gradient_checkpointing_enable(self, **kwargs: Any) -> None:
         self.model.gradient_checkpointing_enable(**kwargs)
 
-    def rewards(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, step_index: torch.Tensor,
-                num_steps: int | None = None) -> torch.Tensor:
+    def rewards(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, step_index: torch.Tensor) -> torch.Tensor:
+        """beta * the log-ratio summed over each step's tokens (batch, steps); tokens outside steps count nowhere."""
         if self.reference is None:
             with torch.no_grad(), self.model.disable_adapter():
                 reference_log_probs = token_log_probs(self.model, input_ids, attention_mask)
@@ -80,8 +73,7 @@ class ImplicitPRMModel(torch.nn.Module):
             with torch.no_grad():
                 reference_log_probs = token_log_probs(reference, input_ids, attention_mask)
         log_ratio = token_log_probs(self.model, input_ids, attention_mask) - reference_log_probs
-        steps = int(num_steps if num_steps is not None else max(int(step_index.max()) + 1, 1))
-        return step_rewards(log_ratio, step_index, steps, self.beta)
+        return self.beta * (log_ratio[:, None, :] * step_membership(step_index)).sum(dim=-1)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, step_index: torch.Tensor,
                 labels: Any = None, **unused: Any) -> dict[str, torch.Tensor]:

@@ -80,6 +80,20 @@ class LikelihoodHeadCollator:
         return {"input_ids": input_ids, "attention_mask": attention_mask, "step_index": step_index, "labels": labels}
 
 
+def next_token_log_probs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """log P(token t | tokens before it) for every t >= 1 from `logits` of positions 0..length-2, and 0 at t = 0
+    (batch, length): token 0 has no prediction and is never part of a step (the prompt comes first)."""
+    chosen = torch.log_softmax(logits.float(), dim=-1).gather(-1, input_ids[:, 1:, None])[..., 0]
+    return torch.cat([chosen.new_zeros((len(input_ids), 1)), chosen], dim=1)
+
+
+def step_membership(step_index: torch.Tensor) -> torch.Tensor:
+    """(batch, steps, length) booleans: token t belongs to step k; steps = the largest index present + 1 (one column
+    when no row has a step, so the shapes stay valid)."""
+    steps = max(int(step_index.max()) + 1, 1)
+    return step_index[:, None, :] == torch.arange(steps, device=step_index.device)[None, :, None]
+
+
 class LikelihoodHeadModel(torch.nn.Module):
     """A causal LM and the three head tensors; `forward` gives each step's (bad, good) logits `(0, logit)`, so the
     2-way soft cross-entropy every PRM style trains with is the binary cross-entropy of the step's logit."""
@@ -105,22 +119,17 @@ class LikelihoodHeadModel(torch.nn.Module):
         """(log-probability of each token given those before it, (batch, length); last hidden states)."""
         decoder = self.backbone.get_decoder()
         hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        logits = self.backbone.get_output_embeddings()(hidden[:, :-1]).float()
-        token_log_probs = torch.log_softmax(logits, dim=-1).gather(-1, input_ids[:, 1:, None])[..., 0]
-        # Token 0 has no prediction; it is never part of a step (the prompt comes first).
-        token_log_probs = torch.cat([token_log_probs.new_zeros((len(input_ids), 1)), token_log_probs], dim=1)
-        return token_log_probs, hidden
+        return next_token_log_probs(self.backbone.get_output_embeddings()(hidden[:, :-1]), input_ids), hidden
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, step_index: torch.Tensor,
-                num_steps: int | None = None, labels: Any = None, **unused: Any) -> dict[str, torch.Tensor]:
+                labels: Any = None, **unused: Any) -> dict[str, torch.Tensor]:
         # `labels` is named so the Trainer finds its label column (the loss is computed outside, by the Trainer).
         if self.freeze_backbone:
             with torch.no_grad():
                 token_log_probs, hidden = self._features(input_ids, attention_mask)
         else:
             token_log_probs, hidden = self._features(input_ids, attention_mask)
-        steps = int(num_steps if num_steps is not None else max(int(step_index.max()) + 1, 1))
-        in_step = step_index[:, None, :] == torch.arange(steps, device=step_index.device)[None, :, None]
+        in_step = step_membership(step_index)
         min_log_prob = torch.where(in_step, token_log_probs[:, None, :], torch.inf).amin(dim=-1)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         last = torch.where(in_step, positions[None, None, :], -1).amax(dim=-1)

@@ -511,7 +511,7 @@ class SoftLabelPRMTrainer(PRMTrainer):
             inner = inner.get_base_model() if isinstance(inner, PeftModel) else inner
             self._can_select_logits = "logits_to_keep" in inspect.signature(inner.forward).parameters
 
-    def _likelihood_head(self) -> LikelihoodHeadModel | ImplicitPRMModel | None:
+    def _likelihood_reading_module(self) -> LikelihoodHeadModel | ImplicitPRMModel | None:
         """The model when it is one of the likelihood-reading styles' modules (saved in their own layout)."""
         from accelerate.utils import extract_model_from_parallel
 
@@ -522,7 +522,7 @@ class SoftLabelPRMTrainer(PRMTrainer):
         # A likelihood-head PRM is an LM plus three head tensors, an implicit PRM an LM beside its reference: every
         # checkpoint is written in the layout the scorer loads (the Trainer would write one state dict, which a
         # tied LM head cannot even be saved as).
-        head_model = self._likelihood_head()
+        head_model = self._likelihood_reading_module()
         if head_model is None:
             return super()._save(output_dir, state_dict)
         output_dir = output_dir if output_dir is not None else self.args.output_dir
@@ -536,7 +536,7 @@ class SoftLabelPRMTrainer(PRMTrainer):
         return None
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-        head_model = self._likelihood_head()
+        head_model = self._likelihood_reading_module()
         if head_model is None:
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         head_model.load_checkpoint(resume_from_checkpoint)
@@ -631,14 +631,14 @@ def load_records(data_args: DataArguments, args: TtcPRMConfig, tokenizer: Any = 
 
     def read(paths: Sequence[str], weights: Sequence[float] | None) -> list[StepLabels]:
         sources = [read_step_labels(path, data_args.data_format, **options) for path in paths]
+        # Record i is row i of the file only for a stepwise file read without skipping rows.
+        exact_rows = data_args.data_format == "stepwise" and not data_args.skip_invalid_rows
         if args.prm_style == IMPLICIT_STYLE:
-            exact_rows = data_args.data_format == "stepwise" and not data_args.skip_invalid_rows
             for path, source in zip(paths, sources):
                 for index, record in enumerate(source, start=1):
                     outcome_label(record.labels, f"{path} row {index}" if exact_rows else f"{path} example {index}")
         if args.prm_style in JUDGEMENT_STYLES:
             reserved = list(getattr(tokenizer, "all_special_tokens", None) or [])
-            exact_rows = data_args.data_format == "stepwise" and not data_args.skip_invalid_rows
             for path, source in zip(paths, sources):
                 check_texts_fit_style(source, path, args.prm_style, step_tag=args.step_tag, reserved=reserved,
                                       rows_are_exact=exact_rows)
@@ -734,9 +734,9 @@ def train_prm(
     if args.label_names is None:
         args.label_names = ["labels"]  # peft-wrapped models hide the label name from the Trainer
     tokenizer = load_tokenizer(model_args)
+    source = model_args.tokenizer_name_or_path or model_args.model_name_or_path or "the built-in tiny tokenizer"
     judgement_ids = None
     if args.prm_style in JUDGEMENT_STYLES:
-        source = model_args.tokenizer_name_or_path or model_args.model_name_or_path or "the built-in tiny tokenizer"
         judgement_ids = judgement_token_ids(tokenizer, args.prm_style, good_token=args.good_token,
                                             bad_token=args.bad_token, step_tag=args.step_tag,
                                             tokenizer_source=source)
@@ -746,7 +746,6 @@ def train_prm(
         raise PRMInputError(f"prm_style {args.prm_style} does not run under DeepSpeed ZeRO-3 yet; launch it with "
                             "configs/accelerate/cpu.yaml or deepspeed_zero2.yaml (or without DeepSpeed)")
     if args.prm_style in LIKELIHOOD_READING_STYLES and not getattr(tokenizer, "chat_template", None):
-        source = model_args.tokenizer_name_or_path or model_args.model_name_or_path or "the built-in tiny tokenizer"
         raise PRMInputError(f"tokenizer {source} has no chat template; prm_style {args.prm_style} reads the solution "
                             "after the policy's chat prompt (train it from a policy/instruct checkpoint)")
     train_records, eval_records = load_records(data_args, args, tokenizer)

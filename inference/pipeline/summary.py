@@ -76,15 +76,20 @@ def summary_lines(opts: PipelineOptions) -> list[str]:
         found = point_at(by_verifier.get(prm, ()), strategy, n)
         return None if found is None else per_problem(small[prm], found, where=str(eval_dir))
 
-    def versus(arm: tuple[str, str, int], against: tuple[str, str, int], against_text: str) -> str:
-        """' (within noise of majority: +0.8 points, ...)': arm vs against, each (verifier, strategy, N) of
+    def versus_text(arm: tuple[str, str, int], against: tuple[str, str, int], against_text: str) -> str:
+        """'within noise of majority: +0.8 points, ...': arm vs against, each (verifier, strategy, N) of
         policy-small; '' where either did not run."""
         a, b = outcomes(*arm), outcomes(*against)
         if a is None or b is None:
             return ""
         comparison = compare(a, b, arm_name="{1} at N={2} ({0})".format(*arm) + f" in {eval_dir}",
                              against_name="{1} at N={2} ({0})".format(*against) + f" in {eval_dir}")
-        return f" ({comparison_text(comparison, against_text)})"
+        return comparison_text(comparison, against_text)
+
+    def versus(arm: tuple[str, str, int], against: tuple[str, str, int], against_text: str) -> str:
+        """The same in parentheses after the accuracy it qualifies: ' (within noise of majority: ...)'."""
+        text = versus_text(arm, against, against_text)
+        return f" ({text})" if text else ""
 
     references = reference_accuracies(run)
     large = references.get(f"{REFERENCE_POLICY} greedy")
@@ -120,8 +125,8 @@ def summary_lines(opts: PipelineOptions) -> list[str]:
     def trained_versus(strategy: str, baseline: str) -> str:
         """' (prm-... ahead of it: ...)': the main verifier's arm at the tree budget minus the same arm guided by
         `baseline`, worded after the baseline's accuracy."""
-        text = versus((MAIN_VERIFIER, strategy, n_tree), (baseline, strategy, n_tree), "it")
-        return f" ({MAIN_VERIFIER} {text[2:]}" if text else ""
+        text = versus_text((MAIN_VERIFIER, strategy, n_tree), (baseline, strategy, n_tree), "it")
+        return f" ({MAIN_VERIFIER} {text})" if text else ""
 
     bench = [*_processbench(run / "processbench"), *_processbench(run / "processbench-likelihood")]
     corrupted = [*_processbench(run / "processbench-corrupted", auroc_only=True),

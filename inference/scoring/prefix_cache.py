@@ -212,6 +212,8 @@ class PrefixCachedScoring:
         self.prefix_cache = PrefixKVCache(max_bytes)
         self._prefix_caching: bool | None = None if max_bytes > 0 else False
         """None until the first batch decides (see `_use_prefix_cache`)."""
+        self._cache_keyword: str | None = None
+        """The keyword under which `_cached_module()` takes the cache, found with that decision."""
 
     def _cached_module(self) -> Any:
         """The module whose forward takes the cache and gives what `_new_step_scores` reads (the model itself)."""
@@ -229,9 +231,9 @@ class PrefixCachedScoring:
         """Decided once: the model takes a cache, has only full attention, and scores a split sequence as a whole."""
         if self._prefix_caching is None:
             keyword = cache_keyword(self.model)
+            self._cache_keyword = cache_keyword(self._cached_module())
             self._prefix_caching = False
-            if keyword is None or cache_keyword(self._cached_module()) is None or not has_only_full_attention(
-                    self.model.config):
+            if keyword is None or self._cache_keyword is None or not has_only_full_attention(self.model.config):
                 logger.info("%s: the model takes no key/value cache; every solution is scored whole", self.name)
             elif len(probe.input_ids) > 1:
                 difference = check_causal(self.model, keyword, self.pad_id, self.device, probe.input_ids)
@@ -260,9 +262,9 @@ class PrefixCachedScoring:
                     prefix = None
                 todo[prm_input.input_ids] = (prm_input, prefix)
         if todo:
-            module = self._cached_module()
             rows = [(ids, prefix) for ids, (_, prefix) in todo.items()]
-            outputs = forward_with_prefixes(module, str(cache_keyword(module)), self.pad_id, self.device, rows)
+            outputs = forward_with_prefixes(self._cached_module(), str(self._cache_keyword), self.pad_id, self.device,
+                                            rows)
             for (prm_input, prefix), (new_outputs, keys, values) in zip(todo.values(), outputs, strict=True):
                 start = len(prefix.input_ids) if prefix is not None else 0
                 earlier = prefix.step_scores if prefix is not None else ()
