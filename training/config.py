@@ -175,6 +175,10 @@ class DataArguments:
                 raise ValueError(f"{name} must be >= 1 or unset, got {value}")
 
 
+IMPLICIT_BETA_DEFAULT = 0.05
+"""Yuan et al. 2024's beta, the default of `implicit_beta`."""
+
+
 @dataclass
 class TtcPRMConfig(PRMConfig):
     """TRL's PRMConfig with ttc's step separator, soft labels, the PRM style and `--resume`."""
@@ -204,7 +208,7 @@ class TtcPRMConfig(PRMConfig):
     """Steps after a solution's first bad step (label false, or a soft label <= hard_label_threshold) carry no
     loss: ProcessBench asks for the first wrong step, and later steps of a wrong solution are bad only because an
     earlier one was."""
-    implicit_beta: float = 0.05
+    implicit_beta: float = IMPLICIT_BETA_DEFAULT
     """prm_style implicit: beta, the scale of the rewards beta * (log P_model - log P_reference) (0.05 in Yuan et
     al. 2024)."""
     freeze_backbone: bool = True
@@ -224,6 +228,13 @@ class TtcPRMConfig(PRMConfig):
         if self.prm_style != "token_classification" and self.max_completion_length is not None:
             raise ValueError(f"max_completion_length applies to prm_style token_classification, not {self.prm_style}; "
                              "use max_length")
+        # Style-specific keys are read by their style only: a changed value for another style is refused.
+        if self.prm_style != "likelihood_head" and not self.freeze_backbone:
+            raise ValueError(f"freeze_backbone applies to prm_style likelihood_head, not {self.prm_style}; remove it")
+        if self.prm_style != "implicit" and self.implicit_beta != IMPLICIT_BETA_DEFAULT:
+            raise ValueError(f"implicit_beta applies to prm_style implicit, not {self.prm_style}; remove it")
+        if not self.implicit_beta > 0:
+            raise ValueError(f"implicit_beta must be > 0, got {self.implicit_beta}")
         if not 0.0 <= self.hard_label_threshold < 1.0:
             raise ValueError(f"hard_label_threshold must be in [0, 1), got {self.hard_label_threshold}")
         super().__post_init__()

@@ -308,3 +308,12 @@ def test_zero3_is_refused_before_training(tokenizer, tmp_path: Path, monkeypatch
         prm.train_prm(ModelArguments(init_from_config="tiny"), DataArguments(train_files=[str(path)]),
                       _args(tmp_path, prm_style=style))
     assert not (tmp_path / "out").exists()
+
+
+def test_style_keys_of_another_style_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="freeze_backbone applies to prm_style likelihood_head, not step_tag"):
+        _args(tmp_path, prm_style="step_tag", freeze_backbone=False)
+    with pytest.raises(ValueError, match="implicit_beta applies to prm_style implicit, not likelihood_head"):
+        _args(tmp_path, implicit_beta=0.5)
+    with pytest.raises(ValueError, match="implicit_beta must be > 0, got 0.0"):
+        _args(tmp_path, prm_style="implicit", implicit_beta=0.0)
