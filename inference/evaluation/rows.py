@@ -17,8 +17,10 @@ READABLE = ("ttc result rows (JSONL written by `ttc-infer run`) or search-and-le
             "with problem, answer, completions, scores)")
 
 
-def read_result_file(path: str | Path) -> list[ResultRow]:
-    """The rows of one results file: ttc's JSONL, or a search-and-learn JSONL / JSON array / Parquet file.
+def read_result_file(path: str | Path, *, search_and_learn_policy: str | None = None,
+                     search_and_learn_prm: str | None = None) -> list[ResultRow]:
+    """The rows of one results file: ttc's JSONL, or a search-and-learn JSONL / JSON array / Parquet file (its rows
+    named by the two names when given, see `inference.evaluation.search_and_learn`).
 
     Anything else is one error naming the file (and the line or row where it stops being readable).
     """
@@ -37,7 +39,7 @@ def read_result_file(path: str | Path) -> list[ResultRow]:
     if not records:
         return []
     if is_search_and_learn_row(records[0][1]):
-        return read_search_and_learn(path, records)
+        return read_search_and_learn(path, records, policy=search_and_learn_policy, prm=search_and_learn_prm)
     if kind != "jsonl":
         raise ValueError(f"{path}: a {kind.replace('_', ' ')} file without search-and-learn's columns "
                          f"(row 1 has {sorted(records[0][1]) if isinstance(records[0][1], dict) else records[0][1]!r})"
@@ -45,11 +47,14 @@ def read_result_file(path: str | Path) -> list[ResultRow]:
     return [row_from_dict(data, where=f"{path}:{where.removeprefix('line ')}") for where, data in records]
 
 
-def read_rows(specs: str | Path | Sequence[str | Path]) -> list[ResultRow]:
+def read_rows(specs: str | Path | Sequence[str | Path], *, search_and_learn_policy: str | None = None,
+              search_and_learn_prm: str | None = None) -> list[ResultRow]:
     """Rows of result files named by paths, globs or directories (`inference.results.expand_inputs`)."""
     if isinstance(specs, (str, Path)):
         specs = [specs]
-    return [row for path in expand_inputs(specs) for row in read_result_file(path)]
+    return [row for path in expand_inputs(specs)
+            for row in read_result_file(path, search_and_learn_policy=search_and_learn_policy,
+                                        search_and_learn_prm=search_and_learn_prm)]
 
 
 def by_model(rows: Sequence[ResultRow]) -> dict[tuple[str, str], list[ResultRow]]:

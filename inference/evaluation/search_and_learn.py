@@ -17,8 +17,9 @@ How a row becomes ttc rows:
 - beam_search / dvts: one run at N = the number of completions, its answer the boxed answer of `pred`.
 - Each completion's score is `agg_scores` when present, else the last step score (search-and-learn's own
   aggregation when it scores); its steps are the text split on blank lines, as both projects split them.
-- The policy and PRM are named after the file's directory (search-and-learn's output directory is named after
-  the policy), so a run's files group together. PRM tokens are not recorded by search-and-learn and count 0.
+- The policy is named as ttc names one, from the directory search-and-learn wrote into (named after the policy),
+  so a ttc run of the same policy shares it and one report shows both, the search-and-learn rows as the verifier
+  `search-and-learn` (both names can be given). PRM tokens are not recorded by search-and-learn and count 0.
 """
 
 from __future__ import annotations
@@ -63,10 +64,16 @@ def approach_of(path: Path) -> str:
     )
 
 
-def model_names(path: Path) -> tuple[str, str]:
-    """(policy, PRM) for the file's rows: search-and-learn's output directory carries the policy's name."""
-    run = path.resolve().parent.name or path.stem
-    return f"search-and-learn/{run}", f"search-and-learn/{run}/prm"
+def policy_name(path: Path) -> str:
+    """The policy of a file's rows, named as ttc names a policy (its checkpoint's last path part): the directory
+    search-and-learn wrote into (`data/<org>/<model>/`), or the Hub dataset's `<model>-<approach>-prm-completions`
+    without its suffix."""
+    for directory in path.resolve().parents:
+        for approach in APPROACHES:
+            suffix = f"-{approach}-prm-completions"
+            if directory.name.endswith(suffix):
+                return directory.name.removesuffix(suffix)
+    return path.resolve().parent.name
 
 
 def _list(row: Mapping, column: str, where: str, length: int | None = None) -> list:
@@ -161,10 +168,17 @@ def rows_from_record(row: Mapping, where: str, *, approach: str, policy: str, pr
                       settings={"source_format": SOURCE, "approach": approach}, **common)]
 
 
-def read_search_and_learn(path: Path, records: Iterable[tuple[str, Any]]) -> list[ResultRow]:
-    """ttc rows of every (place, row) of a search-and-learn file; the file's name gives the approach."""
+DEFAULT_PRM_NAME = "search-and-learn"
+"""The PRM name of search-and-learn rows (its files do not name their PRM): distinct from every ttc PRM's."""
+
+
+def read_search_and_learn(path: Path, records: Iterable[tuple[str, Any]], *, policy: str | None = None,
+                          prm: str | None = None) -> list[ResultRow]:
+    """ttc rows of every (place, row) of a search-and-learn file; the file's name gives the approach, `policy`
+    (default `policy_name`) and `prm` (default `DEFAULT_PRM_NAME`) name the models."""
     approach = approach_of(path)
-    policy, prm = model_names(path)
+    policy = policy or policy_name(path)
+    prm = prm or DEFAULT_PRM_NAME
     rows: list[ResultRow] = []
     for where, record in records:
         if not is_search_and_learn_row(record):

@@ -13,6 +13,7 @@ from data_prep.io import read_jsonl, write_jsonl
 from inference.evaluation.config import EvalConfig
 from inference.evaluation.evaluations import evaluate
 from inference.evaluation.rows import read_result_file, read_rows
+from inference.reporting import ReportConfig, make_report
 from inference.results import append_results
 from tests.unit.evaluation.helpers import row, sample
 
@@ -72,8 +73,8 @@ def test_search_and_learn_rows_are_read_as_their_own_policy(tmp_path):
         ("test/algebra/1.json", "majority"), ("test/algebra/1.json", "best_of_n"),
         ("test/algebra/1.json", "weighted_best_of_n")]
     first = rows[1]
-    assert (first.policy, first.prm) == ("search-and-learn/Llama-3.2-1B-Instruct",
-                                         "search-and-learn/Llama-3.2-1B-Instruct/prm")
+    # Named as ttc names the policy (its checkpoint's last path part): search-and-learn's output directory.
+    assert (first.policy, first.prm) == ("Llama-3.2-1B-Instruct", "search-and-learn")
     assert first.level == 1 and first.gold == "4" and first.n == 4 and first.source == "search_and_learn"
     assert [c.answer for c in first.completions] == ["4", "4", "5", "5"]
     assert [c.agg_score for c in first.completions] == [0.9, 0.1, 0.3, 0.4]  # the last step score
@@ -96,26 +97,35 @@ def test_a_search_and_learn_run_and_a_ttc_run_give_one_report(tmp_path):
     run = write_sal_run(tmp_path)
     ttc_results = tmp_path / "ttc" / "results.jsonl"
     ttc_results.parent.mkdir()
+    ttc_prm = "Llama3.1-8B-PRM-Deepseek-Data"
     append_results(ttc_results, [
         row("test/algebra/1.json", "best_of_n", gold="4", completions=(sample("4", 0.9), sample("5", 0.1)),
-            policy="policy-1b", prm="prm-a"),
+            policy="Llama-3.2-1B-Instruct", prm=ttc_prm),
         row("test/algebra/2.json", "best_of_n", gold="8", completions=(sample("9", 0.9), sample("8", 0.1)),
-            policy="policy-1b", prm="prm-a"),
+            policy="Llama-3.2-1B-Instruct", prm=ttc_prm),
     ])
     out = tmp_path / "eval"
     config = EvalConfig(inputs=(str(run / "best_of_n_completions.jsonl"), str(run / "beam_search_completions.parquet"),
                                 str(ttc_results)), output_dir=str(out), compute_optimal=False)
     evaluate(config)
-    points = {(p["policy"], p["strategy"], p["n"]): p for _, p in read_jsonl(out / "metrics.jsonl")
+    points = {(p["prm"], p["strategy"], p["n"]): p for _, p in read_jsonl(out / "metrics.jsonl")
               if p["level"] is None}
-    sal = "search-and-learn/Llama-3.2-1B-Instruct"
+    assert {p["policy"] for p in points.values()} == {"Llama-3.2-1B-Instruct"}
+    sal = "search-and-learn"
     assert points[(sal, "best_of_n", 4)]["accuracy"] == pytest.approx(2 / 3)  # A, C right; B picks 7
     assert points[(sal, "weighted_best_of_n", 4)]["accuracy"] == pytest.approx(2 / 3)
     assert points[(sal, "majority", 4)]["accuracy"] == pytest.approx(1.0)
     assert points[(sal, "beam_search", 2)]["accuracy"] == pytest.approx(0.5)
     assert points[(sal, "best_of_n", 4)]["policy_tokens"] == pytest.approx(406)
-    assert points[("policy-1b", "best_of_n", 2)]["accuracy"] == pytest.approx(0.5)
-    assert {p["prm"] for p in points.values()} == {f"{sal}/prm", "prm-a"}
+    assert points[(ttc_prm, "best_of_n", 2)]["accuracy"] == pytest.approx(0.5)
+    # One report: the search-and-learn run is a verifier beside ttc's in the PRM comparison.
+    make_report(ReportConfig(eval_dir=str(out), main_prm=ttc_prm))
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert sal in page and ttc_prm in page
+    # The names can be given: a second search-and-learn run of another PRM stays apart.
+    named = read_rows([run / "beam_search_completions.parquet"], search_and_learn_policy="policy-x",
+                      search_and_learn_prm="math-shepherd (search-and-learn)")
+    assert {(r.policy, r.prm) for r in named} == {("policy-x", "math-shepherd (search-and-learn)")}
 
 
 def test_files_that_are_neither_get_one_line_naming_them(tmp_path):
@@ -137,7 +147,9 @@ def test_files_that_are_neither_get_one_line_naming_them(tmp_path):
     hub = tmp_path / "Llama-3.2-1B-Instruct-best_of_n-prm-completions" / "data" / "train-00000-of-00001.parquet"
     hub.parent.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(BEST_OF_N), hub)
-    assert {r.strategy for r in read_rows([hub])} == {"majority", "best_of_n", "weighted_best_of_n"}
+    hub_rows = read_rows([hub])
+    assert {r.strategy for r in hub_rows} == {"majority", "best_of_n", "weighted_best_of_n"}
+    assert {r.policy for r in hub_rows} == {"Llama-3.2-1B-Instruct"}
     broken = tmp_path / "dvts_completions.jsonl"
     write_jsonl(broken, [BEST_OF_N[0], {**BEST_OF_N[1], "scores": [[0.5]]}])
     with pytest.raises(ValueError, match=r"dvts_completions\.jsonl line 2: column 'scores' has 1 entries for 4 "
