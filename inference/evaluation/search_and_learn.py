@@ -5,8 +5,9 @@ search-and-learn writes one row per problem: the benchmark's own columns (`probl
 `unique_id`, `level`, ...), then `completions` (the N solution texts), `scores` (per completion, its PRM step
 scores), `pred` (the completion its search chose), `completion_tokens` (per completion) and, after its scoring
 pass, `agg_scores` and `pred_weighted@N` / `pred_maj@N` / `pred_naive@N` (boxed answers) for N = 1, 2, 4, ...
-It saves them as `{approach}_completions.jsonl` or pushes them to the Hub as Parquet (datasets named
-`<policy>-{approach}-prm-completions`); the columns do not say which search made them, so the approach is read from
+It saves them as `data/<org>/<policy>/{approach}_completions.jsonl` or pushes them to the Hub as Parquet (datasets
+named `<policy>-<approach>[-prm]-completions`, e.g. HuggingFaceH4/Llama-3.2-1B-Instruct-best-of-N-completions); the
+columns do not say which search made them, so the approach is read from
 the file's name, else from a directory above it.
 
 How a row becomes ttc rows:
@@ -14,7 +15,10 @@ How a row becomes ttc rows:
   `best_of_n` and `weighted_best_of_n` (the same samples; ttc subsamples them to smaller N like its own runs),
   each with search-and-learn's own prediction at N (`pred_maj@N`, `pred_naive@N`, `pred_weighted@N`) as `pred`
   where the file has it.
-- beam_search / dvts: one run at N = the number of completions, its answer the boxed answer of `pred`.
+- beam_search / dvts: one run at N = the number of completions, its answer `pred_weighted@N` (the weighted
+  selection search-and-learn scores it by) where the file has it, else the boxed answer of `pred`; a dvts file
+  also gives a run at each smaller N it has `pred_weighted@N` for, from its first N completions (DVTS's subtrees
+  are independent, so search-and-learn runs DVTS once at the largest N).
 - Each completion's score is `agg_scores` when present, else the last step score (search-and-learn's own
   aggregation when it scores); its steps are the text split on blank lines, as both projects split them.
 - The policy is named as ttc names one, from the directory search-and-learn wrote into (named after the policy),
@@ -47,16 +51,25 @@ def is_search_and_learn_row(row: Any) -> bool:
     return isinstance(row, Mapping) and all(column in row for column in RESULT_COLUMNS) and "problem_id" not in row
 
 
+_APPROACH = re.compile(r"best[-_]of[-_]n|beam[-_]search|dvts", re.IGNORECASE)
+"""An approach as file and dataset names spell it (`best_of_n_completions.jsonl`, `...-best-of-N-completions`,
+`...-beam_search-completions`, `...-DVTS-completions`)."""
+_DATASET = re.compile(rf"(?P<policy>.+)-(?:{_APPROACH.pattern})(?:-prm)?-completions", re.IGNORECASE)
+"""A Hub dataset of search-and-learn results: `<policy>-<approach>[-prm]-completions`."""
+
+
+def _approach_in(name: str) -> str | None:
+    found = {match.lower().replace("-", "_") for match in _APPROACH.findall(name)}
+    return found.pop() if len(found) == 1 else None
+
+
 def approach_of(path: Path) -> str:
-    """The search that wrote the file: the approach its name starts with (`best_of_n_completions.jsonl`), else the
-    one a directory above it names (the Hub's `<policy>-best_of_n-prm-completions`); none is one clear error."""
-    for approach in APPROACHES:
-        if path.name.startswith(approach):
+    """The search that wrote the file: the approach its name gives (`best_of_n_completions.jsonl`), else the one
+    a directory above it names (the Hub's `<policy>-best-of-N-completions`); none is one clear error."""
+    for name in [path.name] + [directory.name for directory in path.resolve().parents]:
+        approach = _approach_in(name)
+        if approach is not None:
             return approach
-    for directory in path.resolve().parents:
-        found = [approach for approach in APPROACHES if approach in directory.name]
-        if len(found) == 1:
-            return found[0]
     raise ValueError(
         f"{path}: a search-and-learn result file, but neither its name nor its directory says which search wrote "
         f"it; name it <approach>_completions.jsonl (or .parquet) with approach one of {', '.join(APPROACHES)}, as "
@@ -65,14 +78,13 @@ def approach_of(path: Path) -> str:
 
 
 def policy_name(path: Path) -> str:
-    """The policy of a file's rows, named as ttc names a policy (its checkpoint's last path part): the directory
-    search-and-learn wrote into (`data/<org>/<model>/`), or the Hub dataset's `<model>-<approach>-prm-completions`
-    without its suffix."""
+    """The policy of a file's rows, named as ttc names a policy (its checkpoint's last path part): the Hub
+    dataset's `<policy>-<approach>-completions` without its suffix, else the directory search-and-learn wrote
+    into (`data/<org>/<policy>/`)."""
     for directory in path.resolve().parents:
-        for approach in APPROACHES:
-            suffix = f"-{approach}-prm-completions"
-            if directory.name.endswith(suffix):
-                return directory.name.removesuffix(suffix)
+        match = _DATASET.fullmatch(directory.name)
+        if match:
+            return match.group("policy")
     return path.resolve().parent.name
 
 
@@ -162,10 +174,22 @@ def rows_from_record(row: Mapping, where: str, *, approach: str, policy: str, pr
                                   correct=pred is not None and answers_match(gold, pred),
                                   compute=Compute(policy_tokens=compute.policy_tokens), settings=settings, **common))
         return rows
-    pred = _boxed(row.get("pred"))
-    return [ResultRow(strategy=approach, beam_width=None, pred=pred,
-                      correct=pred is not None and answers_match(gold, pred), compute=compute,
-                      settings={"source_format": SOURCE, "approach": approach}, **common)]
+    # A tree search's answer at N: its weighted selection there when scored, else the completion it chose. DVTS's
+    # subtrees are independent, so search-and-learn reads smaller N from the first N completions of one run.
+    budgets = {n} | ({int(key.split("@")[1]) for key in row if re.fullmatch(r"pred_weighted@\d+", key)
+                      and int(key.split("@")[1]) < n} if approach == "dvts" else set())
+    rows = []
+    for budget in sorted(budgets):
+        column = f"pred_weighted@{budget}"
+        pred = _boxed(row.get(column)) if row.get(column) is not None else _boxed(row.get("pred"))
+        kept = completions[:budget]
+        rows.append(ResultRow(
+            strategy=approach, beam_width=None, pred=pred, correct=pred is not None and answers_match(gold, pred),
+            compute=Compute(policy_tokens=sum(c.num_tokens for c in kept)),
+            settings={"source_format": SOURCE, "approach": approach,
+                      "prediction_column": column if row.get(column) is not None else "pred"},
+            **{**common, "n": budget, "completions": kept}))
+    return rows
 
 
 DEFAULT_PRM_NAME = "search-and-learn"

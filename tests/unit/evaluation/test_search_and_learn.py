@@ -93,6 +93,24 @@ def test_search_and_learn_rows_are_read_as_their_own_policy(tmp_path):
         ("test/algebra/1.json", "beam_search", 2, "4", True), ("test/algebra/2.json", "beam_search", 2, "9", False)]
 
 
+def test_tree_search_answers_come_from_weighted_selection_and_dvts_gives_each_scored_n(tmp_path):
+    run = tmp_path / "Llama-3.2-1B-Instruct"
+    # DVTS at N = 4 with its scoring pass: pred (best) says 5, weighted selection at 4 says 4, at 2 says 5.
+    dvts = sal_row("test/algebra/1.json", "4", ["5", "4", "4", "5"], [0.9, 0.5, 0.5, 0.1],
+                   preds={"pred_weighted@4": "4", "pred_weighted@2": "5", "pred_weighted@1": "5"})
+    write_jsonl(run / "dvts_completions.jsonl", [dvts])
+    rows = read_result_file(run / "dvts_completions.jsonl")
+    assert [(r.n, len(r.completions), r.pred, r.correct, r.compute.policy_tokens) for r in rows] == [
+        (1, 1, "5", False, 100), (2, 2, "5", False, 201), (4, 4, "4", True, 406)]
+    assert rows[0].completions == rows[2].completions[:1]
+    # Beam search runs once per N: only its own N, by weighted selection when scored.
+    beam = sal_row("test/algebra/1.json", "4", ["5", "4", "4"], [0.9, 0.5, 0.5],
+                   preds={"pred_weighted@3": "4", "pred_weighted@2": "5"})
+    write_jsonl(run / "beam_search_completions.jsonl", [beam])
+    assert [(r.n, r.pred, r.settings["prediction_column"]) for r in
+            read_result_file(run / "beam_search_completions.jsonl")] == [(3, "4", "pred_weighted@3")]
+
+
 def test_a_search_and_learn_run_and_a_ttc_run_give_one_report(tmp_path):
     run = write_sal_run(tmp_path)
     ttc_results = tmp_path / "ttc" / "results.jsonl"
@@ -143,13 +161,17 @@ def test_files_that_are_neither_get_one_line_naming_them(tmp_path):
     with pytest.raises(ValueError, match=r"results\.jsonl: a search-and-learn result file, but neither its name nor "
                                          r"its directory says which search wrote it; name it <approach>_completions"):
         read_rows([unnamed])
-    # A Hub download: the dataset's directory names the approach.
-    hub = tmp_path / "Llama-3.2-1B-Instruct-best_of_n-prm-completions" / "data" / "train-00000-of-00001.parquet"
-    hub.parent.mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(BEST_OF_N), hub)
-    hub_rows = read_rows([hub])
-    assert {r.strategy for r in hub_rows} == {"majority", "best_of_n", "weighted_best_of_n"}
-    assert {r.policy for r in hub_rows} == {"Llama-3.2-1B-Instruct"}
+    # Hub downloads: the dataset's directory names the approach and the policy, in the spellings the Hub uses.
+    for dataset, strategies in (("Llama-3.2-1B-Instruct-best-of-N-completions", {"majority", "best_of_n",
+                                                                                   "weighted_best_of_n"}),
+                                ("Llama-3.2-1B-Instruct-DVTS-completions", {"dvts"}),
+                                ("Llama-3.2-1B-Instruct-beam_search-prm-completions", {"beam_search"})):
+        hub = tmp_path / dataset / "data" / "train-00000-of-00001.parquet"
+        hub.parent.mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(BEST_OF_N), hub)
+        hub_rows = read_rows([hub])
+        assert {r.strategy for r in hub_rows} == strategies
+        assert {r.policy for r in hub_rows} == {"Llama-3.2-1B-Instruct"}
     broken = tmp_path / "dvts_completions.jsonl"
     write_jsonl(broken, [BEST_OF_N[0], {**BEST_OF_N[1], "scores": [[0.5]]}])
     with pytest.raises(ValueError, match=r"dvts_completions\.jsonl line 2: column 'scores' has 1 entries for 4 "
