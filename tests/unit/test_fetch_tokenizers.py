@@ -39,3 +39,15 @@ def test_a_cached_tokenizer_is_not_fetched_again(tmp_path, monkeypatch):
     monkeypatch.setattr(fetch_tokenizers, "_download", lambda *a: pytest.fail("a cached tokenizer was downloaded"))
     lines = fetch_tokenizers.fetch(tmp_path)
     assert lines == [f"{s.name}: cached in {tmp_path / s.name}" for s in fetch_tokenizers.SOURCES]
+
+
+def test_a_missing_tokenizer_fails_under_ci_and_skips_elsewhere(tmp_path, monkeypatch):
+    from tests.real_vocab import real_tokenizer
+
+    monkeypatch.setenv(fetch_tokenizers.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"real tokenizer 'llama3_1' not in .*fetch_tokenizers\.py.*CI"):
+        real_tokenizer("llama3_1")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match=r"fetch it with `python3 scripts/fetch_tokenizers\.py`"):
+        real_tokenizer("llama3_1")
