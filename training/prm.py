@@ -35,7 +35,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
 from trl.experimental.prm import PRMTrainer
 
-from data_prep.labels import mix_step_labels, read_step_labels, tokenize_steps
+from data_prep.labels import STEP_LABEL_FORMATS, mix_step_labels, read_step_labels, tokenize_steps
 from data_prep.prm_metadata import PRMMetadata
 from data_prep.records import StepLabels
 from data_prep.steps import STEP_SEPARATOR, SYSTEM_PROMPT
@@ -637,6 +637,13 @@ def load_records(data_args: DataArguments, args: TtcPRMConfig, tokenizer: Any = 
     """Train and eval records (mixed by `train_weights`); for a generative style each file is checked against it
     first (its special tokens from `tokenizer`), so a row that cannot be laid out fails naming file and row."""
     options = {"neutral_as": data_args.neutral_as, "skip_invalid_rows": data_args.skip_invalid_rows}
+
+    if data_args.data_format == "outcome" and args.prm_style != IMPLICIT_STYLE:
+        # Every step of an outcome record carries its solution's label: a step trainer would learn a wrong
+        # solution's right steps as wrong ones.
+        raise PRMInputError(f"{data_args.train_files[0]}: data_format outcome has one label per solution (field "
+                            f"'label'), but prm_style {args.prm_style} trains on a label per step; give step labels "
+                            f"({', '.join(STEP_LABEL_FORMATS)}) or train prm_style implicit")
 
     def read(paths: Sequence[str], weights: Sequence[float] | None) -> list[StepLabels]:
         sources = [read_step_labels(path, data_args.data_format, **options) for path in paths]
