@@ -119,3 +119,20 @@ def test_longest_prefix_is_step_aligned():
     assert (cache.hits, cache.misses) == (1, 1)
     with pytest.raises(ValueError, match="max_bytes must be >= 0"):
         PrefixKVCache(-1)
+
+
+@pytest.mark.parametrize("style", ["chat_plus_minus", "step_tag"])
+def test_judge_styles_score_through_cached_prefixes_as_a_full_forward(causal_lm_dir, style):
+    cached = load_scorer(causal_lm_dir, prm_style=style, device="cpu")
+    whole = load_scorer(causal_lm_dir, prm_style=style, device="cpu", prefix_cache_bytes=0)
+    for problems, step_lists in tree_rounds():
+        for a, b in zip(cached.score(problems, step_lists), whole.score(problems, step_lists), strict=True):
+            assert a.step_scores == pytest.approx(b.step_scores, abs=1e-5)
+            assert a.num_tokens == b.num_tokens
+    assert (cached._prefix_caching, whole._prefix_caching) == (True, False)
+    # The +/- conversation of a parent ends with its last answer and turn end, which are not a prefix of its
+    # child's: the cache keeps each solution only through its last judged position, so children still hit.
+    assert cached.prefix_cache.hits >= 2 * (len(STEPS) - 1)
+    for entry in cached.prefix_cache._entries.values():
+        assert len(entry.input_ids) == entry.score_positions[-1] + 1
+        assert all(layer.shape[1] == len(entry.input_ids) for layer in entry.keys)
