@@ -11,12 +11,13 @@ hit when an earlier call scored exactly that token sequence.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from inference.kv_cache import cache_keyword, has_only_full_attention
 
 logger = logging.getLogger(__name__)
 
@@ -92,24 +93,6 @@ class PrefixKVCache:
         while self.bytes > self.max_bytes:
             _, evicted = self._entries.popitem(last=False)
             self.bytes -= evicted.nbytes
-
-
-def cache_keyword(model: Any) -> str | None:
-    """Name under which `model.forward` takes a key/value cache (`cache` in newer transformers), or None."""
-    parameters = inspect.signature(model.forward).parameters
-    for name in ("cache", "past_key_values"):
-        if name in parameters:
-            return name
-    return None
-
-
-def has_only_full_attention(config: Any) -> bool:
-    """False for sliding-window or hybrid layers, whose caches a plain `DynamicCache` would not reproduce."""
-    layer_types = getattr(config, "layer_types", None)
-    if layer_types and any(kind != "full_attention" for kind in layer_types):
-        return False
-    window = getattr(config, "sliding_window", None)
-    return not window or getattr(config, "use_sliding_window", True) is False
 
 
 def forward_with_prefixes(
