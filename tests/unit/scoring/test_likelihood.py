@@ -92,16 +92,21 @@ def test_likelihood_style_refuses_a_trained_prm_and_foreign_options(token_classi
         load_scorer(causal_lm_dir, prm_style="likelihood", device="cpu")
 
 
-def test_incremental_scores_equal_whole_ones_as_a_beam_grows(causal_lm_dir):
-    # Beam search scores each candidate as its parent plus one step: with the cache only the new step runs.
-    cached = load_scorer(causal_lm_dir, prm_style="lm_likelihood", device="cpu")
-    whole = load_scorer(causal_lm_dir, prm_style="lm_likelihood", device="cpu", prefix_cache_bytes=0)
+def assert_beam_scores_agree(cached, whole) -> None:
+    """Score a growing beam and a sibling one step off it, depth by depth, both ways: the same scores."""
     for depth in range(1, len(STEPS) + 1):
         partial = [STEPS[:depth], STEPS[:depth - 1] + ["(2) Add 6: 5 + 6 = 12"]]
         got = cached.score([PROBLEM, PROBLEM], partial)
         expected = whole.score([PROBLEM, PROBLEM], partial)
         for a, b in zip(got, expected, strict=True):
             assert a.step_scores == pytest.approx(b.step_scores, rel=1e-4, abs=1e-6)
+
+
+def test_incremental_scores_equal_whole_ones_as_a_beam_grows(causal_lm_dir):
+    # Beam search scores each candidate as its parent plus one step: with the cache only the new step runs.
+    cached = load_scorer(causal_lm_dir, prm_style="lm_likelihood", device="cpu")
+    whole = load_scorer(causal_lm_dir, prm_style="lm_likelihood", device="cpu", prefix_cache_bytes=0)
+    assert_beam_scores_agree(cached, whole)
     assert cached.prefix_cache.hits >= 2 and whole.prefix_cache.hits == 0
 
 
@@ -115,12 +120,7 @@ def test_an_implicit_prm_scores_incrementally_as_a_whole_forward(causal_lm_dir, 
                 system_prompt=SYSTEM_PROMPT).save(trained)
     cached = load_scorer(trained, device="cpu")
     whole = load_scorer(trained, device="cpu", prefix_cache_bytes=0)
-    for depth in range(1, len(STEPS) + 1):
-        partial = [STEPS[:depth], STEPS[:depth - 1] + ["(2) Add 6: 5 + 6 = 12"]]
-        got = cached.score([PROBLEM, PROBLEM], partial)
-        expected = whole.score([PROBLEM, PROBLEM], partial)
-        for a, b in zip(got, expected, strict=True):
-            assert a.step_scores == pytest.approx(b.step_scores, rel=1e-4, abs=1e-6)
+    assert_beam_scores_agree(cached, whole)
     assert (cached._prefix_caching, whole._prefix_caching) == (True, False)
     assert cached.prefix_cache.hits >= 2
     # Each cached sequence holds both models' layers.
