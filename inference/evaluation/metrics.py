@@ -14,8 +14,11 @@ thousands of subsets per problem cost no further grading. A unit test checks bot
 Compute of a subsampled strategy: policy tokens are the subset's own `num_tokens` summed; PRM tokens are the
 row's `compute.prm_tokens` scaled by N / N_max (every completion is scored once, so PRM work is taken as
 proportional to the number of completions kept); majority vote and pass@N need no verifier and count 0 PRM
-tokens. FLOPs = 2 x parameters x tokens for each model (`flops`), generated tokens for the policy and
-processed tokens for the PRM.
+tokens. FLOPs = 2 x parameters x forward tokens for each model (`flops`): the tokens each model actually ran,
+`compute.policy_forward_tokens` (prompt prefill and generated tokens) and `compute.prm_forward_tokens` (fewer than
+the scored tokens where the PRM's prefix cache served). A subsampled strategy's forward tokens at N are the
+subset's generated tokens plus the row's prefill scaled by N / N_max, and the PRM's scaled by N / N_max. Rows
+written before forward tokens were counted read them as the scored tokens.
 
 Spread (`accuracy_std`): each problem's correctness varies over its subsets (or over seeds for per-run
 strategies) with variance v_i; `accuracy_std` = sqrt(sum v_i) / P is the standard deviation of the benchmark
@@ -71,12 +74,16 @@ class MetricPoint:
     policy_tokens: float
     """Mean policy tokens generated per problem."""
     prm_tokens: float
-    """Mean PRM tokens processed per problem."""
+    """Mean PRM tokens scored per problem."""
     flops: float | None
-    """Mean FLOPs per problem; None when a needed parameter count was not given."""
+    """Mean FLOPs per problem (from the forward tokens); None when a needed parameter count was not given."""
     num_problems: int
     beam_width: int | None = None
     """Beam width M of beam search / DVTS points; None for other strategies."""
+    policy_forward_tokens: float | None = None
+    """Mean tokens the policy ran per problem (prefill included); None: not counted, read as `policy_tokens`."""
+    prm_forward_tokens: float | None = None
+    """Mean tokens the PRM ran per problem; None: not counted, read as `prm_tokens`."""
 
     @property
     def label(self) -> str:
@@ -98,6 +105,16 @@ class ProblemOutcome:
     """Variance of correctness over subsets / seeds; None for a single run."""
     policy_tokens: float
     prm_tokens: float
+    policy_forward_tokens: float | None = None
+    """Tokens the policy ran (prefill included); None: read as `policy_tokens`."""
+    prm_forward_tokens: float | None = None
+    """Tokens the PRM ran; None: read as `prm_tokens`."""
+
+    @property
+    def forward_tokens(self) -> tuple[float, float]:
+        """(policy, PRM) tokens run, what FLOPs count."""
+        return (self.policy_tokens if self.policy_forward_tokens is None else self.policy_forward_tokens,
+                self.prm_tokens if self.prm_forward_tokens is None else self.prm_forward_tokens)
 
 
 @dataclass(frozen=True)
@@ -115,6 +132,10 @@ class ProblemSamples:
     num_tokens: tuple[int, ...]
     prm_tokens: int
     """PRM tokens the row spent scoring all its completions."""
+    prm_forward_tokens: int = 0
+    """Of those, the tokens the PRM ran (`Compute.forward_tokens`)."""
+    prefill_tokens: int = 0
+    """Prompt tokens the policy ran for the row's samples (its forward tokens beyond the generated ones)."""
 
     @property
     def n_max(self) -> int:
@@ -131,8 +152,9 @@ def strategy_label(strategy: str, beam_width: int | None) -> str:
 
 
 def flops(compute: Compute, policy_params: int, prm_params: int) -> float:
-    """FLOPs of one problem's compute (`forward_flops` of its policy and PRM tokens)."""
-    return forward_flops(policy_params, compute.policy_tokens, prm_params, compute.prm_tokens)
+    """FLOPs of one problem's compute (`forward_flops` of the tokens its policy and PRM ran)."""
+    policy_run, prm_run = compute.forward_tokens
+    return forward_flops(policy_params, policy_run, prm_params, prm_run)
 
 
 def forward_flops(policy_params: int, policy_tokens: float, prm_params: int, prm_tokens: float) -> float:
@@ -174,6 +196,8 @@ def prepare_samples(row: ResultRow, grader: AnswerMatcher, grouper: Grouper) -> 
         scores=tuple(c.agg_score for c in row.completions),
         num_tokens=tuple(c.num_tokens for c in row.completions),
         prm_tokens=row.compute.prm_tokens,
+        prm_forward_tokens=row.compute.forward_tokens[1],
+        prefill_tokens=max(row.compute.forward_tokens[0] - row.compute.policy_tokens, 0),
     )
 
 
@@ -257,12 +281,16 @@ def sampling_outcomes(
     for n in ns:
         index_sets = subsets(samples.n_max, n, num_subsamples, _rng(seed, samples.problem_id, n))
         correct = subset_correctness(samples, strategy, index_sets)
-        prm = 0.0 if strategy == "majority" else samples.prm_tokens * n / samples.n_max
+        share = n / samples.n_max
+        prm = 0.0 if strategy == "majority" else samples.prm_tokens * share
+        prm_run = 0.0 if strategy == "majority" else samples.prm_forward_tokens * share
+        generated = float(tokens[index_sets].sum(axis=1).mean())
         outcomes.append(
             ProblemOutcome(
                 problem_id=samples.problem_id, level=samples.level, strategy=strategy, n=n, beam_width=None,
                 accuracy=float(correct.mean()), variance=float(correct.var()),
-                policy_tokens=float(tokens[index_sets].sum(axis=1).mean()), prm_tokens=prm,
+                policy_tokens=generated, prm_tokens=prm,
+                policy_forward_tokens=generated + samples.prefill_tokens * share, prm_forward_tokens=prm_run,
             )
         )
     return outcomes
@@ -279,6 +307,8 @@ def pass_outcomes(samples: ProblemSamples, ns: Sequence[int]) -> list[ProblemOut
             ProblemOutcome(
                 problem_id=samples.problem_id, level=samples.level, strategy=PASS_AT_N, n=n, beam_width=None,
                 accuracy=p, variance=p * (1.0 - p), policy_tokens=mean_tokens * n, prm_tokens=0.0,
+                policy_forward_tokens=mean_tokens * n + samples.prefill_tokens * n / samples.n_max,
+                prm_forward_tokens=0.0,
             )
         )
     return outcomes
@@ -304,6 +334,8 @@ def run_outcomes(rows: Iterable[ResultRow]) -> list[ProblemOutcome]:
                 accuracy=float(correct.mean()), variance=float(correct.var()) if len(group) > 1 else None,
                 policy_tokens=float(np.mean([row.compute.policy_tokens for row in group])),
                 prm_tokens=float(np.mean([row.compute.prm_tokens for row in group])),
+                policy_forward_tokens=float(np.mean([row.compute.forward_tokens[0] for row in group])),
+                prm_forward_tokens=float(np.mean([row.compute.forward_tokens[1] for row in group])),
             )
         )
     return outcomes
@@ -444,16 +476,17 @@ def _point(
     head = group[0]
     policy_tokens = float(np.mean([o.policy_tokens for o in group]))
     prm_tokens = float(np.mean([o.prm_tokens for o in group]))
+    policy_run, prm_run = (float(value) for value in np.mean([o.forward_tokens for o in group], axis=0))
     variances = [o.variance for o in group]
     std = None if any(v is None for v in variances) else math.sqrt(sum(variances)) / len(group)
     point_flops = None
-    if policy_params is not None and (prm_params is not None or prm_tokens == 0):
-        point_flops = forward_flops(policy_params, policy_tokens, prm_params or 0, prm_tokens)
+    if policy_params is not None and (prm_params is not None or prm_run == 0):
+        point_flops = forward_flops(policy_params, policy_run, prm_params or 0, prm_run)
     return MetricPoint(
         strategy=head.strategy, n=head.n, level=level, bin_kind=bin_kind,
         accuracy=float(np.mean([o.accuracy for o in group])), accuracy_std=std,
         policy_tokens=policy_tokens, prm_tokens=prm_tokens, flops=point_flops, num_problems=len(group),
-        beam_width=head.beam_width,
+        beam_width=head.beam_width, policy_forward_tokens=policy_run, prm_forward_tokens=prm_run,
     )
 
 

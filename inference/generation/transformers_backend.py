@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +162,8 @@ class TransformersGenerator(PromptedBackend):
                     index, sample = rows[row]
                     results[index][sample] = completion
         if distinct == 1:
-            return [[per_request[0]] * n for per_request in results]
+            # The copies were not decoded: they ran no tokens.
+            return [[per_request[0]] + [replace(per_request[0], forward_tokens=0)] * (n - 1) for per_request in results]
         return [[completion for completion in per_request if completion is not None] for per_request in results]
 
     def _generation_config(self, params: SamplingParams) -> Any:
@@ -195,6 +197,8 @@ class TransformersGenerator(PromptedBackend):
             input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
             attention_mask[row, width - len(ids) :] = 1
         input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
+        with torch.inference_mode():
+            prefilled = self._shared_prefill(batch, input_ids, attention_mask)
         watcher = _StopStringWatcher(self.tokenizer, stop, width, self.eos_ids, len(batch)) if stop else None
         criteria = StoppingCriteriaList([watcher]) if watcher is not None else None
         with torch.inference_mode():
@@ -203,14 +207,21 @@ class TransformersGenerator(PromptedBackend):
                 attention_mask=attention_mask,
                 generation_config=self._generation_config(params),
                 stopping_criteria=criteria,
-                **self._shared_prefill(batch, input_ids, attention_mask),
+                **prefilled,
             )
         self.generate_calls += 1
         new_tokens = output[:, width:].tolist()
-        return [
-            self._completion(tokens, watcher.stopped_at[row] if watcher else None, stop)
-            for row, tokens in enumerate(new_tokens)
-        ]
+        completions = []
+        seen: set[tuple[int, ...]] = set()
+        for row, (ids, tokens) in enumerate(zip(batch, new_tokens, strict=True)):
+            completion = self._completion(tokens, watcher.stopped_at[row] if watcher else None, stop)
+            # Forward tokens: the prompt's prefill (all but its last token, whose forward gives the first new
+            # token; once per distinct prompt when it was shared) and one per generated token.
+            first = tuple(ids) not in seen
+            seen.add(tuple(ids))
+            prefill = len(ids) - 1 if first or not prefilled else 0
+            completions.append(replace(completion, forward_tokens=prefill + completion.num_tokens))
+        return completions
 
     def _shared_prefill(self, batch: list[list[int]], input_ids: Any, attention_mask: Any) -> dict[str, Any]:
         """When rows repeat a prompt: the cache of every prompt token but the last, computed once per distinct

@@ -69,6 +69,11 @@ class BatchedPRMScorer:
         self.max_length: int | None = getattr(model.config, "max_position_embeddings", None)
         self.forward_passes = 0
         """Model forward passes made so far (one per token-budget batch)."""
+        self.forward_tokens = 0
+        """Tokens run through the model so far (padding excluded; fewer than scored where a cache served)."""
+        self._batch_forward_tokens: list[int] | None = None
+        """Set by a `step_probabilities` that runs fewer tokens than each row's (a prefix cache): per row of the
+        batch, the tokens it ran. None: every row ran whole."""
 
     def build_input(self, problem: str, steps: Sequence[str]) -> PRMInput:
         raise NotImplementedError
@@ -96,10 +101,14 @@ class BatchedPRMScorer:
         results: list[PRMScore | None] = [None] * len(inputs)
         for batch_indices in token_budget_batches([len(x.input_ids) for x in inputs], self.max_tokens_per_batch):
             batch = [inputs[index] for index in batch_indices]
+            self._batch_forward_tokens = None
             probabilities = self.step_probabilities(self._collate(batch), batch)
             self.forward_passes += 1
-            for index, prm_input, scores in zip(batch_indices, batch, probabilities, strict=True):
-                results[index] = PRMScore(step_scores=tuple(scores), num_tokens=len(prm_input.input_ids))
+            ran = self._batch_forward_tokens or [len(prm_input.input_ids) for prm_input in batch]
+            self.forward_tokens += sum(ran)
+            for index, prm_input, scores, tokens in zip(batch_indices, batch, probabilities, ran, strict=True):
+                results[index] = PRMScore(step_scores=tuple(scores), num_tokens=len(prm_input.input_ids),
+                                          forward_tokens=tokens)
         return [result for result in results if result is not None]
 
     def _collate(self, batch: list[PRMInput]) -> dict[str, Any]:

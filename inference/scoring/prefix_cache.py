@@ -264,6 +264,10 @@ class PrefixCachedScoring:
                     prm_input.input_ids[:end], prm_input.score_positions, step_scores,
                     tuple(layer[:, :end].contiguous() for layer in keys),
                     tuple(layer[:, :end].contiguous() for layer in values)))
+        # Tokens run: each sequence's after its cached prefix, once; a repeat or a cached whole costs none.
+        run = {ids: len(ids) - (len(prefix.input_ids) if prefix is not None else 0)
+               for ids, (_, prefix) in todo.items()}
+        self._batch_forward_tokens = [run.pop(prm_input.input_ids, 0) for prm_input in batch]
         return [list(known[prm_input.input_ids]) for prm_input in batch]
 
     def _forward_modules(self, rows: Sequence[tuple[tuple[int, ...], CachedSequence | None]]

@@ -92,7 +92,7 @@ class Ledger:
         self.problems = list(problems)
         self.generator = generator
         self.scorer = scorer
-        self.compute = [Compute() for _ in self.problems]
+        self.compute = [Compute(policy_forward_tokens=0, prm_forward_tokens=0) for _ in self.problems]
 
     def _charge_call(self, owners: Sequence[int], seconds: float) -> None:
         distinct = sorted(set(owners))
@@ -118,6 +118,8 @@ class Ledger:
             )
         for owner, out in zip(owners, outputs):
             self.compute[owner].policy_tokens += sum(c.num_tokens for c in out)
+            self.compute[owner].policy_forward_tokens += sum(
+                c.num_tokens if c.forward_tokens is None else c.forward_tokens for c in out)
         return outputs
 
     def score(self, owners: Sequence[int], step_lists: Sequence[Sequence[str]]) -> list[PRMScore | None]:
@@ -141,6 +143,8 @@ class Ledger:
                     f"{len(step_lists[i])} steps; a PRMScorer must score every step"
                 )
             self.compute[owners[i]].prm_tokens += result.num_tokens
+            self.compute[owners[i]].prm_forward_tokens += (
+                result.num_tokens if result.forward_tokens is None else result.forward_tokens)
             results[i] = result
         return results
 

@@ -191,13 +191,23 @@ def test_rows_repeating_a_prompt_prefill_it_once_and_complete_as_without():
     beam = GenerationRequest(problems[2].problem, prefix=gold_steps(problems[2])[0] + "\n\n")
     requests += [beam, beam]
     sampled = SamplingParams(temperature=0.8, top_p=1.0, max_tokens=40, seed=4)
-    assert shared.generate(requests, n=3, params=sampled, stop=["\n\n"]) == plain.generate(
-        requests, n=3, params=sampled, stop=["\n\n"])
+    with_sharing = shared.generate(requests, n=3, params=sampled, stop=["\n\n"])
+    without = plain.generate(requests, n=3, params=sampled, stop=["\n\n"])
+    assert with_sharing == without
     greedy = SamplingParams(temperature=0.0, max_tokens=40)
     assert shared.generate(requests, n=1, params=greedy) == plain.generate(requests, n=1, params=greedy)
     # Both calls took the shared prefill: every prompt token but the last, repeated to all 15 and 5 rows.
     width = max(map(len, shared.prompt_token_ids(requests)))
     assert prefills == [(15, width - 1), (5, width - 1)]
+    # Forward tokens: each distinct prompt prefilled once (all but the token whose forward gives the first new
+    # one), against once per row without sharing; one per generated token either way.
+    prompts = [len(ids) - 1 for ids in shared.prompt_token_ids(requests)]
+    generated = sum(c.num_tokens for per in with_sharing for c in per)
+    assert sum(c.forward_tokens for per in with_sharing for c in per) == generated + sum(prompts[:4])
+    assert sum(c.forward_tokens for per in without for c in per) == generated + 3 * sum(prompts)
+    # Greedy n > 1 decodes once: the copies ran nothing.
+    (copies,) = shared.generate(requests[:1], n=3, params=greedy)
+    assert [c.forward_tokens for c in copies] == [prompts[0] + copies[0].num_tokens, 0, 0]
     # Only distinct prompts: nothing to share, generate prefills as usual.
     assert original([[1, 2, 3], [4, 5, 6]], torch.tensor([[1, 2, 3], [4, 5, 6]]), torch.ones(2, 3, dtype=torch.long)) == {}
 

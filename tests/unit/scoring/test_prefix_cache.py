@@ -48,6 +48,21 @@ def test_scores_through_cached_prefixes_equal_a_full_forward(token_classifier_di
     assert len(scorer.prefix_cache) > 0
 
 
+def test_forward_tokens_count_what_ran_after_the_cached_prefix(token_classifier_dir):
+    cached = load_scorer(token_classifier_dir, device="cpu")
+    whole = load_scorer(token_classifier_dir, device="cpu", prefix_cache_bytes=0)
+    lengths = [len(build_prm_input_ids(cached.tokenizer, PROBLEM, STEPS[:depth])[0]) for depth in (1, 2)]
+    (first,) = cached.score([PROBLEM], [STEPS[:1]])
+    assert (first.num_tokens, first.forward_tokens) == (lengths[0], lengths[0])
+    # One step further: only the new step's tokens ran; the same pair twice in one call runs once.
+    child, repeat = cached.score([PROBLEM, PROBLEM], [STEPS[:2], STEPS[:2]])
+    assert (child.num_tokens, child.forward_tokens, repeat.forward_tokens) == (lengths[1], lengths[1] - lengths[0], 0)
+    (again,) = cached.score([PROBLEM], [STEPS[:2]])
+    assert again.forward_tokens == 0  # answered from the cache
+    assert cached.forward_tokens == lengths[1]
+    assert [r.forward_tokens for r in whole.score([PROBLEM, PROBLEM], [STEPS[:2], STEPS[:2]])] == [lengths[1]] * 2
+
+
 def test_turned_off_scores_the_same(token_classifier_dir):
     cached = load_scorer(token_classifier_dir, device="cpu")
     whole = TokenClassificationScorer(
