@@ -1,10 +1,12 @@
 """Accuracy at N per strategy, per difficulty level, and against compute (tokens and FLOPs), from result rows.
 
-Sampling strategies (majority, best_of_n, weighted_best_of_n) store N_max completions per problem; their
-accuracy at N < N_max is the mean over size-N subsets of those completions (`num_subsamples` seeded random
+Subsampled strategies (the registry's entries with a `subset_selection`: majority, best_of_n,
+weighted_best_of_n) store N_max completions per problem; their accuracy at N < N_max is the mean over size-N
+subsets of those completions (`num_subsamples` seeded random
 subsets, or every subset when there are no more than `num_subsamples` of them). pass@N (any correct answer
-among N samples, the ceiling) uses the unbiased estimator 1 - C(n-c, N) / C(n, N). Beam search, DVTS and any
-other strategy need a run per N: their accuracy at N is read from their own rows (mean over seeds).
+among N samples, the ceiling) uses the unbiased estimator 1 - C(n-c, N) / C(n, N). Tree search, adaptive
+sampling and any other strategy need a run per N: their accuracy at N is read from their own rows (mean over
+seeds).
 
 Selection on a subset follows `inference.strategies.selection` exactly (solutions without an answer never win;
 exact ties go to the earliest group / solution), but runs on answer-group ids: each problem's answers are
@@ -13,8 +15,8 @@ thousands of subsets per problem cost no further grading. A unit test checks bot
 
 Compute of a subsampled strategy: policy tokens are the subset's own `num_tokens` summed; PRM tokens are the
 row's `compute.prm_tokens` scaled by N / N_max (every completion is scored once, so PRM work is taken as
-proportional to the number of completions kept); majority vote and pass@N need no verifier and count 0 PRM
-tokens. FLOPs = 2 x parameters x tokens for each model (`flops`), generated tokens for the policy and
+proportional to the number of completions kept); a vote (subset_selection "vote") and pass@N need no
+verifier and count 0 PRM tokens. FLOPs = 2 x parameters x tokens for each model (`flops`), generated tokens for the policy and
 processed tokens for the PRM.
 
 Spread (`accuracy_std`): each problem's correctness varies over its subsets (or over seeds for per-run
@@ -37,15 +39,15 @@ from typing import Literal
 import numpy as np
 
 from inference.config import powers_of_two
-from inference.strategies import SAMPLING_STRATEGIES
+from inference.strategies import STRATEGIES, get_strategy, is_subsampled, subsampled_strategies
 from inference.types import Compute, ResultRow
 
 logger = logging.getLogger(__name__)
 
 PASS_AT_N = "pass@n"
 """Strategy name of the pass@N ceiling points (any correct answer among N samples)."""
-STRATEGY_ORDER: tuple[str, ...] = (*SAMPLING_STRATEGIES, "beam_search", "dvts", "compute_optimal", PASS_AT_N)
-"""Display order of strategies in tables and legends; others follow alphabetically."""
+STRATEGY_ORDER: tuple[str, ...] = (*STRATEGIES, "compute_optimal", PASS_AT_N)
+"""Display order of strategies in tables and legends (registry order); others follow alphabetically."""
 BinKind = Literal["level", "oracle", "predicted"]
 """How problems were grouped: given levels, oracle pass@1 quintiles, or predicted (PRM score) quintiles."""
 
@@ -222,7 +224,10 @@ def subset_correctness(samples: ProblemSamples, strategy: str, index_sets: np.nd
     groups = np.asarray(samples.group_ids, dtype=np.int64)[index_sets]
     correct_of_group = np.append(np.asarray(samples.group_correct, dtype=bool), False)  # index -1 -> False
     num_groups = len(samples.group_correct)
-    if strategy == "majority":
+    selection = get_strategy(strategy).subset_selection if is_subsampled(strategy) else None
+    if selection is None:
+        raise ValueError(f"{strategy!r} is not a subsampled strategy; use one of {', '.join(subsampled_strategies())}")
+    if selection == "vote":
         winners = _select_groups(groups, np.ones(groups.shape), num_groups)
         return correct_of_group[winners].astype(float)
     if any(s is None for s, g in zip(samples.scores, samples.group_ids) if g >= 0):
@@ -231,16 +236,14 @@ def subset_correctness(samples: ProblemSamples, strategy: str, index_sets: np.nd
             "agg_score=None; score the samples with the PRM when generating them"
         )
     scores = np.array([s if s is not None else 0.0 for s in samples.scores], dtype=float)[index_sets]
-    if strategy == "weighted_best_of_n":
+    if selection == "weighted":
         winners = _select_groups(groups, scores, num_groups)
         return correct_of_group[winners].astype(float)
-    if strategy == "best_of_n":
-        masked = np.where(groups >= 0, scores, -np.inf)
-        best = masked.argmax(axis=1)  # first of exact ties
-        chosen = groups[np.arange(len(groups)), best]
-        chosen = np.where(np.isfinite(masked.max(axis=1)), chosen, -1)
-        return correct_of_group[chosen].astype(float)
-    raise ValueError(f"unknown sampling strategy {strategy!r}; use one of {', '.join(SAMPLING_STRATEGIES)}")
+    masked = np.where(groups >= 0, scores, -np.inf)  # selection == "best"
+    best = masked.argmax(axis=1)  # first of exact ties
+    chosen = groups[np.arange(len(groups)), best]
+    chosen = np.where(np.isfinite(masked.max(axis=1)), chosen, -1)
+    return correct_of_group[chosen].astype(float)
 
 
 def _rng(seed: int, problem_id: str, n: int) -> np.random.Generator:
@@ -257,7 +260,8 @@ def sampling_outcomes(
     for n in ns:
         index_sets = subsets(samples.n_max, n, num_subsamples, _rng(seed, samples.problem_id, n))
         correct = subset_correctness(samples, strategy, index_sets)
-        prm = 0.0 if strategy == "majority" else samples.prm_tokens * n / samples.n_max
+        votes = get_strategy(strategy).subset_selection == "vote"
+        prm = 0.0 if votes else samples.prm_tokens * n / samples.n_max
         outcomes.append(
             ProblemOutcome(
                 problem_id=samples.problem_id, level=samples.level, strategy=strategy, n=n, beam_width=None,
@@ -377,7 +381,7 @@ def problem_outcomes(
     sampling: dict[str, dict[str, ResultRow]] = defaultdict(dict)  # problem -> strategy -> row
     others, superseded = [], 0
     for row in rows:
-        if row.strategy not in SAMPLING_STRATEGIES:
+        if not is_subsampled(row.strategy):
             others.append(row)
             continue
         kept = sampling[row.problem_id].get(row.strategy)
@@ -421,8 +425,9 @@ def problem_outcomes(
         # A derived strategy reuses the largest row whose samples carry PRM scores (majority may store none).
         scored = [r for r in by_strategy.values() if r.has_prm_scores]
         fallback = max(scored or list(by_strategy.values()), key=lambda r: len(r.completions))
-        for strategy in SAMPLING_STRATEGIES if derive_sampling else tuple(by_strategy):
-            if strategy not in by_strategy and strategy != "majority" and not scored:
+        for strategy in subsampled_strategies() if derive_sampling else tuple(by_strategy):
+            votes = get_strategy(strategy).subset_selection == "vote"
+            if strategy not in by_strategy and not votes and not scored:
                 # Nothing to derive a PRM selection from: e.g. a PRM with tree-search rows only, which the
                 # unscored greedy row joins.
                 continue

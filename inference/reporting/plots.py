@@ -20,6 +20,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 from inference.evaluation.compute_optimal import COMPUTE_OPTIMAL, ComputeOptimalReport
 from inference.evaluation.metrics import PASS_AT_N, BinKind, MetricPoint, select, strategy_rank
 from inference.evaluation.processbench import ProcessBenchReport
+from inference.strategies import STRATEGIES
 
 DPI = 120
 _STYLE = {
@@ -32,11 +33,10 @@ _STYLE = {
     "axes.grid": True,
     "grid.alpha": 0.3,
 }
-_COLORS = {
-    "majority": "tab:blue", "best_of_n": "tab:orange", "weighted_best_of_n": "tab:green",
-    "beam_search": "tab:red", "dvts": "tab:purple", COMPUTE_OPTIMAL: "black", PASS_AT_N: "tab:gray",
-}
-_EXTRA_COLORS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "gold", "navy")
+_COLORS = {name: entry.color for name, entry in STRATEGIES.items()} | {COMPUTE_OPTIMAL: "black", PASS_AT_N: "tab:gray"}
+"""Colour per strategy: the registry's, plus the compute-optimal summary and the pass@N ceiling."""
+_MARKERS = {name: entry.marker for name, entry in STRATEGIES.items()}
+_EXTRA_COLORS = ("tab:pink", "gold", "navy", "teal", "salmon", "darkkhaki")
 _BAND = "std-band"
 """gid of the shaded ±1 std bands (the legend explains them when present)."""
 _BIN_NAMES = {"level": "Level", "oracle": "Oracle difficulty bin", "predicted": "Predicted difficulty bin"}
@@ -101,7 +101,8 @@ def _plot_lines(ax: Axes, points: Sequence[MetricPoint], x: str, colors: dict[st
             ax.plot(xs, ys, ":", color=color, linewidth=2, label=f"{prefix}pass@N (ceiling)")
             continue
         width = 2.8 if strategy == COMPUTE_OPTIMAL else 1.8
-        ax.plot(xs, ys, "-o", color=color, linewidth=width, markersize=4, label=prefix + label)
+        ax.plot(xs, ys, "-", marker=_MARKERS.get(strategy, "o"), color=color, linewidth=width, markersize=4,
+                label=prefix + label)
         stds = [p.accuracy_std for p in series]
         if all(s is not None for s in stds) and any(stds):
             band = ax.fill_between(xs, [y - 100 * s for y, s in zip(ys, stds)],
