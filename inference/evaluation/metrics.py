@@ -46,8 +46,6 @@ logger = logging.getLogger(__name__)
 
 PASS_AT_N = "pass@n"
 """Strategy name of the pass@N ceiling points (any correct answer among N samples)."""
-STRATEGY_ORDER: tuple[str, ...] = (*STRATEGIES, "compute_optimal", PASS_AT_N)
-"""Display order of strategies in tables and legends (registry order); others follow alphabetically."""
 BinKind = Literal["level", "oracle", "predicted"]
 """How problems were grouped: given levels, oracle pass@1 quintiles, or predicted (PRM score) quintiles."""
 
@@ -496,8 +494,9 @@ def aggregate(
 
 
 def strategy_rank(strategy: str) -> tuple[int, str]:
-    """Sort key of a strategy name: `STRATEGY_ORDER` first, then alphabetical."""
-    return (STRATEGY_ORDER.index(strategy) if strategy in STRATEGY_ORDER else len(STRATEGY_ORDER), strategy)
+    """Sort key of a strategy name: the registry's order, then compute_optimal and pass@N, then alphabetical."""
+    order = (*STRATEGIES, "compute_optimal", PASS_AT_N)  # read now: a strategy registered later sorts too
+    return (order.index(strategy) if strategy in order else len(order), strategy)
 
 
 def _sort_key(p: MetricPoint) -> tuple:

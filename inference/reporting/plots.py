@@ -33,9 +33,8 @@ _STYLE = {
     "axes.grid": True,
     "grid.alpha": 0.3,
 }
-_COLORS = {name: entry.color for name, entry in STRATEGIES.items()} | {COMPUTE_OPTIMAL: "black", PASS_AT_N: "tab:gray"}
-"""Colour per strategy: the registry's, plus the compute-optimal summary and the pass@N ceiling."""
-_MARKERS = {name: entry.marker for name, entry in STRATEGIES.items()}
+_SUMMARY_COLORS = {COMPUTE_OPTIMAL: "black", PASS_AT_N: "tab:gray"}
+"""Colours of the lines that are not strategies; a strategy's colour and marker are its registry entry's."""
 _EXTRA_COLORS = ("tab:pink", "gold", "navy", "teal", "salmon", "darkkhaki")
 _BAND = "std-band"
 """gid of the shaded ±1 std bands (the legend explains them when present)."""
@@ -64,7 +63,8 @@ def _series(points: Sequence[MetricPoint]) -> dict[str, list[MetricPoint]]:
 def _color(strategy: str, label: str, used: dict[str, str]) -> str:
     if label not in used:
         taken = set(used.values())
-        base = _COLORS.get(strategy)
+        entry = STRATEGIES.get(strategy)
+        base = entry.color if entry is not None else _SUMMARY_COLORS.get(strategy)
         used[label] = base if base and base not in taken else next(
             (c for c in _EXTRA_COLORS if c not in taken), "tab:gray")
     return used[label]
@@ -101,7 +101,7 @@ def _plot_lines(ax: Axes, points: Sequence[MetricPoint], x: str, colors: dict[st
             ax.plot(xs, ys, ":", color=color, linewidth=2, label=f"{prefix}pass@N (ceiling)")
             continue
         width = 2.8 if strategy == COMPUTE_OPTIMAL else 1.8
-        ax.plot(xs, ys, "-", marker=_MARKERS.get(strategy, "o"), color=color, linewidth=width, markersize=4,
+        ax.plot(xs, ys, "-", marker=STRATEGIES[strategy].marker if strategy in STRATEGIES else "o", color=color, linewidth=width, markersize=4,
                 label=prefix + label)
         stds = [p.accuracy_std for p in series]
         if all(s is not None for s in stds) and any(stds):

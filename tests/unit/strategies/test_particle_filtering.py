@@ -136,6 +136,6 @@ def test_ess_threshold_zero_never_resamples():
 def test_bad_settings_name_the_setting(options, message):
     with pytest.raises(ValueError, match=message):
         make_settings("particle_filtering", {"n": 4, **options})
-    with pytest.raises(ConfigError, match=f"strategies.particle_filtering at N=1: {message}"):
-        RunConfig(sweep=SweepConfig(strategies=("particle_filtering",), max_n=1),
+    with pytest.raises(ConfigError, match=f"strategies.particle_filtering at N=4: {message}"):
+        RunConfig(sweep=SweepConfig(strategies=("particle_filtering",), max_n=4),
                   strategies={"particle_filtering": options})
