@@ -6,11 +6,14 @@ backed-up value, N its visits, c `exploration`; ties go to the first child), and
 expanded together into `expansion_width` one-step children each (one generate call) and scored (one PRM call).
 A child's value is its aggregated step scores (`aggregation`; the last step's score by default): the PRM's
 estimate bootstraps the value instead of a rollout, as in value-guided step-level MCTS (rStar-Math, ReST-MCTS*).
+With `descend` (the default) a simulation does not stop at one expansion: the best-valued new child (first of
+ties) is expanded in the next round, and so on until that best child is terminal, so every simulation reaches an
+answer; without it the budget would mostly widen the top of the tree and few solutions would ever finish.
 Each child starts with one visit and its value; the expanded leaf and its ancestors gain the children's visits
 and values (backup). A child that ended (final answer, end of sequence, max_step_tokens, empty step) is
 terminal; a node whose children are all terminal or exhausted is exhausted, and selection skips exhausted
-children, so every round costs one real expansion. A problem gets `n x expansions_per_n` expansions (fewer if
-its whole tree is exhausted).
+children, so every round costs one real expansion; nodes `max_iterations` steps deep are exhausted too. A
+problem gets `n x expansions_per_n` expansions (fewer if its whole tree is exhausted).
 
 The answer: after the budget, the most visited path (ties: higher Q, then the first child) is followed to a
 leaf; a leaf that has not ended is completed greedily one step per call (all problems together, at most
@@ -51,7 +54,11 @@ class Settings(StrategySettings):
     max_step_tokens: int = 512
     """Most new tokens per step; a step cut at this length ends its node."""
     max_iterations: int = 40
-    """Most steps of a solution: the final greedy completion stops at this depth."""
+    """Most steps of a solution: nodes this deep are not expanded, and the final greedy completion stops here."""
+    descend: bool = True
+    """After expanding a UCT-selected leaf, keep expanding its best new child until a terminal node, each
+    expansion counting against the budget: every simulation reaches an answer (rStar-Math's rollouts, grown from
+    expansions). False expands one leaf per simulation, its value the PRM's alone."""
     final_selection: FinalSelection = "weighted"
     """How the answer is chosen among the terminal nodes and the completed best path."""
 
@@ -117,9 +124,12 @@ def select_leaf(root: Node, exploration: float) -> Node | None:
     return node
 
 
-def add_children(leaf: Node, children: list[Partial], values: list[float]) -> list[Node]:
-    """Attach scored children to `leaf` (one visit each) and back their values up to the root."""
-    nodes = [Node(partial, parent=leaf, visits=1, value_sum=value, exhausted=partial.ended)
+def add_children(leaf: Node, children: list[Partial], values: list[float], max_depth: int | None = None) -> list[Node]:
+    """Attach scored children to `leaf` (one visit each) and back their values up to the root.
+
+    A child is exhausted when it ended or (with `max_depth`) has `max_depth` steps: it is never expanded."""
+    nodes = [Node(partial, parent=leaf, visits=1, value_sum=value,
+                  exhausted=partial.ended or (max_depth is not None and len(partial.steps) >= max_depth))
              for partial, value in zip(children, values)]
     leaf.children.extend(nodes)
     for node in leaf.path():
@@ -148,14 +158,22 @@ def _scored(ledger: Ledger, partials: list[Partial], settings: Settings) -> list
 
 
 def search(ledger: Ledger, settings: Settings) -> list[Node]:
-    """Grow one tree per problem of `ledger` until each used its budget or is exhausted; the roots."""
+    """Grow one tree per problem of `ledger` until each used its budget or is exhausted; the roots.
+
+    With `descend`, a simulation that expanded a leaf goes on expanding its best-valued new child (first of ties)
+    in the next rounds until that child is terminal; each expansion counts against the budget.
+    """
     roots = [Node(Partial(owner=i)) for i in range(len(ledger.problems))]
     spent = [0] * len(roots)
+    cursors: list[Node | None] = [None] * len(roots)
+    """Per problem, the node its current simulation expands next (None: select a new leaf by UCT)."""
     round_index = 0
     while True:
         leaves = []
         for owner, root in enumerate(roots):
-            leaf = select_leaf(root, settings.exploration) if spent[owner] < settings.budget else None
+            if spent[owner] >= settings.budget:
+                continue
+            leaf = cursors[owner] if cursors[owner] is not None else select_leaf(root, settings.exploration)
             if leaf is not None:
                 leaves.append(leaf)
                 spent[owner] += 1
@@ -166,7 +184,9 @@ def search(ledger: Ledger, settings: Settings) -> list[Node]:
         width = settings.expansion_width
         for k, leaf in enumerate(leaves):
             group = scored[k * width:(k + 1) * width]
-            add_children(leaf, group, [_value(p, settings) for p in group])
+            nodes = add_children(leaf, group, [_value(p, settings) for p in group], settings.max_iterations)
+            best = max(nodes, key=lambda node: node.value_sum)  # one visit each: its own value; first of ties
+            cursors[leaf.partial.owner] = best if settings.descend and not best.exhausted else None
         round_index += 1
         logger.debug("mcts round %d: %d problems expanded", round_index, len(leaves))
     return roots

@@ -6,6 +6,7 @@ import pytest
 
 from data_prep.records import Problem
 from inference.strategies import make_settings, mcts
+from inference.strategies.common import Ledger
 from inference.strategies.tree import Partial
 from inference.types import SamplingParams
 from tests.fakes import ScriptedGenerator, TablePRMScorer
@@ -78,6 +79,33 @@ def test_run_completes_an_unfinished_best_path_greedily():
     assert [c.agg_score for c in row.completions] == [0.4, 0.8]
     # Policy: 2 x 2 + 2 words; PRM: 2 x (5 + 2) + (5 + 4); 2 generate + 2 score calls.
     assert (row.pred, row.compute.policy_tokens, row.compute.prm_tokens, row.compute.model_calls) == ("5", 6, 23, 4)
+
+
+DEEP = {
+    (P.problem, ""): ["A s\n\n", "B s\n\n"],
+    (P.problem, "A s\n\n"): ["A1 s\n\n", "A2 s\n\n"],
+    (P.problem, "A s\n\nA1 s\n\n"): ["A11 $\\boxed{5}$", "A12 $\\boxed{5}$"],
+    (P.problem, "B s\n\n"): ["B1 $\\boxed{5}$", "B2 x\n\n"],
+}
+DEEP_SCORES = {"A s": 0.9, "B s": 0.8, "A1 s": 0.3, "A2 s": 0.2, "A11 $\\boxed{5}$": 0.6, "A12 $\\boxed{5}$": 0.5,
+               "B1 $\\boxed{5}$": 0.7, "B2 x": 0.1}
+
+
+@pytest.mark.parametrize(("descend", "expanded", "answers"), [
+    # Descending: after A (.9) the simulation goes on into its best child A1 (.3, first of the new children).
+    (True, ["", "A s\n\n", "A s\n\nA1 s\n\n"], ["5", "5"]),
+    # One expansion per simulation: UCT at the root then prefers B: .8 + sqrt(ln 4) over A's (.9 + .3 + .2) / 3
+    # + sqrt(ln 4 / 3). The most visited path is then B (ties on 3 visits, higher Q) to its terminal B1.
+    (False, ["", "A s\n\n", "B s\n\n"], ["5"]),
+])
+def test_descend_follows_the_best_new_child_until_a_terminal_node(descend, expanded, answers):
+    generator = ScriptedGenerator(DEEP)
+    settings = mcts.Settings(n=3, expansion_width=2, descend=descend)
+    roots = mcts.search(Ledger([P], generator, TablePRMScorer(DEEP_SCORES)), settings)
+    assert [call.requests[0].prefix for call in generator.calls] == expanded
+    row = mcts.run([P], ScriptedGenerator(DEEP), TablePRMScorer(DEEP_SCORES), settings)[0]
+    assert [c.answer for c in row.completions] == answers
+    assert roots[0].visits == 6
 
 
 @pytest.mark.parametrize(("options", "message"), [
