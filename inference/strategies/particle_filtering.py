@@ -49,9 +49,9 @@ class Settings(StrategySettings):
     """T in softmax(logit(score) / T): below 1 sharpens the weights towards the best-scored particles."""
     resampling: Resampling = "systematic"
     """How particles are redrawn: `multinomial` (N independent draws) or `systematic` (lower variance)."""
-    ess_threshold: float = 0.5
-    """Resample a problem when its effective sample size / N falls below this; 1.0 resamples whenever the
-    weights are not all equal (the paper's every-step resampling), 0 never resamples."""
+    ess_threshold: float = 1.0
+    """Resample a problem when its effective sample size / N falls below this: 1.0 (the paper's and its_hub's
+    every-step resampling) whenever the weights are not all equal, 0.5 the classic adaptive rule, 0 never."""
     max_step_tokens: int = 512
     """Most new tokens per step; a step cut at this length ends its particle."""
     max_iterations: int = 40
@@ -71,7 +71,7 @@ class Settings(StrategySettings):
         )
         require(
             isinstance(self.ess_threshold, (int, float)) and 0 <= self.ess_threshold <= 1,
-            f"ess_threshold must be in [0, 1], got {self.ess_threshold!r}; e.g. 0.5 (1.0 resamples every step)",
+            f"ess_threshold must be in [0, 1], got {self.ess_threshold!r}; 1.0 resamples every step, 0.5 adaptively",
         )
         require(self.max_step_tokens >= 1, f"max_step_tokens must be >= 1, got {self.max_step_tokens}; e.g. 512")
         require(self.max_iterations >= 1, f"max_iterations must be >= 1, got {self.max_iterations}; e.g. 40")

@@ -71,7 +71,7 @@ def test_resampling_rules_draw_exact_ancestors():
 
 
 def test_filter_resamples_when_ess_drops_and_keeps_finished_particles(unit_clock):
-    settings = pf.Settings(n=4, seed=0)  # systematic, ess_threshold 0.5, weights at T = 1
+    settings = pf.Settings(n=4, seed=0, ess_threshold=0.5)  # systematic, weights at T = 1
     u = np.random.default_rng([0, zlib.crc32(P.id.encode())]).random()  # the problem's stream, seeded by id
     generator, scorer = scripted(), TablePRMScorer(SCORES)
     ledger = Ledger([P], generator, scorer)
@@ -107,12 +107,13 @@ def test_filter_resamples_when_ess_drops_and_keeps_finished_particles(unit_clock
 
 def test_weighted_and_best_selection_and_row():
     # Final scores .7 (5), .8 (9), .3 (7), .7 (5): answer 5 holds 2 x 7/3 of the odds, 9 holds 4.
-    row = pf.run([P], scripted(), TablePRMScorer(SCORES), pf.Settings(n=4, seed=0))[0]
+    row = pf.run([P], scripted(), TablePRMScorer(SCORES), pf.Settings(n=4, seed=0, ess_threshold=0.5))[0]
     assert (row.strategy, row.n, row.beam_width, row.pred, row.correct) == ("particle_filtering", 4, None, "5", True)
     assert [c.answer for c in row.completions] == ["5", "9", "7", "5"]
     assert [c.agg_score for c in row.completions] == [0.7, 0.8, 0.3, 0.7]
     assert (row.compute.policy_tokens, row.compute.prm_tokens) == (16, 66)
-    best = pf.run([P], scripted(), TablePRMScorer(SCORES), pf.Settings(n=4, seed=0, final_selection="best"))[0]
+    best = pf.run([P], scripted(), TablePRMScorer(SCORES),
+                  pf.Settings(n=4, seed=0, ess_threshold=0.5, final_selection="best"))[0]
     assert best.pred == "9"
 
 
@@ -139,3 +140,13 @@ def test_bad_settings_name_the_setting(options, message):
     with pytest.raises(ConfigError, match=f"strategies.particle_filtering at N=4: {message}"):
         RunConfig(sweep=SweepConfig(strategies=("particle_filtering",), max_n=4),
                   strategies={"particle_filtering": options})
+
+
+@pytest.mark.parametrize(("scores", "resampled"), [((0.9, 0.8, 0.8, 0.8), True), ((0.8, 0.8, 0.8, 0.8), False)])
+def test_default_threshold_resamples_every_step_unless_weights_are_equal(scores, resampled):
+    answers = ["$\\boxed{5}$ a", "$\\boxed{5}$ b", "$\\boxed{6}$ c", "$\\boxed{6}$ d"]
+    generator = ScriptedGenerator({(P.problem, ""): answers})
+    table = dict(zip((a.strip() for a in answers), scores))
+    (population,) = pf.search(Ledger([P], generator, TablePRMScorer(table)), pf.Settings(n=4))
+    (step,) = population.history  # every particle answered at once: one iteration
+    assert step.resampled is resampled and (step.ess == pytest.approx(4.0)) is not resampled
