@@ -82,16 +82,9 @@ def run(problems: list[Problem], generator: Generator, scorer: PRMScorer, settin
     rounds = 0
     while live:
         # Each round is its own sampling call with its own seed (call 0 is the plain majority's seed).
-        round_settings = _round(settings, rounds)
-        sub = Ledger([problems[i] for i in live], ledger.generator, ledger.scorer)
-        for index, samples in zip(live, sample_solutions(sub, round_settings, score=settings.weighted)):
-            drawn[index].extend(samples)
-        for index, compute in zip(live, sub.compute):
-            total = ledger.compute[index]
-            total.policy_tokens += compute.policy_tokens
-            total.prm_tokens += compute.prm_tokens
-            total.model_calls += compute.model_calls
-            total.seconds += compute.seconds
+        samples = sample_solutions(ledger, _round(settings, rounds), score=settings.weighted, owners=live)
+        for index, found in zip(live, samples):
+            drawn[index].extend(found)
         rounds += 1
         live = [i for i in live if len(drawn[i]) < settings.n and not settled(drawn[i], settings)]
     logger.info("adaptive majority: %d problems, %.1f samples per problem (cap %d)", len(problems),

@@ -28,11 +28,11 @@ import math
 from dataclasses import dataclass, field, replace
 
 from data_prep.records import Problem
+from data_prep.steps import STEP_SEPARATOR
 from inference.scoring.aggregate import aggregate
-from inference.strategies.common import Ledger, StrategySettings, call_seed, make_row, require
+from inference.strategies.common import Ledger, StrategySettings, make_row, require
 from inference.strategies.selection import FinalSelection, select_answer
 from inference.strategies.tree import Partial, expand, extend, prefix_of, to_completion
-from data_prep.steps import STEP_SEPARATOR
 from inference.types import Generator, PRMScorer, ResultRow, SamplingParams
 
 logger = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ def test_backup_adds_children_visits_and_values_to_every_ancestor():
 
 
 def test_uct_scores_and_choice_depend_on_exploration():
-    root, a, b, c, c1, c2 = hand_built_tree()
+    root, a, _, c, c1, _ = hand_built_tree()
     assert mcts.uct(a, root.visits, 1.0) == pytest.approx(0.6 + math.sqrt(math.log(5)))
     assert mcts.uct(c, root.visits, 1.0) == pytest.approx(2.6 / 3 + math.sqrt(math.log(5) / 3))
     # c = 1: A's exploration bonus (1.27) beats C's better mean -> A; c = 0: greedy on Q -> C, then C1 (.9 > .8).

@@ -1,6 +1,5 @@
 """Particle filtering on a scripted step tree: weights, ESS trigger, resampled ancestors, selection, compute, settings."""
 
-import math
 import zlib
 from collections import Counter
 

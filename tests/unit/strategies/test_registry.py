@@ -81,7 +81,7 @@ def test_one_registry_line_is_all_a_new_strategy_needs(monkeypatch, tmp_path):
     from inference.runner import needs_prm, run_sweep
     from inference.results import read_results
     from inference.strategies import Strategy
-    from tests.fakes import ScriptedGenerator, TablePRMScorer
+    from tests.fakes import ScriptedGenerator
 
     def vote_again(problems, generator, scorer, settings):
         return [replace(row, strategy="vote_again") for row in majority.run(problems, generator, scorer, settings)]
