@@ -1,10 +1,12 @@
 """Accuracy at N per strategy, per difficulty level, and against compute (tokens and FLOPs), from result rows.
 
-Sampling strategies (majority, best_of_n, weighted_best_of_n) store N_max completions per problem; their
-accuracy at N < N_max is the mean over size-N subsets of those completions (`num_subsamples` seeded random
+Subsampled strategies (the registry's entries with a `subset_selection`: majority, best_of_n,
+weighted_best_of_n) store N_max completions per problem; their accuracy at N < N_max is the mean over size-N
+subsets of those completions (`num_subsamples` seeded random
 subsets, or every subset when there are no more than `num_subsamples` of them). pass@N (any correct answer
-among N samples, the ceiling) uses the unbiased estimator 1 - C(n-c, N) / C(n, N). Beam search, DVTS and any
-other strategy need a run per N: their accuracy at N is read from their own rows (mean over seeds).
+among N samples, the ceiling) uses the unbiased estimator 1 - C(n-c, N) / C(n, N). Tree search, adaptive
+sampling and any other strategy need a run per N: their accuracy at N is read from their own rows (mean over
+seeds).
 
 Selection on a subset follows `inference.strategies.selection` exactly (solutions without an answer never win;
 exact ties go to the earliest group / solution), but runs on answer-group ids: each problem's answers are
@@ -13,12 +15,12 @@ thousands of subsets per problem cost no further grading. A unit test checks bot
 
 Compute of a subsampled strategy: policy tokens are the subset's own `num_tokens` summed; PRM tokens are the
 row's `compute.prm_tokens` scaled by N / N_max (every completion is scored once, so PRM work is taken as
-proportional to the number of completions kept); majority vote and pass@N need no verifier and count 0 PRM
-tokens. FLOPs = 2 x parameters x forward tokens for each model (`flops`): the tokens each model actually ran,
-`compute.policy_forward_tokens` (prompt prefill and generated tokens) and `compute.prm_forward_tokens` (fewer than
-the scored tokens where the PRM's prefix cache served). A subsampled strategy's forward tokens at N are the
-subset's generated tokens plus the row's prefill scaled by N / N_max, and the PRM's scaled by N / N_max. Rows
-written before forward tokens were counted read them as the scored tokens.
+proportional to the number of completions kept); a vote (subset_selection "vote") and pass@N need no
+verifier and count 0 PRM tokens. FLOPs = 2 x parameters x forward tokens for each model (`flops`): the tokens
+each model actually ran, `compute.policy_forward_tokens` (prompt prefill and generated tokens) and
+`compute.prm_forward_tokens` (fewer than the scored tokens where the PRM's prefix cache served). A subsampled
+strategy's forward tokens at N are the subset's generated tokens plus the row's prefill scaled by N / N_max, and
+the PRM's scaled by N / N_max. Rows written before forward tokens were counted read them as the scored tokens.
 
 Spread (`accuracy_std`): each problem's correctness varies over its subsets (or over seeds for per-run
 strategies) with variance v_i; `accuracy_std` = sqrt(sum v_i) / P is the standard deviation of the benchmark
@@ -40,15 +42,13 @@ from typing import Literal
 import numpy as np
 
 from inference.config import powers_of_two
-from inference.strategies import SAMPLING_STRATEGIES
+from inference.strategies import STRATEGIES, get_strategy, is_subsampled, subsampled_strategies
 from inference.types import Compute, ResultRow
 
 logger = logging.getLogger(__name__)
 
 PASS_AT_N = "pass@n"
 """Strategy name of the pass@N ceiling points (any correct answer among N samples)."""
-STRATEGY_ORDER: tuple[str, ...] = (*SAMPLING_STRATEGIES, "beam_search", "dvts", "compute_optimal", PASS_AT_N)
-"""Display order of strategies in tables and legends; others follow alphabetically."""
 BinKind = Literal["level", "oracle", "predicted"]
 """How problems were grouped: given levels, oracle pass@1 quintiles, or predicted (PRM score) quintiles."""
 
@@ -246,7 +246,10 @@ def subset_correctness(samples: ProblemSamples, strategy: str, index_sets: np.nd
     groups = np.asarray(samples.group_ids, dtype=np.int64)[index_sets]
     correct_of_group = np.append(np.asarray(samples.group_correct, dtype=bool), False)  # index -1 -> False
     num_groups = len(samples.group_correct)
-    if strategy == "majority":
+    selection = get_strategy(strategy).subset_selection if is_subsampled(strategy) else None
+    if selection is None:
+        raise ValueError(f"{strategy!r} is not a subsampled strategy; use one of {', '.join(subsampled_strategies())}")
+    if selection == "vote":
         winners = _select_groups(groups, np.ones(groups.shape), num_groups)
         return correct_of_group[winners].astype(float)
     if any(s is None for s, g in zip(samples.scores, samples.group_ids) if g >= 0):
@@ -255,16 +258,14 @@ def subset_correctness(samples: ProblemSamples, strategy: str, index_sets: np.nd
             "agg_score=None; score the samples with the PRM when generating them"
         )
     scores = np.array([s if s is not None else 0.0 for s in samples.scores], dtype=float)[index_sets]
-    if strategy == "weighted_best_of_n":
+    if selection == "weighted":
         winners = _select_groups(groups, scores, num_groups)
         return correct_of_group[winners].astype(float)
-    if strategy == "best_of_n":
-        masked = np.where(groups >= 0, scores, -np.inf)
-        best = masked.argmax(axis=1)  # first of exact ties
-        chosen = groups[np.arange(len(groups)), best]
-        chosen = np.where(np.isfinite(masked.max(axis=1)), chosen, -1)
-        return correct_of_group[chosen].astype(float)
-    raise ValueError(f"unknown sampling strategy {strategy!r}; use one of {', '.join(SAMPLING_STRATEGIES)}")
+    masked = np.where(groups >= 0, scores, -np.inf)  # selection == "best"
+    best = masked.argmax(axis=1)  # first of exact ties
+    chosen = groups[np.arange(len(groups)), best]
+    chosen = np.where(np.isfinite(masked.max(axis=1)), chosen, -1)
+    return correct_of_group[chosen].astype(float)
 
 
 def _rng(seed: int, problem_id: str, n: int) -> np.random.Generator:
@@ -282,8 +283,9 @@ def sampling_outcomes(
         index_sets = subsets(samples.n_max, n, num_subsamples, _rng(seed, samples.problem_id, n))
         correct = subset_correctness(samples, strategy, index_sets)
         share = n / samples.n_max
-        prm = 0.0 if strategy == "majority" else samples.prm_tokens * share
-        prm_run = 0.0 if strategy == "majority" else samples.prm_forward_tokens * share
+        votes = get_strategy(strategy).subset_selection == "vote"
+        prm = 0.0 if votes else samples.prm_tokens * share
+        prm_run = 0.0 if votes else samples.prm_forward_tokens * share
         generated = float(tokens[index_sets].sum(axis=1).mean())
         outcomes.append(
             ProblemOutcome(
@@ -409,7 +411,7 @@ def problem_outcomes(
     sampling: dict[str, dict[str, ResultRow]] = defaultdict(dict)  # problem -> strategy -> row
     others, superseded = [], 0
     for row in rows:
-        if row.strategy not in SAMPLING_STRATEGIES:
+        if not is_subsampled(row.strategy):
             others.append(row)
             continue
         kept = sampling[row.problem_id].get(row.strategy)
@@ -453,8 +455,9 @@ def problem_outcomes(
         # A derived strategy reuses the largest row whose samples carry PRM scores (majority may store none).
         scored = [r for r in by_strategy.values() if r.has_prm_scores]
         fallback = max(scored or list(by_strategy.values()), key=lambda r: len(r.completions))
-        for strategy in SAMPLING_STRATEGIES if derive_sampling else tuple(by_strategy):
-            if strategy not in by_strategy and strategy != "majority" and not scored:
+        for strategy in subsampled_strategies() if derive_sampling else tuple(by_strategy):
+            votes = get_strategy(strategy).subset_selection == "vote"
+            if strategy not in by_strategy and not votes and not scored:
                 # Nothing to derive a PRM selection from: e.g. a PRM with tree-search rows only, which the
                 # unscored greedy row joins.
                 continue
@@ -524,8 +527,9 @@ def aggregate(
 
 
 def strategy_rank(strategy: str) -> tuple[int, str]:
-    """Sort key of a strategy name: `STRATEGY_ORDER` first, then alphabetical."""
-    return (STRATEGY_ORDER.index(strategy) if strategy in STRATEGY_ORDER else len(STRATEGY_ORDER), strategy)
+    """Sort key of a strategy name: the registry's order, then compute_optimal and pass@N, then alphabetical."""
+    order = (*STRATEGIES, "compute_optimal", PASS_AT_N)  # read now: a strategy registered later sorts too
+    return (order.index(strategy) if strategy in order else len(order), strategy)
 
 
 def _sort_key(p: MetricPoint) -> tuple:

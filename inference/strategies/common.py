@@ -170,18 +170,24 @@ def scored_completion(
     )
 
 
-def sample_solutions(ledger: Ledger, settings: SamplingSettings, *, score: bool = True) -> list[list[ScoredCompletion]]:
-    """N full solutions per problem in one generate call, then (if `score`) one PRM call over all of them."""
+def sample_solutions(
+    ledger: Ledger, settings: SamplingSettings, *, score: bool = True, owners: Sequence[int] | None = None
+) -> list[list[ScoredCompletion]]:
+    """N full solutions per problem in one generate call, then (if `score`) one PRM call over all of them.
+
+    `owners` picks the problems (indices into the ledger's; default all); the result follows their order.
+    """
     params = SamplingParams(settings.temperature, settings.top_p, settings.max_tokens, call_seed(settings.seed, 0))
-    owners = list(range(len(ledger.problems)))
+    owners = list(range(len(ledger.problems))) if owners is None else list(owners)
     outputs = ledger.generate(owners, [""] * len(owners), n=settings.n, params=params, stop=None)
     flat = [(owner, completion) for owner, out in zip(owners, outputs) for completion in out]
     step_lists = [split_steps(completion.text) for _, completion in flat]
     scores = ledger.score([owner for owner, _ in flat], step_lists) if score else [None] * len(flat)
+    position = {owner: k for k, owner in enumerate(owners)}
     solutions: list[list[ScoredCompletion]] = [[] for _ in owners]
     for (owner, completion), steps, result in zip(flat, step_lists, scores):
         answered = extract_boxed_answer(completion.text) is not None
-        solutions[owner].append(
+        solutions[position[owner]].append(
             scored_completion(
                 completion.text,
                 steps,
