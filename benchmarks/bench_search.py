@@ -8,6 +8,9 @@ Runs the same search (same problems, seed and settings) three ways on the shippe
 - optimised: prefix cache plus the policy batch size of configs/infer/tiny.yaml (64). Another batch size draws
   other samples from the same seed, so only its time and work are compared.
 
+Each line also gives the PRM's forward tokens (what it ran) per generated policy token and the share of wall time
+spent outside model calls (the strategy's own overhead).
+
     python benchmarks/bench_search.py --prm runs/default/prm-oracle [--problems 20] [--n 16] [--strategy dvts]
     python benchmarks/bench_search.py --prm checkpoints/policy-large --prm_style lm_likelihood
 """
@@ -78,8 +81,14 @@ def main() -> int:
     baseline_seconds, baseline_rows = next(iter(results.values()))[:2]
     for name, (seconds, rows, calls, passes) in results.items():
         tokens = sum(r.compute.policy_tokens for r in rows)
+        prm_run = sum(r.compute.forward_tokens[1] for r in rows)
+        # Model calls are timed by the ledger (each call's time split over its problems): the rest is the
+        # strategy's own work (selection, bookkeeping, tokenizing layouts outside the scorer's forward).
+        in_calls = sum(r.compute.seconds for r in rows)
         print(f"  {name:40s} {seconds:7.1f} s  x{baseline_seconds / seconds:5.2f}  policy tokens {tokens:6d}  "
-              f"generate calls {calls:4d}  PRM passes {passes:3d}  correct {sum(r.correct for r in rows)}")
+              f"generate calls {calls:4d}  PRM passes {passes:3d}  correct {sum(r.correct for r in rows)}  "
+              f"PRM forward / generated tokens {prm_run / max(tokens, 1):5.2f}  "
+              f"outside model calls {1 - in_calls / seconds:6.1%}")
     cached_rows = list(results.values())[1][1]
     agree = same_rows(baseline_rows, cached_rows)
     print(f"  prefix-cache rows equal the baseline's: {agree}")
