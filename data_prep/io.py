@@ -14,10 +14,26 @@ from typing import Any, Literal
 logger = logging.getLogger(__name__)
 
 
-def read_jsonl(path: str | os.PathLike, *, skip_torn_tail: bool = False) -> Iterator[tuple[int, dict]]:
+MAX_ROW_BYTES = 1 << 20
+"""The most bytes one row of an input file (a problem, a labelled solution) may hold: MATH-500's longest row is
+under 10 kB, PRM800K's under 100 kB; a larger one is a broken export, and a model handed it would tokenise
+megabytes and fail minutes later (or truncate it silently) instead of naming the row now."""
+
+
+def refuse_oversized_row(path: str | os.PathLike, where: str, size: int, limit: int | None = MAX_ROW_BYTES) -> None:
+    """Raise ValueError naming the file and row when a row of `size` bytes is over `limit` (None: no limit)."""
+    if limit is not None and size > limit:
+        raise ValueError(f"{path}: {where}: {size / 2**20:.1f} MiB, over the {limit / 2**20:g} MiB one row may hold; "
+                         "a row is one problem or solution: shorten or split it")
+
+
+def read_jsonl(
+    path: str | os.PathLike, *, skip_torn_tail: bool = False, max_row_bytes: int | None = MAX_ROW_BYTES
+) -> Iterator[tuple[int, dict]]:
     """Yield `(line_no, row)` for each non-blank line of a JSONL file; `line_no` is 1-based.
 
-    Raises ValueError naming the file and line for a line that is not UTF-8, not JSON, or not a JSON object.
+    Raises ValueError naming the file and line for a line that is not UTF-8, not JSON, not a JSON object, or over
+    `max_row_bytes` (None for files ttc writes itself, whose rows may hold many solutions).
     With `skip_torn_tail`, a last line without its newline that is not whole JSON (a write cut off by a kill) is
     skipped with a warning instead: readers of files that are appended to while a job may die use it.
     """
@@ -29,6 +45,7 @@ def read_jsonl(path: str | os.PathLike, *, skip_torn_tail: bool = False) -> Iter
             if skip_torn_tail and not raw.endswith(b"\n") and _is_torn(raw):
                 logger.warning("%s: ignoring a torn last line (%d bytes) left by an interrupted write", path, len(raw))
                 return
+            refuse_oversized_row(path, f"line {line_no}", len(raw), max_row_bytes)
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as error:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from data_prep.io import FileKind, write_jsonl
+from data_prep.io import FileKind, refuse_oversized_row, write_jsonl
 from data_prep.io import file_kind as io_file_kind
 from data_prep.records import Problem, StepLabels, validate_step_labels
 from data_prep.steps import STEP_SEPARATOR
@@ -154,6 +154,10 @@ def iter_rows(path: str | Path) -> Iterator[tuple[str, Any]]:
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any]]:
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
+            try:
+                refuse_oversized_row(path, f"line {number}", len(raw))
+            except ValueError as error:
+                raise LabelFileError(str(error)) from None
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as error:

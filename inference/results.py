@@ -150,7 +150,7 @@ def read_result_dicts(path: str | Path) -> list[tuple[int, dict]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: results file not found")
-    return list(read_jsonl(path, skip_torn_tail=True))
+    return list(read_jsonl(path, skip_torn_tail=True, max_row_bytes=None))  # a row holds up to N solutions
 
 
 def read_results(path: str | Path) -> list[ResultRow]:

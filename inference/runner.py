@@ -76,14 +76,19 @@ def needs_prm(config: RunConfig) -> bool:
 
 
 def check_prm_path(config: RunConfig) -> None:
-    """Fail before the (slow) policy load when the PRM directory is missing."""
-    from inference.scoring.loader import is_loadable_prm_path
+    """Fail before the (slow) policy load when the PRM directory is missing or holds the wrong kind of checkpoint."""
+    from inference.scoring.checker import SYNTHETIC_CHECKER
+    from inference.scoring.loader import is_loadable_prm_path, resolve_style
 
-    if needs_prm(config) and not is_loadable_prm_path(config.prm.path):
+    if not needs_prm(config):
+        return
+    if not is_loadable_prm_path(config.prm.path):
         raise FileNotFoundError(
             f"prm.path={config.prm.path!r} is not a directory; train a PRM there or point prm.path at a local PRM "
             "checkpoint (public PRMs: download them to a folder first)"
         )
+    if config.prm.path != SYNTHETIC_CHECKER:
+        resolve_style(Path(config.prm.path), config.prm.prm_style)
 
 
 def build_generator(config: RunConfig) -> Generator:
