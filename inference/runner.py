@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from data_prep.io import atomic_write_text
 from data_prep.records import Problem, require_unique_ids
 from inference.config import RunConfig, dump_config, parse_shard
-from inference.results import ResultKey, append_results, read_result_dicts, row_key
+from inference.results import ResultKey, append_results, iter_result_dicts, row_key
 from inference.strategies import SAMPLING_STRATEGIES
 from inference.types import Completion, GenerationRequest, Generator, PRMScore, PRMScorer, SamplingParams
 
@@ -237,10 +237,16 @@ def plan_jobs(config: RunConfig) -> list[Job]:
     ]
 
 
-def _check_existing(existing: dict[ResultKey, dict], jobs: Sequence[Job], generator: Generator, path: Path) -> None:
-    """Rows already on disk must come from the same settings and policy as this run would use."""
+def _existing_keys(path: Path, jobs: Sequence[Job], generator: Generator) -> set[ResultKey]:
+    """The keys of the rows already on disk, read one row at a time and only the keys kept (the run's memory does
+    not grow with the file); each row must come from the same settings and policy as this run would use."""
+    if not path.is_file():
+        return set()
     by_spec = {(j.strategy, j.n, getattr(j.settings, "beam_width", None), j.settings.seed): j for j in jobs}
-    for key, data in existing.items():
+    keys: set[ResultKey] = set()
+    for _, data in iter_result_dicts(path):
+        key = row_key(data)
+        keys.add(key)
         job = by_spec.get(key[1:])
         if job is None:
             continue
@@ -256,6 +262,7 @@ def _check_existing(existing: dict[ResultKey, dict], jobs: Sequence[Job], genera
                 f"{path} holds {job.label} rows of policy {data['policy']!r} but this run's policy is "
                 f"{generator.name!r}; use a new output_dir for another policy"
             )
+    return keys
 
 
 def _chunks(items: Sequence[Problem], size: int) -> list[list[Problem]]:
@@ -339,9 +346,7 @@ def run_sweep(
     for unused in config.unused_strategy_sections():
         logger.warning("%s is set but the strategy is not in sweep.strategies; it is not used", unused)
     jobs = plan_jobs(config)
-    existing = {row_key(data): data for _, data in read_result_dicts(path)} if path.is_file() else {}
-    _check_existing(existing, jobs, generator, path)
-    writer = _Writer(path, set(existing))
+    writer = _Writer(path, _existing_keys(path, jobs, generator))
     skipped = sum(1 for job in jobs for p in problems if job.key(p) in writer.done)
     if skipped:
         logger.info("%s: resuming; %d of %d rows are already there", path, skipped, len(jobs) * len(problems))
