@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None, *, callbacks: Sequence[Any] = (), save_m
     """Parse the config and train; `callbacks` and `save_model` are for in-process callers (benchmarks)."""
     configure_offline_defaults()
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # PRMTrainer lives in trl.experimental (pinned, known)
+    from data_prep.checkpoints import require_safetensors
     from data_prep.labels import LabelFileError
     from data_prep.yaml_files import load_yaml_mapping
     from training.generative import PRMInputError
@@ -33,6 +34,16 @@ def main(argv: list[str] | None = None, *, callbacks: Sequence[Any] = (), save_m
         print(f"train_prm.py: error: {where}{_one_line(error)}", file=sys.stderr)
         return 2
     setup_logging(args.output_dir, is_main_process=args.process_index == 0)
+    if model_args.trust_remote_code:
+        logger.warning("trust_remote_code is on, so Python code shipped with %s will run",
+                       model_args.model_name_or_path or model_args.tokenizer_name_or_path)
+    try:
+        # Pickle weights can run code when loaded; ttc reads safetensors only (a hub id is left to the loader).
+        if model_args.model_name_or_path:
+            require_safetensors(model_args.model_name_or_path, "model_name_or_path")
+    except ValueError as error:
+        print(f"train_prm.py: error: {_one_line(error)}", file=sys.stderr)
+        return 2
     base = model_args.model_name_or_path or f"random-{model_args.init_from_config}"
     run_name, group = run_identity(base, label_source_name(data_args), config_name)
     if args.run_name in (None, args.output_dir):

@@ -22,7 +22,7 @@ ISSUE_ITEMS = (
     "non-boolean labels", "invalid JSON", "non-UTF-8 bytes", "5 MB row", "duplicate ids", "duplicate YAML keys",
     "unknown strategy", "unknown setting", "N incompatible with the strategy", "checkpoint of the wrong kind",
     "policy without a chat template", "tokenizer without the PRM's judgement tokens", "missing path",
-    "results files of another run's settings",
+    "results files of another run's settings", "pickle-only weights",
 )
 """What the corpus must cover: each failure a user meets before any work starts."""
 
@@ -62,12 +62,16 @@ def corpus_inputs(tmp_path_factory) -> dict[str, str]:
     no_template = root / "policy_no_chat_template"
     shutil.copytree(REPO_ROOT / "checkpoints" / "policy-small", no_template)
     (no_template / "chat_template.jinja").unlink()
+    pickled = root / "pickled_policy"  # weights under a pickle name only (never loaded: refused by the file name)
+    shutil.copytree(REPO_ROOT / "checkpoints" / "policy-small", pickled)
+    (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
     values = {
         "{bad}": str(CORPUS),
         "{ckpt:policy}": str(REPO_ROOT / "checkpoints" / "policy-small"),
         "{ckpt:prm}": str(REPO_ROOT / "checkpoints" / "prm-verifier"),
         "{ckpt:plain_lm}": str(plain_lm),
         "{ckpt:policy_no_chat_template}": str(no_template),
+        "{ckpt:pickled_policy}": str(pickled),
     }
     values.update({f"{{gen:{name}}}": str(path) for name, path in _generated(root).items()})
     return values
