@@ -8,6 +8,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -128,30 +129,37 @@ def _is_torn(raw: bytes) -> bool:
     return False
 
 
-def atomic_write_lines(path: str | os.PathLike, lines: Iterable[str]) -> int:
-    """Write text `lines` to `path` atomically; return how many were written.
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; on leaving the block it is fsynced and replaces `path`.
 
-    They go to a temporary file in the same directory, fsynced, which then replaces `path`, so a reader (or a run
-    killed meanwhile) never sees a half-written file; a failure removes the temporary file and leaves `path` as
-    it was. Parent directories are created.
+    So a reader (or a run killed meanwhile) never sees a half-written file; an error in the block removes the
+    temporary file and leaves `path` as it was. Parent directories are created. For writers that take a path
+    (Parquet, images); text goes through `atomic_write_lines`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    count = 0
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    temporary = Path(name)
     try:
-        with handle:
-            for line in lines:
-                handle.write(line)
-                count += 1
-            handle.flush()
+        yield temporary
+        with temporary.open("rb+") as handle:
             os.fsync(handle.fileno())
-        os.replace(handle.name, path)
+        os.replace(temporary, path)
     except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_lines(path: str | os.PathLike, lines: Iterable[str]) -> int:
+    """Write text `lines` to `path` atomically (`atomic_output`); return how many were written."""
+    count = 0
+    with atomic_output(path) as temporary, temporary.open("w", encoding="utf-8") as handle:
+        for line in lines:
+            handle.write(line)
+            count += 1
+        handle.flush()
     return count
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from data_prep.io import FileKind, refuse_oversized_row, write_jsonl
+from data_prep.io import FileKind, atomic_output, refuse_oversized_row, write_jsonl
 from data_prep.io import file_kind as io_file_kind
 from data_prep.records import Problem, StepLabels, validate_step_labels
 from data_prep.steps import STEP_SEPARATOR
@@ -588,7 +588,8 @@ def write_step_labels(records: Sequence[StepLabels], path: str | Path) -> Path:
             "completions": [row["completions"] for row in rows],
             "labels": [[float(label) for label in row["labels"]] for row in rows],
         })
-        pq.write_table(table, path)
+        with atomic_output(path) as temporary:  # a kill mid-write must not leave a file that reads as whole
+            pq.write_table(table, temporary)
     else:
         raise ValueError(f"{path}: unknown suffix {suffix!r}; use .jsonl or .parquet")
     return path
