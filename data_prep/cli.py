@@ -223,6 +223,11 @@ def _labels(args: argparse.Namespace) -> None:
 
     if args.neutral_as is not None and args.format != "prm800k":
         raise UsageError(f"--neutral_as applies to --format prm800k only, not --format {args.format}")
+    if args.labels_command == "convert" and args.format == "outcome":
+        # Each step of an outcome record carries its solution's label: written as step labels, a wrong solution's
+        # right steps would read as wrong ones.
+        raise UsageError(f"{args.path}: --format outcome has one label per solution (field 'label'), so it cannot "
+                         "be written as step labels; train prm_style implicit on it with --data_format outcome")
     try:
         records, counts = convert_label_file(args.path, args.format, neutral_as=args.neutral_as != "false",
                                              skip_invalid_rows=args.skip_invalid_rows)

@@ -1,4 +1,5 @@
-"""Stepwise-supervision records on disk: read/write, Math-Shepherd, PRM800K and RLHFlow converters, mixing, oracle labels."""
+"""Step- and outcome-supervision records on disk: read/write, Math-Shepherd, PRM800K and RLHFlow converters, mixing,
+oracle labels."""
 
 from __future__ import annotations
 
@@ -16,15 +17,22 @@ from typing import Any, Literal
 from data_prep.io import FileKind, atomic_output, refuse_oversized_row, write_jsonl
 from data_prep.io import file_kind as io_file_kind
 from data_prep.records import Problem, StepLabels, validate_step_labels
-from data_prep.steps import STEP_SEPARATOR
+from data_prep.steps import STEP_SEPARATOR, join_steps, split_steps
 
 logger = logging.getLogger(__name__)
 
-LabelFormat = Literal["stepwise", "math_shepherd", "prm800k", "rlhflow"]
-LABEL_FORMATS: tuple[str, ...] = ("stepwise", "math_shepherd", "prm800k", "rlhflow")
+LabelFormat = Literal["stepwise", "math_shepherd", "prm800k", "rlhflow", "outcome"]
+LABEL_FORMATS: tuple[str, ...] = ("stepwise", "math_shepherd", "prm800k", "rlhflow", "outcome")
+STEP_LABEL_FORMATS: tuple[str, ...] = ("stepwise", "math_shepherd", "prm800k", "rlhflow")
+"""The formats with a label per step; `outcome` has one label per solution."""
 
 STEPWISE_FIELDS = ("prompt", "completions", "labels")
 """Required fields of a stepwise row; `meta` (a dict of provenance) is the only optional one."""
+OUTCOME_FIELDS = ("prompt", "completion", "label")
+"""An outcome row, TRL's unpaired-preference layout: the problem, the whole solution (steps joined by the blank line)
+and whether it is right; `meta` is optional."""
+OUTCOME_META_KEY = "outcome"
+"""The meta key of a record read from an outcome row: its solution's label (every step carries it too)."""
 MATH_SHEPHERD_STEP_TAG = "ки"
 """Math-Shepherd marks the end of each step in `input` with this tag; `label` has `+` or `-` in its place."""
 
@@ -228,14 +236,45 @@ def parse_stepwise_row(row: Any) -> StepLabels:
     missing = [name for name in STEPWISE_FIELDS if name not in row]
     unknown = sorted(set(row) - set(STEPWISE_FIELDS) - {"meta"})
     if missing or unknown:
+        hint = (" (this is an outcome row: read it with data_format outcome)"
+                if set(OUTCOME_FIELDS) <= set(row) else "")
         raise ValueError(f"fields {sorted(row)}: missing {missing}, unknown {unknown}; "
-                         f"a stepwise row has {list(STEPWISE_FIELDS)} and optional 'meta'")
+                         f"a stepwise row has {list(STEPWISE_FIELDS)} and optional 'meta'{hint}")
     meta = row.get("meta") or {}
     if not isinstance(meta, dict):
         raise ValueError(f"'meta' must be an object, got {type(meta).__name__}")
     validate_step_labels(row["prompt"], row["completions"], row["labels"])
     _check_no_separator(row["completions"])
     return StepLabels(prompt=row["prompt"], completions=list(row["completions"]), labels=list(row["labels"]), meta=meta)
+
+
+def parse_outcome_row(row: Any) -> StepLabels:
+    """One outcome row `{"prompt", "completion", "label", "meta"?}` -> StepLabels whose every step carries the
+    solution's label (meta `outcome` holds it), for trainers that read only the outcome; raises ValueError."""
+    if not isinstance(row, dict):
+        raise ValueError(f"a row must be a JSON object, got {type(row).__name__}")
+    missing = [name for name in OUTCOME_FIELDS if name not in row]
+    unknown = sorted(set(row) - set(OUTCOME_FIELDS) - {"meta"})
+    if missing or unknown:
+        raise ValueError(f"fields {sorted(row)}: missing {missing}, unknown {unknown}; an outcome row has "
+                         f"{list(OUTCOME_FIELDS)} and optional 'meta'")
+    if not isinstance(row["completion"], str) or not row["completion"].strip():
+        raise ValueError("'completion' must be the non-empty solution text (steps joined by a blank line)")
+    label = row["label"]
+    if not isinstance(label, bool):
+        raise ValueError(f"'label' must be true or false (is the whole solution right), got {label!r}")
+    meta = row.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise ValueError(f"'meta' must be an object, got {type(meta).__name__}")
+    steps = split_steps(row["completion"])
+    validate_step_labels(row["prompt"], steps, [label] * len(steps))
+    return StepLabels(prompt=row["prompt"], completions=steps, labels=[label] * len(steps),
+                      meta={**meta, OUTCOME_META_KEY: label})
+
+
+def outcome_row(prompt: str, steps: Sequence[str], label: bool, meta: dict | None = None) -> dict:
+    """The outcome row of one solution (the layout `parse_outcome_row` reads)."""
+    return {"prompt": prompt, "completion": join_steps(list(steps)), "label": bool(label), "meta": dict(meta or {})}
 
 
 def math_shepherd_to_step_labels(row: Any, dropped: Counter | None = None) -> StepLabels:
@@ -428,6 +467,8 @@ def convert_row(format: LabelFormat, row: Any, *, neutral_as: bool = True, dropp
     if format == "rlhflow":
         record = rlhflow_to_step_labels(row, dropped)
         return [] if record is None else [record]
+    if format == "outcome":
+        return [parse_outcome_row(row)]
     raise ValueError(f"format must be one of {LABEL_FORMATS}, got {format!r}")
 
 

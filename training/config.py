@@ -143,9 +143,10 @@ class DataArguments:
     None concatenates the files."""
     eval_files: list[str] | None = None
     """Evaluation files; None trains without evaluation."""
-    data_format: Literal["stepwise", "math_shepherd", "prm800k", "rlhflow"] = "stepwise"
+    data_format: Literal["stepwise", "math_shepherd", "prm800k", "rlhflow", "outcome"] = "stepwise"
     """Row format: `stepwise` (prompt/completions/labels), `math_shepherd` (input/label/task), `prm800k` (raw lines:
-    one example per rated alternative) or `rlhflow` (conversations: step turns, each answered '+' or '-')."""
+    one example per rated alternative), `rlhflow` (conversations: step turns, each answered '+' or '-') or `outcome`
+    (prompt/completion/label, TRL's unpaired-preference layout: one label per solution, for prm_style implicit)."""
     neutral_as: bool = True
     """PRM800K only: the label of a neutral (0) rating; True follows the paper's 'neutral is not wrong'."""
     skip_invalid_rows: bool = False

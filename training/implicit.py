@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import PreTrainedModel
 
 from training.generative import PRMInputError
-from training.likelihood_head import load_saved_lm, next_token_log_probs, step_membership
+from training.likelihood_head import load_saved_lm, next_token_log_probs, save_lm, step_membership, submodule_state
 
 IMPLICIT_STYLE = "implicit"
 PROMPT_FORMAT = ("the policy's chat template over ttc's system prompt and the problem, then the solution (steps "
@@ -60,6 +61,11 @@ class ImplicitPRMModel(torch.nn.Module):
     def reference(self) -> Any:
         return self._reference[0]
 
+    def place_reference(self, place: Any) -> None:
+        """Replace the reference by `place(reference)`: DeepSpeed's inference engine around it under ZeRO-3, whose
+        partitioned weights only an engine can run."""
+        self._reference[0] = place(self.reference)
+
     def gradient_checkpointing_enable(self, **kwargs: Any) -> None:
         self.model.gradient_checkpointing_enable(**kwargs)
 
@@ -69,7 +75,9 @@ class ImplicitPRMModel(torch.nn.Module):
             with torch.no_grad(), self.model.disable_adapter():
                 reference_log_probs = token_log_probs(self.model, input_ids, attention_mask)
         else:
-            reference = self.reference.to(input_ids.device)
+            reference = self.reference
+            if isinstance(reference, PreTrainedModel):  # a DeepSpeed engine places its own weights
+                reference = reference.to(input_ids.device)
             with torch.no_grad():
                 reference_log_probs = token_log_probs(reference, input_ids, attention_mask)
         log_ratio = token_log_probs(self.model, input_ids, attention_mask) - reference_log_probs
@@ -81,10 +89,10 @@ class ImplicitPRMModel(torch.nn.Module):
         outcome = self.rewards(input_ids, attention_mask, step_index).sum(dim=-1, keepdim=True)
         return {"logits": torch.stack([torch.zeros_like(outcome), outcome], dim=-1)}
 
-    def save_checkpoint(self, directory: str | Path) -> None:
+    def save_checkpoint(self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """The trained LM by `save_pretrained` (safetensors; its adapters only, with LoRA); the reference stays
-        where ttc_prm.json points."""
-        self.model.save_pretrained(Path(directory), safe_serialization=True)
+        where ttc_prm.json points. `state_dict`: this module's weights gathered whole (ZeRO-3)."""
+        save_lm(self.model, directory, submodule_state(state_dict, "model"))
 
     def load_checkpoint(self, directory: str | Path) -> None:
         """Weights written by `save_checkpoint` back into the trained LM (resuming a run)."""

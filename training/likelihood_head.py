@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from data_prep.judgement import JudgementLayoutError, likelihood_layout
-from data_prep.prm_metadata import LIKELIHOOD_HEAD_FILE
+from data_prep.prm_metadata import LIKELIHOOD_HEAD_FILE, LIKELIHOOD_HEAD_TENSORS
 from training.generative import IGNORE_INDEX, PRMInputError
 
 LIKELIHOOD_HEAD_STYLE = "likelihood_head"
@@ -140,13 +140,14 @@ class LikelihoodHeadModel(torch.nn.Module):
         logits = torch.stack([torch.zeros_like(logit), logit], dim=-1)
         return {"logits": torch.where(present[..., None], logits, 0.0)}
 
-    def save_checkpoint(self, directory: str | Path) -> None:
+    def save_checkpoint(self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """The LM by `save_pretrained` (safetensors; its adapters only, with LoRA) and the head in
-        LIKELIHOOD_HEAD_FILE, as the scorer loads them."""
+        LIKELIHOOD_HEAD_FILE, as the scorer loads them. `state_dict`: this module's weights gathered whole (ZeRO-3,
+        where the parameters themselves hold only this process's partition)."""
         directory = Path(directory)
-        self.backbone.save_pretrained(directory, safe_serialization=True)
-        head = {name: getattr(self, name).detach().float().cpu().contiguous()
-                for name in ("likelihood_weight", "hidden_weight", "bias")}
+        save_lm(self.backbone, directory, submodule_state(state_dict, "backbone"))
+        source = state_dict if state_dict is not None else dict(self.named_parameters(recurse=False))
+        head = {name: source[name].detach().float().cpu().contiguous() for name in LIKELIHOOD_HEAD_TENSORS}
         save_file(head, str(directory / LIKELIHOOD_HEAD_FILE), metadata={"format": "pt"})
 
     def load_checkpoint(self, directory: str | Path) -> None:
@@ -156,8 +157,21 @@ class LikelihoodHeadModel(torch.nn.Module):
         load_saved_lm(self.backbone, directory, "likelihood-head PRM")
         head = load_file(str(Path(directory) / LIKELIHOOD_HEAD_FILE))
         with torch.no_grad():
-            for name in ("likelihood_weight", "hidden_weight", "bias"):
+            for name in LIKELIHOOD_HEAD_TENSORS:
                 getattr(self, name).copy_(head[name])
+
+
+def submodule_state(state_dict: dict[str, torch.Tensor] | None, prefix: str) -> dict[str, torch.Tensor] | None:
+    """The entries of a module's state dict under `prefix.`, with the prefix dropped (None stays None)."""
+    if state_dict is None:
+        return None
+    return {key[len(prefix) + 1:]: value for key, value in state_dict.items() if key.startswith(prefix + ".")}
+
+
+def save_lm(lm: Any, directory: str | Path, state_dict: dict[str, torch.Tensor] | None) -> None:
+    """`lm.save_pretrained` in safetensors, from `state_dict` when given (weights gathered from ZeRO-3 partitions;
+    a peft model picks its adapter weights out of it)."""
+    lm.save_pretrained(Path(directory), safe_serialization=True, state_dict=state_dict)
 
 
 def load_saved_lm(lm: Any, directory: str | Path, what: str) -> None:

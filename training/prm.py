@@ -35,7 +35,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
 from trl.experimental.prm import PRMTrainer
 
-from data_prep.labels import mix_step_labels, read_step_labels, tokenize_steps
+from data_prep.labels import STEP_LABEL_FORMATS, mix_step_labels, read_step_labels, tokenize_steps
 from data_prep.prm_metadata import PRMMetadata
 from data_prep.records import StepLabels
 from data_prep.steps import STEP_SEPARATOR, SYSTEM_PROMPT
@@ -224,15 +224,23 @@ def build_model(
         return _load_model(model_args.model_name_or_path, model_args, causal_lm=causal_lm), base
     if not model_args.use_peft:
         return build_random_model(model_args, tokenizer, training_args.seed, causal_lm=causal_lm), None
-    base_dir = (Path(training_args.output_dir) / BASE_SUBDIR).resolve()
-    if training_args.process_index == 0 and not (base_dir / "config.json").is_file():
+    base_dir = save_random_start(model_args, tokenizer, training_args, BASE_SUBDIR, causal_lm=causal_lm)
+    return _load_model(base_dir, model_args, causal_lm=causal_lm), base_dir
+
+
+def save_random_start(model_args: ModelArguments, tokenizer: Any, training_args: TtcPRMConfig, subdir: str, *,
+                      causal_lm: bool) -> str:
+    """The random `init_from_config` model (seeded) saved whole by the main process to `<output_dir>/<subdir>`,
+    unless already there (a resumed run), so every process loads it from one local directory; its path."""
+    directory = (Path(training_args.output_dir) / subdir).resolve()
+    if training_args.process_index == 0 and not (directory / "config.json").is_file():
         with _without_zero3_init():
             model = build_random_model(model_args, tokenizer, training_args.seed, causal_lm=causal_lm)
-        model.save_pretrained(base_dir)
-        tokenizer.save_pretrained(base_dir)
+        model.save_pretrained(directory, safe_serialization=True)
+        tokenizer.save_pretrained(directory)
         del model
     _wait_for_everyone()
-    return _load_model(str(base_dir), model_args, causal_lm=causal_lm), str(base_dir)
+    return str(directory)
 
 
 LIKELIHOOD_READING_STYLES = (LIKELIHOOD_HEAD_STYLE, IMPLICIT_STYLE)
@@ -251,12 +259,16 @@ def _likelihood_reading_model(model_args: ModelArguments, tokenizer: Any, traini
     if model_args.use_peft and style == LIKELIHOOD_HEAD_STYLE and training_args.freeze_backbone:
         raise ValueError("use_peft trains LoRA adapters of the LM, but freeze_backbone is true (the head alone needs "
                          "no adapters); set freeze_backbone false or use_peft false")
-    if model_args.model_name_or_path is None:
+    full_implicit = style == IMPLICIT_STYLE and not model_args.use_peft
+    start = model_args.model_name_or_path
+    if start is None and full_implicit:
+        # Saved first so the reference loads from it, in this run and in the scorer.
+        start = save_random_start(model_args, tokenizer, training_args, REFERENCE_SUBDIR, causal_lm=True)
+    if start is None:
         backbone = build_random_model(model_args, tokenizer, training_args.seed, causal_lm=True)
     else:
-        backbone = _load_model(model_args.model_name_or_path, model_args, causal_lm=True)
+        backbone = _load_model(start, model_args, causal_lm=True)
     base = model_args.model_name_or_path
-    reference = None
     if model_args.use_peft:
         from peft import get_peft_model
 
@@ -265,23 +277,13 @@ def _likelihood_reading_model(model_args: ModelArguments, tokenizer: Any, traini
         # The adapter config names the local base, so the scorer (and AutoPeftModel) loads it offline.
         for adapter in backbone.peft_config.values():
             adapter.base_model_name_or_path = base
-    elif style == IMPLICIT_STYLE:
-        reference = _implicit_reference(backbone, model_args, training_args)
     if style == LIKELIHOOD_HEAD_STYLE:
         return LikelihoodHeadModel(backbone, freeze_backbone=training_args.freeze_backbone), base
-    # With LoRA the reference is the same LM with its adapters turned off: no second copy of the weights.
+    # The reference is loaded again from the starting checkpoint rather than copied: under ZeRO-3 the loaded LM
+    # holds only its own partition of the weights, and a copy of it would be empty. With LoRA the reference is the
+    # same LM with its adapters turned off: no second copy of the weights.
+    reference = _load_model(start, model_args, causal_lm=True) if full_implicit else None
     return ImplicitPRMModel(backbone, reference, beta=training_args.implicit_beta), base
-
-
-def _implicit_reference(model: Any, model_args: ModelArguments, training_args: TtcPRMConfig) -> Any:
-    """The frozen reference of an implicit PRM: a copy of the starting weights (saved beside the checkpoint when
-    they are random, so `ttc_prm.json` can point at them)."""
-    import copy
-
-    reference = copy.deepcopy(model)
-    if model_args.model_name_or_path is None and training_args.process_index == 0:
-        reference.save_pretrained(Path(training_args.output_dir) / REFERENCE_SUBDIR, safe_serialization=True)
-    return reference
 
 
 def reference_model_path(model_args: ModelArguments, args: TtcPRMConfig) -> str | None:
@@ -501,6 +503,12 @@ class SoftLabelPRMTrainer(PRMTrainer):
         super().__init__(*args, **kwargs)
         self.judgement_ids = judgement_ids
         self.model_accepts_loss_kwargs = True
+        implicit = self._likelihood_reading_module()
+        if isinstance(implicit, ImplicitPRMModel) and implicit.reference is not None and _zero3_requested():
+            # The reference's weights are partitioned like the trained LM's; only a DeepSpeed engine can run it.
+            from trl.models.utils import prepare_deepspeed
+
+            implicit.place_reference(lambda reference: prepare_deepspeed(reference, self.accelerator))
         if judgement_ids is not None:
             import inspect
 
@@ -529,7 +537,8 @@ class SoftLabelPRMTrainer(PRMTrainer):
         if not self.args.should_save:
             return None
         Path(output_dir).mkdir(parents=True, exist_ok=True)
-        head_model.save_checkpoint(output_dir)
+        # Under DeepSpeed `state_dict` holds the weights gathered from the engine (ZeRO-3 partitions made whole).
+        head_model.save_checkpoint(output_dir, state_dict)
         if self.processing_class is not None:
             self.processing_class.save_pretrained(output_dir)
         torch.save(self.args, Path(output_dir) / "training_args.bin")
@@ -628,6 +637,13 @@ def load_records(data_args: DataArguments, args: TtcPRMConfig, tokenizer: Any = 
     """Train and eval records (mixed by `train_weights`); for a generative style each file is checked against it
     first (its special tokens from `tokenizer`), so a row that cannot be laid out fails naming file and row."""
     options = {"neutral_as": data_args.neutral_as, "skip_invalid_rows": data_args.skip_invalid_rows}
+
+    if data_args.data_format == "outcome" and args.prm_style != IMPLICIT_STYLE:
+        # Every step of an outcome record carries its solution's label: a step trainer would learn a wrong
+        # solution's right steps as wrong ones.
+        raise PRMInputError(f"{data_args.train_files[0]}: data_format outcome has one label per solution (field "
+                            f"'label'), but prm_style {args.prm_style} trains on a label per step; give step labels "
+                            f"({', '.join(STEP_LABEL_FORMATS)}) or train prm_style implicit")
 
     def read(paths: Sequence[str], weights: Sequence[float] | None) -> list[StepLabels]:
         sources = [read_step_labels(path, data_args.data_format, **options) for path in paths]
@@ -740,11 +756,6 @@ def train_prm(
         judgement_ids = judgement_token_ids(tokenizer, args.prm_style, good_token=args.good_token,
                                             bad_token=args.bad_token, step_tag=args.step_tag,
                                             tokenizer_source=source)
-    if args.prm_style in LIKELIHOOD_READING_STYLES and _zero3_requested():
-        # Their modules save the LM and head as the scorers load them; partitioned ZeRO-3 weights would be written
-        # empty, a checkpoint that loads and scores noise.
-        raise PRMInputError(f"prm_style {args.prm_style} does not run under DeepSpeed ZeRO-3 yet; launch it with "
-                            "configs/accelerate/cpu.yaml or deepspeed_zero2.yaml (or without DeepSpeed)")
     if args.prm_style in LIKELIHOOD_READING_STYLES and not getattr(tokenizer, "chat_template", None):
         raise PRMInputError(f"tokenizer {source} has no chat template; prm_style {args.prm_style} reads the solution "
                             "after the policy's chat prompt (train it from a policy/instruct checkpoint)")

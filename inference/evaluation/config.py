@@ -12,7 +12,13 @@ class EvalConfig:
     """`ttc-infer eval`: accuracy at N per strategy, level and compute; difficulty bins; compute-optimal routing."""
 
     inputs: tuple[str, ...] = ()
-    """Result files, glob patterns, or directories (each contributes its results*.jsonl)."""
+    """Result files, glob patterns, or directories (each contributes its results*.jsonl); search-and-learn's result
+    files (JSONL or Parquet) too."""
+    search_and_learn_policy: str | None = None
+    """Policy name of search-and-learn rows; null: the directory search-and-learn wrote them into (named after its
+    policy, as ttc names a policy), so a ttc run of that policy shares the report."""
+    search_and_learn_prm: str | None = None
+    """Verifier name of search-and-learn rows (its files do not name their PRM); null: 'search-and-learn'."""
     output_dir: str = ""
     """Directory for metrics.jsonl, outcomes.jsonl, compute_optimal.json and routers/ (read by `ttc-infer report`)."""
     ns: tuple[int, ...] | None = None

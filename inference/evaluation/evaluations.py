@@ -140,7 +140,8 @@ def read_evaluations(eval_dir: str | Path) -> list[ModelEvaluation]:
 
 def evaluate(config: EvalConfig) -> str:
     """`ttc-infer eval`: read the result rows, evaluate every (policy, PRM), write the output directory."""
-    rows = read_rows(config.inputs)
+    rows = read_rows(config.inputs, search_and_learn_policy=config.search_and_learn_policy,
+                     search_and_learn_prm=config.search_and_learn_prm)
     evaluations = evaluate_rows(
         rows, ns=config.ns, num_subsamples=config.num_subsamples, seed=config.seed,
         derive_sampling=config.derive_sampling, policy_params=config.policy_params, prm_params=config.prm_params,

@@ -1,4 +1,4 @@
-"""One chunk of problems labelled: sample its solutions, label their steps (mc or oracle), make the stepwise rows."""
+"""One chunk of problems labelled: sample its solutions, label their steps (mc, oracle) or outcomes, make the rows."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from data_prep.labels import OUTCOME_META_KEY, outcome_row, parse_outcome_row, parse_stepwise_row
 from data_prep.records import Problem, StepLabels
+from data_prep.steps import extract_boxed_answer, join_steps
 from inference.labelling.config import LabelConfig
 from inference.labelling.monte_carlo import mc_step_values
 from inference.labelling.oracle import oracle_step_labels
-from inference.labelling.sampling import ChunkCounts, sample_label_solutions
+from inference.labelling.sampling import ChunkCounts, grade, sample_label_solutions
 from inference.strategies.common import call_seed
 from inference.types import Generator
 
@@ -45,10 +47,27 @@ def label_chunk(problems: Sequence[Problem], generator: Generator, config: Label
                 meta.update(rollouts_per_step=config.rollouts_per_step, mc_values=soft)
                 if config.compare_oracle:
                     meta["oracle_labels"] = oracle_step_labels(problem, solution.steps)
+            elif config.labeller == "outcome":
+                right = grade(problem.answer, extract_boxed_answer(join_steps(list(solution.steps))))
+                labels = [right] * len(solution.steps)
+                meta[OUTCOME_META_KEY] = right
             else:
                 labels = list(oracle_step_labels(problem, solution.steps))
             rows.append(StepLabels(prompt=problem.problem, completions=list(solution.steps), labels=labels, meta=meta))
     return ChunkResult(rows, counts)
 
 
-__all__ = ["ChunkResult", "label_chunk"]
+def row_to_json(config: LabelConfig, row: StepLabels) -> dict[str, Any]:
+    """A labelled solution as the output file holds it: an outcome row for the outcome labeller (one label per
+    solution, so no step trainer takes it for step labels), else a stepwise row."""
+    if config.labeller == "outcome":
+        return outcome_row(row.prompt, row.completions, row.meta[OUTCOME_META_KEY], row.meta)
+    return {**row.to_dict(), "meta": row.meta}
+
+
+def row_from_json(config: LabelConfig, raw: Any) -> StepLabels:
+    """The inverse of `row_to_json` (raises ValueError on a row of another layout)."""
+    return parse_outcome_row(raw) if config.labeller == "outcome" else parse_stepwise_row(raw)
+
+
+__all__ = ["ChunkResult", "label_chunk", "row_from_json", "row_to_json"]

@@ -75,7 +75,7 @@ class LabelBenchmarkConfig:
         )
 
 
-Labeller = Literal["mc", "oracle"]
+Labeller = Literal["mc", "oracle", "outcome"]
 LabelKind = Literal["hard", "soft"]
 
 
@@ -86,7 +86,10 @@ class LabelConfig:
     Labellers: `mc` (Math-Shepherd): from each step prefix roll out `rollouts_per_step` completions; the soft label
     is the fraction whose final answer matches the gold one, the hard label is "at least one does". The last step
     of a solution that states a boxed answer is labelled by that answer alone. `oracle` (synthetic world only):
-    the exact checker's verdict, True before the first wrong step and False from it on.
+    the exact checker's verdict, True before the first wrong step and False from it on. `outcome` (any benchmark
+    with gold answers): whether the solution's boxed answer is right, one label per solution, written as outcome
+    rows (`{"prompt", "completion", "label", "meta"}`, TRL's unpaired-preference layout) for the implicit PRM
+    (`train_prm.py --data_format outcome`); no rollouts.
     """
 
     benchmark: LabelBenchmarkConfig = field(default_factory=LabelBenchmarkConfig)
@@ -94,7 +97,8 @@ class LabelConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     """The policy that writes the solutions and the rollouts, and its generation backend."""
     labeller: Labeller = "mc"
-    """`mc` (Monte-Carlo rollouts, any benchmark) or `oracle` (exact checker, synthetic world only)."""
+    """`mc` (Monte-Carlo rollouts, any benchmark), `oracle` (exact checker, synthetic world only) or `outcome` (the
+    final answer graded, one label per solution)."""
     label_kind: LabelKind = "hard"
     """mc only: write hard labels (bool: some rollout reaches the gold answer) or soft ones (float: the fraction)."""
     num_solutions: int = 4
@@ -132,10 +136,11 @@ class LabelConfig:
         if Path(self.output).suffix.lower() != ".jsonl":
             raise ConfigError(f"output={self.output!r} must be a .jsonl file (rows are appended per chunk)")
         defaults = {f.name: f.default for f in dataclasses.fields(LabelConfig)}
-        if self.labeller == "oracle":
+        if self.labeller != "mc":
             for key in ("label_kind", "rollouts_per_step", "compare_oracle"):
                 if getattr(self, key) != defaults[key]:
                     raise ConfigError(f"{key}={getattr(self, key)!r} applies to labeller mc only; remove it or set labeller: mc")
+        if self.labeller == "oracle":
             if not self.benchmark.is_synthetic:
                 raise ConfigError(
                     f"labeller oracle needs a synthetic benchmark ({', '.join(SYNTHETIC_BENCHMARKS)}), got "

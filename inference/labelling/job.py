@@ -10,10 +10,9 @@ from time import perf_counter
 from tqdm.auto import tqdm
 
 from data_prep.io import append_jsonl, atomic_write_text, read_jsonl, repair_torn_tail
-from data_prep.labels import parse_stepwise_row
 from data_prep.records import Problem
 from inference.config import ConfigError, dump_config
-from inference.labelling.chunk import ChunkResult, label_chunk
+from inference.labelling.chunk import ChunkResult, label_chunk, row_from_json, row_to_json
 from inference.labelling.config import RESUME_SAFE_KEYS, LabelConfig, flatten
 from inference.labelling.sampling import load_label_problems
 from inference.labelling.tally import LabelSummary, Tally
@@ -31,7 +30,7 @@ def _read_tally(config: LabelConfig) -> Tally:
     if paths["rows"].exists():
         for line_no, raw in read_jsonl(paths["rows"]):
             try:
-                row = parse_stepwise_row(raw)
+                row = row_from_json(config, raw)
             except ValueError as error:
                 raise ValueError(f"{paths['rows']}: line {line_no}: {error}; fix or delete the file") from None
             if "problem_id" not in row.meta:
@@ -95,7 +94,7 @@ def label_problems(
                 continue
             start = perf_counter()
             result = label_chunk(todo, generator, config, chunk_index)
-            append_jsonl(paths["rows"], [{**row.to_dict(), "meta": row.meta} for row in result.rows])
+            append_jsonl(paths["rows"], [row_to_json(config, row) for row in result.rows])
             counts = result.counts
             progress = {
                 "chunk": chunk_index,

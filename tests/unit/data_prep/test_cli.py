@@ -201,6 +201,20 @@ def test_labels_convert_writes_stepwise_rows_and_counts_drops(tmp_path: Path, ca
     assert capsys.readouterr().out.startswith(f"{out} (stepwise): 1 rows -> 1 examples, 2 steps, 1 positive")
 
 
+def test_labels_convert_refuses_outcome_rows_but_validate_counts_them(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_lines(tmp_path / "outcome.jsonl", [
+        {"prompt": "Start with 1.\n(1) Add 1.\nWhat is the final number?", "completion": "1 + 1 = 2\n\n$\\boxed{2}$",
+         "label": True}])
+    assert main(["labels", "validate", str(path), "--format", "outcome"]) == 0
+    assert capsys.readouterr().out == f"{path} (outcome): 1 rows -> 1 examples, 2 steps, 2 positive (100.0%)\n"
+    out = tmp_path / "stepwise.jsonl"
+    assert main(["labels", "convert", str(path), "--format", "outcome", "--out", str(out)]) == 2
+    assert "--format outcome has one label per solution (field 'label'), so it cannot be written as step labels" in (
+        capsys.readouterr().err)
+    assert not out.exists()
+
+
 def test_labels_skip_invalid_rows_counts_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = {"conversations": RLHFLOW_ROW["conversations"][:3]}
     path = write_lines(tmp_path / "rl.jsonl", [RLHFLOW_ROW, bad])

@@ -410,3 +410,37 @@ def test_tokenize_steps_truncation_and_last_step_only() -> None:
     assert no_labels.step_positions == [6, 9]
     with pytest.raises(ValueError, match="1 labels for 2 steps"):
         tokenize_steps(CharTokenizer(), "Q?", ["ab", "c"], [True])
+
+
+OUTCOME_PROBLEM = "Start with 2.\n(1) Add 3.\nWhat is the final number?"
+
+
+def test_an_outcome_row_gives_its_steps_each_carrying_the_solutions_label(tmp_path: Path) -> None:
+    from data_prep.labels import outcome_row, parse_outcome_row
+
+    steps = ["(1) Add 3: 2 + 3 = 6", "Therefore, the final answer is: $\\boxed{6}$."]
+    row = outcome_row(OUTCOME_PROBLEM, steps, False, {"problem_id": "p1"})
+    assert row == {"prompt": OUTCOME_PROBLEM, "completion": "\n\n".join(steps), "label": False,
+                   "meta": {"problem_id": "p1"}}
+    record = parse_outcome_row(row)
+    assert (record.completions, record.labels) == (steps, [False, False])
+    assert record.meta == {"problem_id": "p1", "outcome": False}
+    path = tmp_path / "outcome.jsonl"
+    path.write_text(json.dumps(row) + "\n" + json.dumps({**row, "label": "yes"}) + "\n", encoding="utf-8")
+    with pytest.raises(LabelFileError, match=rf"{path} line 2: 'label' must be true or false"):
+        read_step_labels(path, "outcome")
+    # Read as step labels it is refused, with the format it is in.
+    with pytest.raises(LabelFileError, match=rf"{path} line 1: .*read it with data_format outcome"):
+        read_step_labels(path, "stepwise")
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    ({"prompt": OUTCOME_PROBLEM, "completion": "  ", "label": True}, "'completion' must be the non-empty solution"),
+    ({"prompt": OUTCOME_PROBLEM, "completions": ["a"], "label": True}, r"missing \['completion'\], unknown"),
+    ({"prompt": "", "completion": "a", "label": True}, "'prompt' must be a non-empty string"),
+])
+def test_bad_outcome_rows_are_refused_naming_the_field(row: dict, message: str) -> None:
+    from data_prep.labels import parse_outcome_row
+
+    with pytest.raises(ValueError, match=message):
+        parse_outcome_row(row)

@@ -131,6 +131,37 @@ def test_oracle_labeller_marks_first_wrong_step_onward(tmp_path):
     assert rows[1].meta == {"problem_id": problem.id, "solution_index": 1, "labeller": "oracle", "policy": "scripted-policy"}
 
 
+def test_outcome_labeller_grades_the_answer_and_writes_outcome_rows_that_resume(tmp_path):
+    cfg = config(tmp_path, labeller="outcome", chunk_size=1, rollouts_per_step=8)  # 8: the default, not an mc setting
+    generator = ScriptedGenerator({**ADD_SCRIPT, **TWO_SCRIPT})
+    rows = label_chunk([ADD], generator, cfg, 0).rows
+    assert len(generator.calls) == 1  # sampling only: no rollouts
+    # A right, B wrong, C a duplicate of A, D cut off: dropped; E states no answer: wrong.
+    assert [(row.completions, row.labels, row.meta["outcome"]) for row in rows] == [
+        (SOLUTION_A.split("\n\n"), [True] * 3, True),
+        (SOLUTION_B.split("\n\n"), [False] * 3, False),
+        (SOLUTION_E.split("\n\n"), [False] * 2, False),
+    ]
+    def stop_after_first_chunk(index, result):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        label_problems([ADD, TWO], ScriptedGenerator({**ADD_SCRIPT, **TWO_SCRIPT}), cfg,
+                       on_chunk=stop_after_first_chunk)
+    # TRL's unpaired-preference layout: the solution and one label (no per-step labels a step trainer could take).
+    first = next(row for _, row in read_jsonl(cfg.output))
+    assert set(first) == {"prompt", "completion", "label", "meta"}
+    assert (first["completion"], first["label"]) == (SOLUTION_A, True)
+    summary = label_problems([ADD, TWO], ScriptedGenerator({**ADD_SCRIPT, **TWO_SCRIPT}), cfg)  # resumes at TWO
+    assert (summary.problems_done, summary.examples, summary.rows_written_now) == (2, 4, 1)
+    assert [row.meta["outcome"] for row in read_step_labels(cfg.output, "outcome")] == [True, False, False, True]
+
+
+def test_outcome_labeller_takes_no_mc_settings(tmp_path):
+    with pytest.raises(ConfigError, match="rollouts_per_step=2 applies to labeller mc only"):
+        LabelConfig(labeller="outcome", rollouts_per_step=2, output=str(tmp_path / "o.jsonl"))
+
+
 def test_compare_oracle_records_oracle_labels_and_agreement(tmp_path):
     problem, gold, wrong = corrupted_synthetic()
     right_prefixes = {join_steps(gold[:i]) + "\n\n" for i in range(1, len(gold))}
@@ -288,11 +319,12 @@ def test_label_names_a_missing_policy_like_run_does(tmp_path, monkeypatch):
         label(cfg)
 
 
-@pytest.mark.parametrize("name", ["tiny_mc", "tiny_oracle", "math500_mc"])
-def test_shipped_configs_parse(name):
+@pytest.mark.parametrize(("name", "labeller"), [("tiny_mc", "mc"), ("tiny_oracle", "oracle"), ("math500_mc", "mc"),
+                                               ("tiny_outcome", "outcome")])
+def test_shipped_configs_parse(name, labeller):
     cfg = parse_config(LabelConfig, REPO / "configs" / "label" / f"{name}.yaml", {})
     assert cfg.output.endswith(f"{name}.jsonl")
-    assert cfg.labeller == ("oracle" if name == "tiny_oracle" else "mc")
+    assert cfg.labeller == labeller
 
 
 def test_label_reports_config_errors_in_one_line(tmp_path, capsys):

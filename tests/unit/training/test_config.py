@@ -229,6 +229,23 @@ def test_llama31_8b_plus_minus_config_is_rlhflows_recipe() -> None:
     assert (args.bf16, args.gradient_checkpointing) == (True, True)
 
 
+def test_llama31_8b_plus_minus_lora_config_keeps_rlhflows_recipe_but_the_learning_rate() -> None:
+    full_model, _, full, _ = parse_args(["--config", PLUS_MINUS_8B, *ON_CPU])
+    model_args, _, args, name = parse_args(["--config", str(REPO / "configs/prm/llama31_8b_plus_minus_lora.yaml"),
+                                            *ON_CPU])
+    assert name == "llama31_8b_plus_minus_lora"
+    assert (model_args.use_peft, model_args.lora_r, model_args.lora_alpha) == (True, 16, 32)
+    assert set(model_args.lora_target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                   "down_proj"}
+    assert model_args.model_name_or_path == full_model.model_name_or_path
+    same = ("prm_style", "good_token", "bad_token", "soft_labels", "hard_label_threshold", "max_length",
+            "num_train_epochs", "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm")
+    assert {key: getattr(args, key) for key in same} == {key: getattr(full, key) for key in same}
+    # RLHFlow's global batch 32 on one GPU; a LoRA learning rate (the adapters start from zero).
+    assert effective_batch_size(args, 1) == 32
+    assert args.learning_rate == pytest.approx(1e-4)
+
+
 def test_generative_lora_is_a_causal_lm_adapter() -> None:
     from peft import TaskType
 

@@ -156,3 +156,36 @@ def test_a_lora_implicit_prm_uses_the_lm_without_its_adapters_as_reference(token
     assert rewards == pytest.approx(expected, abs=1e-5)
     (result,) = scorer.score([PROBLEM], [STEPS])
     assert result.step_scores == pytest.approx([1 / (1 + math.exp(-r)) for r in expected], abs=1e-5)
+
+
+def _outcome_file(path: Path, rows: list[dict]) -> Path:
+    import json
+
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_outcome_rows_train_the_implicit_prm_on_their_label(tokenizer, tmp_path: Path) -> None:
+    # TRL's unpaired-preference layout: the whole solution and one label.
+    path = _outcome_file(tmp_path / "outcome.jsonl", [
+        {"prompt": PROBLEM, "completion": "\n\n".join(STEPS), "label": True},
+        {"prompt": PROBLEM, "completion": "\n\n".join(STEPS[:2] + ["Therefore, the final answer is: $\\boxed{7}$."]),
+         "label": False},
+    ])
+    records, _ = prm.load_records(DataArguments(train_files=[str(path)], data_format="outcome"), _args(tmp_path),
+                                  tokenizer)
+    assert [record.completions for record in records] == [STEPS, STEPS[:2] + [
+        "Therefore, the final answer is: $\\boxed{7}$."]]
+    dataset = prm.build_dataset(records, tokenizer, _args(tmp_path))
+    assert [row["labels"] for row in dataset] == [[1.0], [0.0]]
+
+
+@pytest.mark.parametrize("style", ["step_tag", "chat_plus_minus", "token_classification", "likelihood_head"])
+def test_outcome_labels_for_a_step_style_are_refused_naming_file_and_field(tokenizer, tmp_path: Path,
+                                                                            style: str) -> None:
+    path = _outcome_file(tmp_path / "outcome.jsonl", [{"prompt": PROBLEM, "completion": "\n\n".join(STEPS),
+                                                       "label": True}])
+    with pytest.raises(PRMInputError, match=rf"{path}: data_format outcome has one label per solution \(field "
+                                            rf"'label'\), but prm_style {style} trains on a label per step"):
+        prm.load_records(DataArguments(train_files=[str(path)], data_format="outcome"),
+                         _args(tmp_path, prm_style=style), tokenizer)

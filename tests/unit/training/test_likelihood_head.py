@@ -296,20 +296,6 @@ def test_accumulating_4_batches_of_1_is_one_batch_of_4(tokenizer, tmp_path: Path
         assert torch.allclose(accumulated[name], tensor, rtol=1e-4, atol=1e-6), name
 
 
-@pytest.mark.parametrize("style", ["likelihood_head", "implicit"])
-def test_zero3_is_refused_before_training(tokenizer, tmp_path: Path, monkeypatch, style: str) -> None:
-    # Their own save writes the LM and head as the scorers load them; ZeRO-3's partitioned weights would be empty.
-    from data_prep.labels import write_step_labels
-    from training.config import DataArguments
-
-    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
-    path = write_step_labels([StepLabels(PROBLEM, STEPS, [True, True, True])], tmp_path / "labels.jsonl")
-    with pytest.raises(PRMInputError, match=f"prm_style {style} does not run under DeepSpeed ZeRO-3 yet"):
-        prm.train_prm(ModelArguments(init_from_config="tiny"), DataArguments(train_files=[str(path)]),
-                      _args(tmp_path, prm_style=style))
-    assert not (tmp_path / "out").exists()
-
-
 def test_style_keys_of_another_style_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="freeze_backbone applies to prm_style likelihood_head, not step_tag"):
         _args(tmp_path, prm_style="step_tag", freeze_backbone=False)
