@@ -119,8 +119,9 @@ def _refuse_other_formats(path: Path, head: bytes) -> None:
 
 
 def _is_torn(raw: bytes) -> bool:
-    """Whether a last line without its newline is a cut-off write (not one whole JSON value)."""
-    if not raw.strip():
+    """Whether a last line without its newline is a cut-off write: the start of a JSON object that is not whole.
+    A line that does not start like a row is no torn row but a file of something else, left to fail by name."""
+    if not raw.strip() or not raw.lstrip().startswith(b"{"):
         return False
     try:
         json.loads(raw)

@@ -336,17 +336,20 @@ def run_sweep(
     results_path: str | Path,
     *,
     progress: bool = True,
+    write_config_copy: bool = False,
 ) -> SweepSummary:
     """Run every (strategy, N) of the sweep on `problems`, appending each chunk's rows to `results_path`.
 
     Rows already in the file are skipped (resume); they must have been made with the same settings and
-    policy. Sampling strategies share samples through a `SamplePool` when `config.share_samples` is on.
+    policy. `write_config_copy` writes the config beside the results once that is checked. Sampling strategies share samples through a `SamplePool` when `config.share_samples` is on.
     """
     path = Path(results_path)
     for unused in config.unused_strategy_sections():
         logger.warning("%s is set but the strategy is not in sweep.strategies; it is not used", unused)
     jobs = plan_jobs(config)
     writer = _Writer(path, _existing_keys(path, jobs, generator))
+    if write_config_copy:  # only once the rows already there are known to fit this config
+        logger.info("config in %s", write_run_config(config))
     skipped = sum(1 for job in jobs for p in problems if job.key(p) in writer.done)
     if skipped:
         logger.info("%s: resuming; %d of %d rows are already there", path, skipped, len(jobs) * len(problems))

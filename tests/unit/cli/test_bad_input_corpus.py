@@ -22,7 +22,7 @@ ISSUE_ITEMS = (
     "non-boolean labels", "invalid JSON", "non-UTF-8 bytes", "5 MB row", "duplicate ids", "duplicate YAML keys",
     "unknown strategy", "unknown setting", "N incompatible with the strategy", "checkpoint of the wrong kind",
     "policy without a chat template", "tokenizer without the PRM's judgement tokens", "missing path",
-    "results files of another run's settings", "pickle-only weights",
+    "results files of another run's settings", "pickle-only weights", "empty file",
 )
 """What the corpus must cover: each failure a user meets before any work starts."""
 
