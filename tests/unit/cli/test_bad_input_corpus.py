@@ -20,7 +20,8 @@ CASES = MANIFEST["cases"]
 ISSUE_ITEMS = (
     "missing field", "extra field", "wrongly typed field", "empty problem", "empty step", "label count != step count",
     "non-boolean labels", "invalid JSON", "non-UTF-8 bytes", "5 MB row", "duplicate ids", "duplicate YAML keys",
-    "unknown strategy", "unknown setting", "N incompatible with the strategy", "checkpoint of the wrong kind",
+    "unknown strategy", "unknown setting", "negative N or N incompatible with the strategy",
+    "checkpoint of the wrong kind",
     "policy without a chat template", "tokenizer without the PRM's judgement tokens", "missing path",
     "results files of another run's settings", "pickle-only weights", "empty file",
 )
