@@ -271,14 +271,18 @@ def powers_of_two(max_n: int) -> tuple[int, ...]:
 class SweepConfig:
     """Which strategies run at which budgets N."""
 
-    strategies: tuple[str, ...] = ("majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts")
+    strategies: tuple[str, ...] = (
+        "majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts", "particle_filtering", "mcts",
+        "adaptive_majority",
+    )
     """Strategies to run, by registry name."""
     n_values: tuple[int, ...] | None = None
     """Budgets N to run; set this or max_n (a file or the command line that sets one clears the other)."""
     max_n: int | None = 16
     """Run N = 1, 2, 4, ... up to max_n (powers of two); set this or n_values."""
     min_n_by_strategy: dict[str, int] = field(
-        default_factory=lambda: {"beam_search": 4, "dvts": 4}, metadata={"keyed_values": MIN_N_BY_STRATEGY}
+        default_factory=lambda: {"beam_search": 4, "dvts": 4, "particle_filtering": 4, "mcts": 4, "adaptive_majority": 4},
+        metadata={"keyed_values": MIN_N_BY_STRATEGY},
     )
     """Per strategy, the smallest N it runs at (tree search needs N >= beam_width); e.g. {beam_search: 4}."""
 

@@ -28,6 +28,13 @@ COMPLETION_FIELDS: tuple[str, ...] = (
     "text", "steps", "step_scores", "agg_score", "answer", "num_tokens", "finished",
 )
 COMPUTE_FIELDS: tuple[str, ...] = ("policy_tokens", "prm_tokens", "model_calls", "seconds")
+FORWARD_FIELDS: tuple[str, ...] = ("policy_forward_tokens", "prm_forward_tokens")
+"""Compute fields that files written before ttc counted forward tokens lack (read as None: not counted, FLOPs then
+read the scored tokens, their basis in those versions)."""
+
+
+def _count_or_none(value: int | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def _finite(value: float | None, what: str) -> float | None:
@@ -70,6 +77,8 @@ def row_to_dict(row: ResultRow) -> dict:
         "compute": {
             "policy_tokens": int(row.compute.policy_tokens),
             "prm_tokens": int(row.compute.prm_tokens),
+            "policy_forward_tokens": _count_or_none(row.compute.policy_forward_tokens),
+            "prm_forward_tokens": _count_or_none(row.compute.prm_forward_tokens),
             "model_calls": int(row.compute.model_calls),
             "seconds": float(row.compute.seconds),
         },
@@ -95,7 +104,9 @@ def _check_keys(data: object, expected: Sequence[str], what: str) -> dict:
 def row_from_dict(data: dict, *, where: str = "row") -> ResultRow:
     """Inverse of `row_to_dict`; a missing or unknown key raises naming `where` (e.g. `results.jsonl:12`)."""
     _check_keys(data, ROW_FIELDS, where)
-    compute = _check_keys(data["compute"], COMPUTE_FIELDS, f"{where}: compute")
+    raw_compute = data["compute"]
+    present = tuple(key for key in FORWARD_FIELDS if isinstance(raw_compute, dict) and key in raw_compute)
+    compute = _check_keys(raw_compute, COMPUTE_FIELDS + present, f"{where}: compute")
     completions = []
     for index, raw in enumerate(data["completions"]):
         c = _check_keys(raw, COMPLETION_FIELDS, f"{where}: completion {index}")

@@ -17,7 +17,7 @@ from data_prep.io import atomic_write_text
 from data_prep.records import Problem, require_unique_ids
 from inference.config import RunConfig, dump_config, parse_shard
 from inference.results import ResultKey, append_results, iter_result_dicts, row_key
-from inference.strategies import SAMPLING_STRATEGIES
+from inference.strategies import get_strategy, is_subsampled
 from inference.types import Completion, GenerationRequest, Generator, PRMScore, PRMScorer, SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -68,10 +68,11 @@ def load_problems(config: RunConfig) -> list[Problem]:
 
 
 def needs_prm(config: RunConfig) -> bool:
-    """False only when every swept strategy is majority vote without PRM scoring."""
+    """Whether any swept strategy calls the PRM at any of its budgets (the registry's `uses_prm`)."""
     return any(
-        name != "majority" or config.strategies.get("majority", {}).get("score_with_prm", True)
+        get_strategy(name).uses_prm(config.settings_for(name, n))
         for name in config.sweep.strategies
+        for n in config.sweep.budgets_for(name)
     )
 
 
@@ -270,8 +271,6 @@ def _chunks(items: Sequence[Problem], size: int) -> list[list[Problem]]:
 
 
 def _run_job(job: Job, problems: list[Problem], generator: Generator, scorer: PRMScorer | None) -> list:
-    from inference.strategies import get_strategy
-
     rows = get_strategy(job.strategy).run(problems, generator, scorer, job.settings)
     got = [row_key(row) for row in rows]
     want = [job.key(problem) for problem in problems]
@@ -341,7 +340,8 @@ def run_sweep(
     """Run every (strategy, N) of the sweep on `problems`, appending each chunk's rows to `results_path`.
 
     Rows already in the file are skipped (resume); they must have been made with the same settings and
-    policy. `write_config_copy` writes the config beside the results once that is checked. Sampling strategies share samples through a `SamplePool` when `config.share_samples` is on.
+    policy. `write_config_copy` writes the config beside the results once that is checked. Sampling strategies
+    share samples through a `SamplePool` when `config.share_samples` is on.
     """
     path = Path(results_path)
     for unused in config.unused_strategy_sections():
@@ -353,7 +353,7 @@ def run_sweep(
     skipped = sum(1 for job in jobs for p in problems if job.key(p) in writer.done)
     if skipped:
         logger.info("%s: resuming; %d of %d rows are already there", path, skipped, len(jobs) * len(problems))
-    shared = [j for j in jobs if config.share_samples and j.strategy in SAMPLING_STRATEGIES]
+    shared = [j for j in jobs if config.share_samples and is_subsampled(j.strategy)]
     if shared:
         _run_shared(shared, problems, generator, scorer, writer, config.chunk_size, progress)
     for job in jobs:

@@ -51,6 +51,11 @@ class Completion:
     num_tokens: int
     """Tokens generated for this continuation."""
     finish_reason: FinishReason
+    forward_tokens: int | None = field(default=None, compare=False)
+    """Tokens the policy ran through its layers for this continuation: the generated ones plus its share of the
+    prompt's prefill (shared by the samples of one request), 0 for a copy of another completion that was decoded
+    once (greedy n > 1). None when the backend does not say: counted as `num_tokens`. Accounting only: two
+    completions with the same text, tokens and finish are equal whatever their share of the prefill."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,11 @@ class PRMScore:
     step_scores: tuple[float, ...]
     """One score in [0, 1] per step, in step order."""
     num_tokens: int
-    """Tokens the PRM processed for this pair (its share of the compute)."""
+    """Tokens of the sequence the PRM scored for this pair."""
+    forward_tokens: int | None = field(default=None, compare=False)
+    """Tokens the PRM ran through its layers for this pair: fewer than `num_tokens` when cached keys and values
+    of a scored prefix served the rest, 0 when the pair was answered from the cache or repeats another pair of the
+    call. None when the scorer does not say: counted as `num_tokens`."""
 
 
 class Generator(Protocol):
@@ -114,7 +123,21 @@ class Compute:
     """Compute spent on one problem by one strategy run."""
 
     policy_tokens: int = 0
+    """Tokens the policy generated."""
     prm_tokens: int = 0
+    """Tokens of the sequences the PRM scored."""
+    policy_forward_tokens: int | None = None
+    """Tokens the policy ran through its layers (prefill included): what its FLOPs count. None: not counted (rows
+    of other sources or older versions), read as `policy_tokens`."""
+    prm_forward_tokens: int | None = None
+    """Tokens the PRM ran through its layers (fewer than `prm_tokens` where its prefix cache served): what its
+    FLOPs count. None: not counted, read as `prm_tokens`."""
+
+    @property
+    def forward_tokens(self) -> tuple[int, int]:
+        """(policy, PRM) tokens run, the scored counts standing in for what was not counted."""
+        return (self.policy_tokens if self.policy_forward_tokens is None else self.policy_forward_tokens,
+                self.prm_tokens if self.prm_forward_tokens is None else self.prm_forward_tokens)
     model_calls: int = 0
     """Batched generate/score calls that included this problem."""
     seconds: float = 0.0

@@ -25,7 +25,7 @@ from inference.evaluation.metrics import (
     default_grading,
     prepare_samples,
 )
-from inference.strategies import SAMPLING_STRATEGIES
+from inference.strategies import is_subsampled, subsampled_strategies
 from inference.types import ResultRow
 
 NUM_BINS = 5
@@ -112,13 +112,13 @@ def sampling_rows(rows: Iterable[ResultRow]) -> dict[str, ResultRow]:
 
     chosen: dict[str, ResultRow] = {}
     for row in rows:
-        if row.strategy in SAMPLING_STRATEGIES and (
+        if is_subsampled(row.strategy) and (
             row.problem_id not in chosen or rank(row) > rank(chosen[row.problem_id])
         ):
             chosen[row.problem_id] = row
     if not chosen:
         raise ValueError(
-            f"no sampling rows ({', '.join(SAMPLING_STRATEGIES)}) with stored completions; difficulty bins are "
+            f"no sampling rows ({', '.join(subsampled_strategies())}) with stored completions; difficulty bins are "
             "estimated from a sampling run, so run majority or best_of_n first"
         )
     return chosen

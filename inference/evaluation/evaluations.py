@@ -22,7 +22,7 @@ from inference.evaluation.metrics import (
     record_from_dict,
 )
 from inference.evaluation.rows import by_model, read_rows
-from inference.strategies import SAMPLING_STRATEGIES
+from inference.strategies import is_subsampled
 from inference.types import ResultRow
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def evaluate_rows(
         reports = []
         if compute_optimal:
             binnings = [oracle_bins(group, grader=grader, grouper=grouper)]
-            if predicted_k is not None and not any(r.has_prm_scores for r in group if r.strategy in SAMPLING_STRATEGIES):
+            if predicted_k is not None and not any(r.has_prm_scores for r in group if is_subsampled(r.strategy)):
                 # e.g. a PRM with tree-search rows only: its sampling rows are the unscored greedy run.
                 logger.info("%s + %s: no PRM-scored samples to predict difficulty from; predicted bins skipped",
                             policy, prm or "(no PRM)")

@@ -1,10 +1,12 @@
 """Accuracy at N per strategy, per difficulty level, and against compute (tokens and FLOPs), from result rows.
 
-Sampling strategies (majority, best_of_n, weighted_best_of_n) store N_max completions per problem; their
-accuracy at N < N_max is the mean over size-N subsets of those completions (`num_subsamples` seeded random
+Subsampled strategies (the registry's entries with a `subset_selection`: majority, best_of_n,
+weighted_best_of_n) store N_max completions per problem; their accuracy at N < N_max is the mean over size-N
+subsets of those completions (`num_subsamples` seeded random
 subsets, or every subset when there are no more than `num_subsamples` of them). pass@N (any correct answer
-among N samples, the ceiling) uses the unbiased estimator 1 - C(n-c, N) / C(n, N). Beam search, DVTS and any
-other strategy need a run per N: their accuracy at N is read from their own rows (mean over seeds).
+among N samples, the ceiling) uses the unbiased estimator 1 - C(n-c, N) / C(n, N). Tree search, adaptive
+sampling and any other strategy need a run per N: their accuracy at N is read from their own rows (mean over
+seeds).
 
 Selection on a subset follows `inference.strategies.selection` exactly (solutions without an answer never win;
 exact ties go to the earliest group / solution), but runs on answer-group ids: each problem's answers are
@@ -13,9 +15,12 @@ thousands of subsets per problem cost no further grading. A unit test checks bot
 
 Compute of a subsampled strategy: policy tokens are the subset's own `num_tokens` summed; PRM tokens are the
 row's `compute.prm_tokens` scaled by N / N_max (every completion is scored once, so PRM work is taken as
-proportional to the number of completions kept); majority vote and pass@N need no verifier and count 0 PRM
-tokens. FLOPs = 2 x parameters x tokens for each model (`flops`), generated tokens for the policy and
-processed tokens for the PRM.
+proportional to the number of completions kept); a vote (subset_selection "vote") and pass@N need no
+verifier and count 0 PRM tokens. FLOPs = 2 x parameters x forward tokens for each model (`flops`): the tokens
+each model actually ran, `compute.policy_forward_tokens` (prompt prefill and generated tokens) and
+`compute.prm_forward_tokens` (fewer than the scored tokens where the PRM's prefix cache served). A subsampled
+strategy's forward tokens at N are the subset's generated tokens plus the row's prefill scaled by N / N_max, and
+the PRM's scaled by N / N_max. Rows written before forward tokens were counted read them as the scored tokens.
 
 Spread (`accuracy_std`): each problem's correctness varies over its subsets (or over seeds for per-run
 strategies) with variance v_i; `accuracy_std` = sqrt(sum v_i) / P is the standard deviation of the benchmark
@@ -37,15 +42,13 @@ from typing import Literal
 import numpy as np
 
 from inference.config import powers_of_two
-from inference.strategies import SAMPLING_STRATEGIES
+from inference.strategies import STRATEGIES, get_strategy, is_subsampled, subsampled_strategies
 from inference.types import Compute, ResultRow
 
 logger = logging.getLogger(__name__)
 
 PASS_AT_N = "pass@n"
 """Strategy name of the pass@N ceiling points (any correct answer among N samples)."""
-STRATEGY_ORDER: tuple[str, ...] = (*SAMPLING_STRATEGIES, "beam_search", "dvts", "compute_optimal", PASS_AT_N)
-"""Display order of strategies in tables and legends; others follow alphabetically."""
 BinKind = Literal["level", "oracle", "predicted"]
 """How problems were grouped: given levels, oracle pass@1 quintiles, or predicted (PRM score) quintiles."""
 
@@ -71,12 +74,16 @@ class MetricPoint:
     policy_tokens: float
     """Mean policy tokens generated per problem."""
     prm_tokens: float
-    """Mean PRM tokens processed per problem."""
+    """Mean PRM tokens scored per problem."""
     flops: float | None
-    """Mean FLOPs per problem; None when a needed parameter count was not given."""
+    """Mean FLOPs per problem (from the forward tokens); None when a needed parameter count was not given."""
     num_problems: int
     beam_width: int | None = None
     """Beam width M of beam search / DVTS points; None for other strategies."""
+    policy_forward_tokens: float | None = None
+    """Mean tokens the policy ran per problem (prefill included); None: not counted, read as `policy_tokens`."""
+    prm_forward_tokens: float | None = None
+    """Mean tokens the PRM ran per problem; None: not counted, read as `prm_tokens`."""
 
     @property
     def label(self) -> str:
@@ -98,6 +105,16 @@ class ProblemOutcome:
     """Variance of correctness over subsets / seeds; None for a single run."""
     policy_tokens: float
     prm_tokens: float
+    policy_forward_tokens: float | None = None
+    """Tokens the policy ran (prefill included); None: read as `policy_tokens`."""
+    prm_forward_tokens: float | None = None
+    """Tokens the PRM ran; None: read as `prm_tokens`."""
+
+    @property
+    def forward_tokens(self) -> tuple[float, float]:
+        """(policy, PRM) tokens run, what FLOPs count."""
+        return (self.policy_tokens if self.policy_forward_tokens is None else self.policy_forward_tokens,
+                self.prm_tokens if self.prm_forward_tokens is None else self.prm_forward_tokens)
 
 
 @dataclass(frozen=True)
@@ -115,6 +132,10 @@ class ProblemSamples:
     num_tokens: tuple[int, ...]
     prm_tokens: int
     """PRM tokens the row spent scoring all its completions."""
+    prm_forward_tokens: int = 0
+    """Of those, the tokens the PRM ran (`Compute.forward_tokens`)."""
+    prefill_tokens: int = 0
+    """Prompt tokens the policy ran for the row's samples (its forward tokens beyond the generated ones)."""
 
     @property
     def n_max(self) -> int:
@@ -131,8 +152,9 @@ def strategy_label(strategy: str, beam_width: int | None) -> str:
 
 
 def flops(compute: Compute, policy_params: int, prm_params: int) -> float:
-    """FLOPs of one problem's compute (`forward_flops` of its policy and PRM tokens)."""
-    return forward_flops(policy_params, compute.policy_tokens, prm_params, compute.prm_tokens)
+    """FLOPs of one problem's compute (`forward_flops` of the tokens its policy and PRM ran)."""
+    policy_run, prm_run = compute.forward_tokens
+    return forward_flops(policy_params, policy_run, prm_params, prm_run)
 
 
 def forward_flops(policy_params: int, policy_tokens: float, prm_params: int, prm_tokens: float) -> float:
@@ -174,6 +196,8 @@ def prepare_samples(row: ResultRow, grader: AnswerMatcher, grouper: Grouper) -> 
         scores=tuple(c.agg_score for c in row.completions),
         num_tokens=tuple(c.num_tokens for c in row.completions),
         prm_tokens=row.compute.prm_tokens,
+        prm_forward_tokens=row.compute.forward_tokens[1],
+        prefill_tokens=max(row.compute.forward_tokens[0] - row.compute.policy_tokens, 0),
     )
 
 
@@ -222,7 +246,10 @@ def subset_correctness(samples: ProblemSamples, strategy: str, index_sets: np.nd
     groups = np.asarray(samples.group_ids, dtype=np.int64)[index_sets]
     correct_of_group = np.append(np.asarray(samples.group_correct, dtype=bool), False)  # index -1 -> False
     num_groups = len(samples.group_correct)
-    if strategy == "majority":
+    selection = get_strategy(strategy).subset_selection if is_subsampled(strategy) else None
+    if selection is None:
+        raise ValueError(f"{strategy!r} is not a subsampled strategy; use one of {', '.join(subsampled_strategies())}")
+    if selection == "vote":
         winners = _select_groups(groups, np.ones(groups.shape), num_groups)
         return correct_of_group[winners].astype(float)
     if any(s is None for s, g in zip(samples.scores, samples.group_ids) if g >= 0):
@@ -231,16 +258,14 @@ def subset_correctness(samples: ProblemSamples, strategy: str, index_sets: np.nd
             "agg_score=None; score the samples with the PRM when generating them"
         )
     scores = np.array([s if s is not None else 0.0 for s in samples.scores], dtype=float)[index_sets]
-    if strategy == "weighted_best_of_n":
+    if selection == "weighted":
         winners = _select_groups(groups, scores, num_groups)
         return correct_of_group[winners].astype(float)
-    if strategy == "best_of_n":
-        masked = np.where(groups >= 0, scores, -np.inf)
-        best = masked.argmax(axis=1)  # first of exact ties
-        chosen = groups[np.arange(len(groups)), best]
-        chosen = np.where(np.isfinite(masked.max(axis=1)), chosen, -1)
-        return correct_of_group[chosen].astype(float)
-    raise ValueError(f"unknown sampling strategy {strategy!r}; use one of {', '.join(SAMPLING_STRATEGIES)}")
+    masked = np.where(groups >= 0, scores, -np.inf)  # selection == "best"
+    best = masked.argmax(axis=1)  # first of exact ties
+    chosen = groups[np.arange(len(groups)), best]
+    chosen = np.where(np.isfinite(masked.max(axis=1)), chosen, -1)
+    return correct_of_group[chosen].astype(float)
 
 
 def _rng(seed: int, problem_id: str, n: int) -> np.random.Generator:
@@ -257,12 +282,17 @@ def sampling_outcomes(
     for n in ns:
         index_sets = subsets(samples.n_max, n, num_subsamples, _rng(seed, samples.problem_id, n))
         correct = subset_correctness(samples, strategy, index_sets)
-        prm = 0.0 if strategy == "majority" else samples.prm_tokens * n / samples.n_max
+        share = n / samples.n_max
+        votes = get_strategy(strategy).subset_selection == "vote"
+        prm = 0.0 if votes else samples.prm_tokens * share
+        prm_run = 0.0 if votes else samples.prm_forward_tokens * share
+        generated = float(tokens[index_sets].sum(axis=1).mean())
         outcomes.append(
             ProblemOutcome(
                 problem_id=samples.problem_id, level=samples.level, strategy=strategy, n=n, beam_width=None,
                 accuracy=float(correct.mean()), variance=float(correct.var()),
-                policy_tokens=float(tokens[index_sets].sum(axis=1).mean()), prm_tokens=prm,
+                policy_tokens=generated, prm_tokens=prm,
+                policy_forward_tokens=generated + samples.prefill_tokens * share, prm_forward_tokens=prm_run,
             )
         )
     return outcomes
@@ -279,6 +309,8 @@ def pass_outcomes(samples: ProblemSamples, ns: Sequence[int]) -> list[ProblemOut
             ProblemOutcome(
                 problem_id=samples.problem_id, level=samples.level, strategy=PASS_AT_N, n=n, beam_width=None,
                 accuracy=p, variance=p * (1.0 - p), policy_tokens=mean_tokens * n, prm_tokens=0.0,
+                policy_forward_tokens=mean_tokens * n + samples.prefill_tokens * n / samples.n_max,
+                prm_forward_tokens=0.0,
             )
         )
     return outcomes
@@ -304,6 +336,8 @@ def run_outcomes(rows: Iterable[ResultRow]) -> list[ProblemOutcome]:
                 accuracy=float(correct.mean()), variance=float(correct.var()) if len(group) > 1 else None,
                 policy_tokens=float(np.mean([row.compute.policy_tokens for row in group])),
                 prm_tokens=float(np.mean([row.compute.prm_tokens for row in group])),
+                policy_forward_tokens=float(np.mean([row.compute.forward_tokens[0] for row in group])),
+                prm_forward_tokens=float(np.mean([row.compute.forward_tokens[1] for row in group])),
             )
         )
     return outcomes
@@ -377,7 +411,7 @@ def problem_outcomes(
     sampling: dict[str, dict[str, ResultRow]] = defaultdict(dict)  # problem -> strategy -> row
     others, superseded = [], 0
     for row in rows:
-        if row.strategy not in SAMPLING_STRATEGIES:
+        if not is_subsampled(row.strategy):
             others.append(row)
             continue
         kept = sampling[row.problem_id].get(row.strategy)
@@ -421,8 +455,9 @@ def problem_outcomes(
         # A derived strategy reuses the largest row whose samples carry PRM scores (majority may store none).
         scored = [r for r in by_strategy.values() if r.has_prm_scores]
         fallback = max(scored or list(by_strategy.values()), key=lambda r: len(r.completions))
-        for strategy in SAMPLING_STRATEGIES if derive_sampling else tuple(by_strategy):
-            if strategy not in by_strategy and strategy != "majority" and not scored:
+        for strategy in subsampled_strategies() if derive_sampling else tuple(by_strategy):
+            votes = get_strategy(strategy).subset_selection == "vote"
+            if strategy not in by_strategy and not votes and not scored:
                 # Nothing to derive a PRM selection from: e.g. a PRM with tree-search rows only, which the
                 # unscored greedy row joins.
                 continue
@@ -444,16 +479,17 @@ def _point(
     head = group[0]
     policy_tokens = float(np.mean([o.policy_tokens for o in group]))
     prm_tokens = float(np.mean([o.prm_tokens for o in group]))
+    policy_run, prm_run = (float(value) for value in np.mean([o.forward_tokens for o in group], axis=0))
     variances = [o.variance for o in group]
     std = None if any(v is None for v in variances) else math.sqrt(sum(variances)) / len(group)
     point_flops = None
-    if policy_params is not None and (prm_params is not None or prm_tokens == 0):
-        point_flops = forward_flops(policy_params, policy_tokens, prm_params or 0, prm_tokens)
+    if policy_params is not None and (prm_params is not None or prm_run == 0):
+        point_flops = forward_flops(policy_params, policy_run, prm_params or 0, prm_run)
     return MetricPoint(
         strategy=head.strategy, n=head.n, level=level, bin_kind=bin_kind,
         accuracy=float(np.mean([o.accuracy for o in group])), accuracy_std=std,
         policy_tokens=policy_tokens, prm_tokens=prm_tokens, flops=point_flops, num_problems=len(group),
-        beam_width=head.beam_width,
+        beam_width=head.beam_width, policy_forward_tokens=policy_run, prm_forward_tokens=prm_run,
     )
 
 
@@ -491,8 +527,9 @@ def aggregate(
 
 
 def strategy_rank(strategy: str) -> tuple[int, str]:
-    """Sort key of a strategy name: `STRATEGY_ORDER` first, then alphabetical."""
-    return (STRATEGY_ORDER.index(strategy) if strategy in STRATEGY_ORDER else len(STRATEGY_ORDER), strategy)
+    """Sort key of a strategy name: the registry's order, then compute_optimal and pass@N, then alphabetical."""
+    order = (*STRATEGIES, "compute_optimal", PASS_AT_N)  # read now: a strategy registered later sorts too
+    return (order.index(strategy) if strategy in order else len(order), strategy)
 
 
 def _sort_key(p: MetricPoint) -> tuple:

@@ -160,7 +160,7 @@ def rows_from_record(row: Mapping, where: str, *, approach: str, policy: str, pr
     problem_id = row.get("unique_id") or row.get("id") or problem
     completions = tuple(_completions(row, where))
     n = len(completions)
-    compute = Compute(policy_tokens=sum(c.num_tokens for c in completions))
+    generated = sum(c.num_tokens for c in completions)
     common = {"problem_id": str(problem_id), "source": SOURCE, "level": _level(row.get("level")), "n": n, "seed": 0,
               "gold": gold, "completions": completions, "policy": policy, "prm": prm}
     if approach == "best_of_n":
@@ -172,7 +172,7 @@ def rows_from_record(row: Mapping, where: str, *, approach: str, policy: str, pr
             settings = {"source_format": SOURCE, "approach": approach, "prediction_column": f"{column}@{n}"}
             rows.append(ResultRow(strategy=strategy, beam_width=None, pred=pred,
                                   correct=pred is not None and answers_match(gold, pred),
-                                  compute=Compute(policy_tokens=compute.policy_tokens), settings=settings, **common))
+                                  compute=Compute(policy_tokens=generated), settings=settings, **common))
         return rows
     # A tree search's answer at N: its weighted selection there when scored, else the completion it chose. DVTS's
     # subtrees are independent, so search-and-learn reads smaller N from the first N completions of one run.

@@ -5,12 +5,17 @@ Token accounting (the same rule as the vLLM backend, whose `num_tokens` is `len(
 the token that completed the first stop string (finish "stop"; that token may run past the stop string,
 whose overhang is cut from the text), the EOS token (finish "eos"), or the last token (finish "length").
 Stop strings are matched in the generated text only, never across the prompt/prefix boundary.
+
+Rows of one batch with the same prompt (the n samples of a request, the children of one beam) are prefilled once:
+their keys and values are computed for one copy and repeated to every row before decoding starts, which gives the
+same completions as prefilling each row (a test checks it) for a fraction of the prefill compute.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,7 @@ from inference.generation.common import (
     resolve_device,
     resolve_dtype,
 )
+from inference.kv_cache import cache_keyword, has_only_full_attention, returned_cache
 from inference.memory import halve_on_oom
 from inference.prompts import PROMPT_DATE, PromptedBackend
 from inference.types import Completion, FinishReason, GenerationRequest, SamplingParams
@@ -114,6 +120,8 @@ class TransformersGenerator(PromptedBackend):
         self.pad_id = pad_id if pad_id is not None else min(self.eos_ids)
         self.generate_calls = 0
         """`model.generate` calls made so far (batches), for tests and compute accounting."""
+        self._cache_keyword = cache_keyword(self.model) if has_only_full_attention(self.model.config) else None
+        """Under which keyword `generate` takes a prefilled cache; None prefills every row in `generate`."""
 
     def _eos_ids(self) -> set[int]:
         configured = self.model.generation_config.eos_token_id
@@ -162,7 +170,8 @@ class TransformersGenerator(PromptedBackend):
                     results[index][sample] = completion
                 start += len(chunk)
         if distinct == 1:
-            return [[per_request[0]] * n for per_request in results]
+            # The copies were not decoded: they ran no tokens.
+            return [[per_request[0]] + [replace(per_request[0], forward_tokens=0)] * (n - 1) for per_request in results]
         return [[completion for completion in per_request if completion is not None] for per_request in results]
 
     def _generation_config(self, params: SamplingParams) -> Any:
@@ -195,21 +204,54 @@ class TransformersGenerator(PromptedBackend):
         for row, ids in enumerate(batch):
             input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
             attention_mask[row, width - len(ids) :] = 1
+        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
+        with torch.inference_mode():
+            prefilled = self._shared_prefill(batch, input_ids, attention_mask)
         watcher = _StopStringWatcher(self.tokenizer, stop, width, self.eos_ids, len(batch)) if stop else None
         criteria = StoppingCriteriaList([watcher]) if watcher is not None else None
         with torch.inference_mode():
             output = self.model.generate(
-                input_ids=input_ids.to(self.device),
-                attention_mask=attention_mask.to(self.device),
+                input_ids=input_ids,
+                attention_mask=attention_mask,
                 generation_config=self._generation_config(params),
                 stopping_criteria=criteria,
+                **prefilled,
             )
         self.generate_calls += 1
         new_tokens = output[:, width:].tolist()
-        return [
-            self._completion(tokens, watcher.stopped_at[row] if watcher else None, stop)
-            for row, tokens in enumerate(new_tokens)
-        ]
+        completions = []
+        seen: set[tuple[int, ...]] = set()
+        for row, (ids, tokens) in enumerate(zip(batch, new_tokens, strict=True)):
+            completion = self._completion(tokens, watcher.stopped_at[row] if watcher else None, stop)
+            # Forward tokens: the prompt's prefill (all but its last token, whose forward gives the first new
+            # token; once per distinct prompt when it was shared) and one per generated token.
+            first = tuple(ids) not in seen
+            seen.add(tuple(ids))
+            prefill = len(ids) - 1 if first or not prefilled else 0
+            completions.append(replace(completion, forward_tokens=prefill + completion.num_tokens))
+        return completions
+
+    def _shared_prefill(self, batch: list[list[int]], input_ids: Any, attention_mask: Any) -> dict[str, Any]:
+        """When rows repeat a prompt: the cache of every prompt token but the last, computed once per distinct
+        prompt and repeated to its rows, as `generate`'s cache keyword (else no keyword: generate prefills all).
+
+        The last token is left to `generate`, which needs one uncached token to start decoding from.
+        """
+        import torch
+
+        distinct: dict[tuple[int, ...], int] = {}
+        index = [distinct.setdefault(tuple(ids), len(distinct)) for ids in batch]
+        keyword = self._cache_keyword
+        if keyword is None or len(distinct) == len(batch) or input_ids.shape[1] < 2:
+            return {}
+        first_rows = torch.tensor([index.index(copy) for copy in range(len(distinct))], device=input_ids.device)
+        ids, mask = input_ids[first_rows, :-1], attention_mask[first_rows, :-1]
+        # The positions generate gives left-padded rows: count real tokens only.
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+        output = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        cache = returned_cache(output)
+        cache.reorder_cache(torch.tensor(index, device=input_ids.device))  # row r takes its prompt's copy
+        return {keyword: cache}
 
     def _completion(self, tokens: list[int], stopped_at: int | None, stop: list[str]) -> Completion:
         eos_at = next((position for position, token in enumerate(tokens) if token in self.eos_ids), None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -139,18 +140,26 @@ class VLLMGenerator(PromptedBackend):
         self.generate_calls += 1
         if len(outputs) != len(requests):
             raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(requests)} prompts")
-        return [self._completions(output, engine_n, stop) * (n // engine_n) for output in outputs]
+        completions = [self._completions(output, engine_n, stop) for output in outputs]
+        if engine_n == n:
+            return completions
+        # Greedy: decoded once, copied; the copies ran no tokens.
+        return [[one] + [replace(one, forward_tokens=0)] * (n - 1) for (one,) in completions]
 
     def _completions(self, request_output: Any, n: int, stop: list[str]) -> list[Completion]:
         samples = sorted(request_output.outputs, key=lambda output: getattr(output, "index", 0))
         if len(samples) != n:
             raise RuntimeError(f"vLLM returned {len(samples)} completions for n={n}")
+        # vLLM prefills a prompt once for its n samples, less what its prefix cache already held.
+        prompt = len(getattr(request_output, "prompt_token_ids", None) or [])
+        prefill = max(prompt - 1 - int(getattr(request_output, "num_cached_tokens", None) or 0), 0)
         completions = []
-        for sample in samples:
+        for index, sample in enumerate(samples):
             reason = finish_reason_of(sample)
             text = sample.text
             if reason == "stop":
                 # vLLM already cuts after the stop string; cutting again guards against older versions.
                 text = cut_after_first_stop(text, stop) or text
-            completions.append(Completion(text=text, num_tokens=len(sample.token_ids), finish_reason=reason))
+            completions.append(Completion(text=text, num_tokens=len(sample.token_ids), finish_reason=reason,
+                                          forward_tokens=len(sample.token_ids) + (prefill if index == 0 else 0)))
         return completions

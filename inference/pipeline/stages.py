@@ -28,9 +28,13 @@ the untrained read-out in every search and ProcessBench stage, so the run says w
 CLASSIFIER_PRMS = ("prm-oracle", "prm-mc")
 """The token-classification PRMs fine-tuned from the shipped verifier on each label set."""
 TRAINED_PRMS = (LIKELIHOOD_HEAD_PRM, *CLASSIFIER_PRMS)
-MIN_AGGREGATION = ("best_of_n", "weighted_best_of_n", "beam_search", "dvts")
+MIN_AGGREGATION = ("best_of_n", "weighted_best_of_n", "beam_search", "dvts", "particle_filtering", "mcts")
 """Strategies whose `aggregation` the likelihood verifiers set to min: a solution is as good as its least likely
 step (the boxed answer at the end is fluent whatever came before it)."""
+BEYOND_SAMPLING = ["adaptive_majority"]
+"""Adaptive sampling run with the trained PRM at the largest sampling N (beside majority at that N)."""
+BEYOND_TREE = ["particle_filtering", "mcts"]
+"""Tree search beyond the reference's, run with the trained PRM at the largest tree N (beside beam search)."""
 
 
 @dataclass(frozen=True)
@@ -251,17 +255,24 @@ def _inference_stages(opts: PipelineOptions) -> list[Stage]:
         ("likelihood-head", trained, f"{LIKELIHOOD_HEAD_PRM} (the same read-out with a trained head; solutions the "
          "minimum)", (LIKELIHOOD_HEAD_PRM,)),
     ):
-        # The trained PRM's run also draws majority from its own samples, so its comparisons pair on them.
-        sampled = ["majority", "best_of_n", "weighted_best_of_n"] if name == "likelihood-head" else [
-            "best_of_n", "weighted_best_of_n"]
-        for kind, strategies, max_n in (("search", sampled, s.max_n_sampling),
-                                        ("tree", ["beam_search", "dvts"], s.max_n_tree)):
-            minimum = [arg for strategy in strategies if strategy in MIN_AGGREGATION
+        # The trained PRM's run also draws majority from its own samples, so its comparisons pair on them; it also
+        # runs the strategies beyond the reference at the largest N only (a run per N is their cost).
+        trained_run = name == "likelihood-head"
+        sampled = ["majority", "best_of_n", "weighted_best_of_n"] if trained_run else ["best_of_n", "weighted_best_of_n"]
+        for kind, strategies, largest_only, max_n in (
+            ("search", sampled, BEYOND_SAMPLING if trained_run else [], s.max_n_sampling),
+            ("tree", ["beam_search", "dvts"], BEYOND_TREE if trained_run else [], s.max_n_tree),
+        ):
+            swept = [*strategies, *largest_only]
+            minimum = [arg for strategy in swept if strategy in MIN_AGGREGATION
                        for arg in (f"--strategies.{strategy}.aggregation", "min")]
+            only_largest = [arg for strategy in largest_only
+                            for arg in (f"--sweep.min_n_by_strategy.{strategy}", str(max_n))]
             stages.append(_search_stage(
-                opts, f"{kind}-{name}", f"ttc-infer: policy-small + {what}, {', '.join(strategies)} at N <= {max_n}",
-                opts.small_policy, [*verifier, "--sweep.strategies", *strategies, "--sweep.max_n", str(max_n),
-                                    *minimum], after=after,
+                opts, f"{kind}-{name}", f"ttc-infer: policy-small + {what}, {', '.join(strategies)} at N <= {max_n}"
+                + (f", {', '.join(largest_only)} at N = {max_n}" if largest_only else ""),
+                opts.small_policy, [*verifier, "--sweep.strategies", *swept, "--sweep.max_n", str(max_n),
+                                    *minimum, *only_largest], after=after,
             ))
     for size, policy in (("small", opts.small_policy), ("large", opts.large_policy)):
         stages.append(_search_stage(

@@ -1,4 +1,4 @@
-"""What the pipeline prints when it finishes: five lines of headline numbers, from the eval and ProcessBench outputs.
+"""What the pipeline prints when it finishes: six lines of headline numbers, from the eval and ProcessBench outputs.
 
 The facts (best arm, the cheapest arm reaching policy-large's greedy accuracy, greedy accuracies, the paired 95%
 intervals of the claims) are `inference.reporting.headline`'s, the same the HTML report states; only the wording
@@ -62,7 +62,7 @@ def reference_accuracies(run_dir: Path) -> dict[str, float]:
 
 
 def summary_lines(opts: PipelineOptions) -> list[str]:
-    """Five lines of headline numbers from the eval stages' metrics and the ProcessBench stages' reports."""
+    """Six lines of headline numbers from the eval stages' metrics and the ProcessBench stages' reports."""
     run = opts.run_dir
     eval_dir, large_dir = run / "eval", run / "eval-large"
     small = {e.prm: e for e in read_eval_dir(eval_dir) if e.policy == SEARCH_POLICY}
@@ -128,6 +128,13 @@ def summary_lines(opts: PipelineOptions) -> list[str]:
         text = versus_text((MAIN_VERIFIER, strategy, n_tree), (baseline, strategy, n_tree), "it")
         return f" ({MAIN_VERIFIER} {text})" if text else ""
 
+    def token_share(strategy: str, baseline: str, n: int) -> str:
+        """' with 40% of majority's policy tokens': the strategy's mean policy tokens over the baseline's at N."""
+        found, base = (point_at(by_verifier.get(MAIN_VERIFIER, ()), name, n) for name in (strategy, baseline))
+        if found is None or base is None or not base.policy_tokens:
+            return ""
+        return f" with {100 * found.policy_tokens / base.policy_tokens:.0f}% of {baseline}'s policy tokens"
+
     bench = [*_processbench(run / "processbench"), *_processbench(run / "processbench-likelihood")]
     corrupted = [*_processbench(run / "processbench-corrupted", auroc_only=True),
                  *_processbench(run / "processbench-corrupted-likelihood", auroc_only=True)]
@@ -149,6 +156,14 @@ def summary_lines(opts: PipelineOptions) -> list[str]:
         f"with the exact checker as PRM) at N={n_tree}: " + acc("beam_search", n_tree, prm=SYNTHETIC_CHECKER),
         "Verifiers (ProcessBench-style F1 / step AUROC on policy solutions): " + (", ".join(bench) if bench else "n/a")
         + "; step AUROC on held-out gold vs corrupted steps: " + (", ".join(corrupted) if corrupted else "n/a"),
+        f"Beyond the reference with {MAIN_VERIFIER} at N={n_tree}: particle filtering {acc('particle_filtering', n_tree)}"
+        + versus((MAIN_VERIFIER, "particle_filtering", n_tree), (MAIN_VERIFIER, "beam_search", n_tree), "beam search")
+        + f", MCTS {acc('mcts', n_tree)}"
+        + versus((MAIN_VERIFIER, "mcts", n_tree), (MAIN_VERIFIER, "beam_search", n_tree), "beam search")
+        + f"; adaptive majority at N<={n_sampling} {acc('adaptive_majority', n_sampling)}"
+        + token_share("adaptive_majority", "majority", n_sampling)
+        + versus((MAIN_VERIFIER, "adaptive_majority", n_sampling), (MAIN_VERIFIER, "majority", n_sampling),
+                 f"majority@{n_sampling}"),
     ]
 
 

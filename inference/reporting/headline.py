@@ -24,7 +24,7 @@ from inference.evaluation.evaluations import ModelEvaluation
 from inference.evaluation.metrics import PASS_AT_N, MetricPoint, select
 from inference.evaluation.paired import PairedDifference, paired_difference
 from inference.scoring.checker import SYNTHETIC_CHECKER
-from inference.strategies import SAMPLING_STRATEGIES
+from inference.strategies import kind_of
 
 CEILING_VERIFIERS: tuple[str, ...] = (SYNTHETIC_CHECKER,)
 """Verifiers that know the right answers: their points show a ceiling, not what a user's verifier can do."""
@@ -87,8 +87,8 @@ def point_at(points: Iterable[MetricPoint], strategy: str, n: int) -> MetricPoin
 
 
 def tree_budget(points: Iterable[MetricPoint]) -> int | None:
-    """The largest N a tree search (a runnable strategy that does not draw independent samples) ran at, or None."""
-    return max((p.n for p in runnable(points) if p.strategy not in SAMPLING_STRATEGIES), default=None)
+    """The largest N a tree search (a strategy of the registry's kind "tree") ran at, or None."""
+    return max((p.n for p in runnable(points) if kind_of(p.strategy) == "tree"), default=None)
 
 
 def accuracy_at(points: Iterable[MetricPoint], strategy: str, n: int) -> float | None:

@@ -21,6 +21,7 @@ from data_prep.io import atomic_output
 from inference.evaluation.compute_optimal import COMPUTE_OPTIMAL, ComputeOptimalReport
 from inference.evaluation.metrics import PASS_AT_N, BinKind, MetricPoint, select, strategy_rank
 from inference.evaluation.processbench import ProcessBenchReport
+from inference.strategies import STRATEGIES
 
 DPI = 120
 _STYLE = {
@@ -33,11 +34,9 @@ _STYLE = {
     "axes.grid": True,
     "grid.alpha": 0.3,
 }
-_COLORS = {
-    "majority": "tab:blue", "best_of_n": "tab:orange", "weighted_best_of_n": "tab:green",
-    "beam_search": "tab:red", "dvts": "tab:purple", COMPUTE_OPTIMAL: "black", PASS_AT_N: "tab:gray",
-}
-_EXTRA_COLORS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "gold", "navy")
+_SUMMARY_COLORS = {COMPUTE_OPTIMAL: "black", PASS_AT_N: "tab:gray"}
+"""Colours of the lines that are not strategies; a strategy's colour and marker are its registry entry's."""
+_EXTRA_COLORS = ("tab:pink", "gold", "navy", "teal", "salmon", "darkkhaki")
 _BAND = "std-band"
 """gid of the shaded ±1 std bands (the legend explains them when present)."""
 _BIN_NAMES = {"level": "Level", "oracle": "Oracle difficulty bin", "predicted": "Predicted difficulty bin"}
@@ -65,7 +64,8 @@ def _series(points: Sequence[MetricPoint]) -> dict[str, list[MetricPoint]]:
 def _color(strategy: str, label: str, used: dict[str, str]) -> str:
     if label not in used:
         taken = set(used.values())
-        base = _COLORS.get(strategy)
+        entry = STRATEGIES.get(strategy)
+        base = entry.color if entry is not None else _SUMMARY_COLORS.get(strategy)
         used[label] = base if base and base not in taken else next(
             (c for c in _EXTRA_COLORS if c not in taken), "tab:gray")
     return used[label]
@@ -102,7 +102,8 @@ def _plot_lines(ax: Axes, points: Sequence[MetricPoint], x: str, colors: dict[st
             ax.plot(xs, ys, ":", color=color, linewidth=2, label=f"{prefix}pass@N (ceiling)")
             continue
         width = 2.8 if strategy == COMPUTE_OPTIMAL else 1.8
-        ax.plot(xs, ys, "-o", color=color, linewidth=width, markersize=4, label=prefix + label)
+        ax.plot(xs, ys, "-", marker=STRATEGIES[strategy].marker if strategy in STRATEGIES else "o", color=color, linewidth=width, markersize=4,
+                label=prefix + label)
         stds = [p.accuracy_std for p in series]
         if all(s is not None for s in stds) and any(stds):
             band = ax.fill_between(xs, [y - 100 * s for y, s in zip(ys, stds)],

@@ -70,6 +70,11 @@ class BatchedPRMScorer:
         self.max_length: int | None = getattr(model.config, "max_position_embeddings", None)
         self.forward_passes = 0
         """Model forward passes made so far (one per token-budget batch)."""
+        self.forward_tokens = 0
+        """Tokens run through the model so far (padding excluded; fewer than scored where a cache served)."""
+        self._batch_forward_tokens: list[int] | None = None
+        """Set by a `step_probabilities` that runs fewer tokens than each row's (a prefix cache): per row of the
+        batch, the tokens it ran. None: every row ran whole."""
 
     def build_input(self, problem: str, steps: Sequence[str]) -> PRMInput:
         raise NotImplementedError
@@ -102,11 +107,14 @@ class BatchedPRMScorer:
                 # Within a smaller budget the batch splits into several forward passes.
                 for sub in token_budget_batches([len(inputs[i].input_ids) for i in batch_indices], budget):
                     batch = [inputs[batch_indices[i]] for i in sub]
+                    self._batch_forward_tokens = None
                     probabilities = self.step_probabilities(self._collate(batch), batch)
                     self.forward_passes += 1
-                    for i, prm_input, scores in zip(sub, batch, probabilities, strict=True):
+                    ran = self._batch_forward_tokens or [len(prm_input.input_ids) for prm_input in batch]
+                    self.forward_tokens += sum(ran)
+                    for i, prm_input, scores, tokens in zip(sub, batch, probabilities, ran, strict=True):
                         results[batch_indices[i]] = PRMScore(step_scores=tuple(scores),
-                                                             num_tokens=len(prm_input.input_ids))
+                                                             num_tokens=len(prm_input.input_ids), forward_tokens=tokens)
 
             # Out of memory halves the token budget for this and later batches, down to one sequence per pass.
             _, self.max_tokens_per_batch = halve_on_oom(

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from inference.scoring.batching import BatchedPRMScorer, PRMInput
+from inference.scoring.prefix_cache import DEFAULT_PREFIX_CACHE_BYTES, PrefixCachedScoring
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +28,13 @@ def label_token_id(tokenizer: Any, text: str, *, role: str) -> int:
     return ids[-1]
 
 
-class CausalJudgeScorer(BatchedPRMScorer):
-    """Scores each step by the next-token distribution at its position, restricted to the good and bad tokens."""
+class CausalJudgeScorer(PrefixCachedScoring, BatchedPRMScorer):
+    """Scores each step by the next-token distribution at its position, restricted to the good and bad tokens.
+
+    Incremental by default: a solution that extends one scored before (a beam one step further) runs only the
+    tokens after the earlier one's last judged position through the LM, from its keys and values
+    (`inference.scoring.prefix_cache`); the LM head is applied at the judged positions alone.
+    """
 
     def __init__(
         self,
@@ -40,8 +46,10 @@ class CausalJudgeScorer(BatchedPRMScorer):
         max_tokens_per_batch: int,
         good_token: str = "+",
         bad_token: str = "-",
+        prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
     ) -> None:
         super().__init__(model, tokenizer, path=path, device=device, max_tokens_per_batch=max_tokens_per_batch)
+        self._init_prefix_cache(prefix_cache_bytes)
         self.good_token = good_token
         self.bad_token = bad_token
         self.good_id = label_token_id(tokenizer, good_token, role="good_token")
@@ -51,9 +59,25 @@ class CausalJudgeScorer(BatchedPRMScorer):
         # Only the logits at score positions are needed; computing all of them costs batch x length x vocab floats.
         self._can_select_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
 
+    def _cached_module(self) -> Any:
+        # The decoder's hidden states: the LM head then runs at the judged positions only, not at every new token.
+        return self.model.get_decoder()
+
+    def _new_step_scores(self, prm_input: PRMInput, start: int, outputs: Any) -> list[float]:
+        import torch
+
+        rows = [position - start for position in prm_input.score_positions if position >= start]
+        if not rows:
+            return []
+        with torch.inference_mode():
+            logits = self.model.get_output_embeddings()(outputs[rows]).float()
+            return torch.softmax(logits[:, [self.good_id, self.bad_id]], dim=-1)[:, 0].tolist()
+
     def step_probabilities(self, model_inputs: dict[str, Any], batch: list[PRMInput]) -> list[list[float]]:
         import torch
 
+        if self._use_prefix_cache(batch[0]):
+            return self._incremental_probabilities(batch)
         wanted = sorted({position for prm_input in batch for position in prm_input.score_positions})
         with torch.inference_mode():
             if self._can_select_logits:

@@ -11,12 +11,13 @@ hit when an earlier call scored exactly that token sequence.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from inference.kv_cache import cache_keyword, has_only_full_attention
 
 logger = logging.getLogger(__name__)
 
@@ -92,24 +93,6 @@ class PrefixKVCache:
         while self.bytes > self.max_bytes:
             _, evicted = self._entries.popitem(last=False)
             self.bytes -= evicted.nbytes
-
-
-def cache_keyword(model: Any) -> str | None:
-    """Name under which `model.forward` takes a key/value cache (`cache` in newer transformers), or None."""
-    parameters = inspect.signature(model.forward).parameters
-    for name in ("cache", "past_key_values"):
-        if name in parameters:
-            return name
-    return None
-
-
-def has_only_full_attention(config: Any) -> bool:
-    """False for sliding-window or hybrid layers, whose caches a plain `DynamicCache` would not reproduce."""
-    layer_types = getattr(config, "layer_types", None)
-    if layer_types and any(kind != "full_attention" for kind in layer_types):
-        return False
-    window = getattr(config, "sliding_window", None)
-    return not window or getattr(config, "use_sliding_window", True) is False
 
 
 def forward_with_prefixes(
@@ -200,7 +183,8 @@ class PrefixCachedScoring:
     that runs only each solution's tokens after its longest cached prefix.
 
     The scorer (a `BatchedPRMScorer`) calls `_init_prefix_cache` and implements `_new_step_scores`; it may override
-    `_cached_module` (the module run over the new tokens) and `_prefix_usable`.
+    `_cached_module` (the module run over the new tokens), `_cached_modules` (several, e.g. a model and its
+    reference, each from its own keys and values) and `_prefix_usable`.
     """
 
     model: Any
@@ -218,6 +202,11 @@ class PrefixCachedScoring:
     def _cached_module(self) -> Any:
         """The module whose forward takes the cache and gives what `_new_step_scores` reads (the model itself)."""
         return self.model
+
+    def _cached_modules(self) -> tuple[Any, ...]:
+        """Every module run over the new tokens; with more than one, `_new_step_scores` gets a tuple of their
+        outputs and a cached sequence holds their layers one module after the other."""
+        return (self._cached_module(),)
 
     def _prefix_usable(self, prm_input: Any, prefix: CachedSequence) -> bool:
         """Whether the new tokens after `prefix` hold everything the new steps' scores read."""
@@ -255,22 +244,49 @@ class PrefixCachedScoring:
             if prm_input.input_ids in known or prm_input.input_ids in todo:
                 continue  # identical rows are scored once
             prefix = self.prefix_cache.longest_prefix(prm_input.input_ids, prm_input.score_positions)
-            if prefix is not None and len(prefix.input_ids) == len(prm_input.input_ids):
+            if prefix is not None and len(prefix.score_positions) == len(prm_input.score_positions):
                 known[prm_input.input_ids] = prefix.step_scores
             else:
                 if prefix is not None and not self._prefix_usable(prm_input, prefix):
                     prefix = None
                 todo[prm_input.input_ids] = (prm_input, prefix)
         if todo:
-            rows = [(ids, prefix) for ids, (_, prefix) in todo.items()]
-            outputs = forward_with_prefixes(self._cached_module(), str(self._cache_keyword), self.pad_id, self.device,
-                                            rows)
+            outputs = self._forward_modules([(ids, prefix) for ids, (_, prefix) in todo.items()])
             for (prm_input, prefix), (new_outputs, keys, values) in zip(todo.values(), outputs, strict=True):
                 start = len(prefix.input_ids) if prefix is not None else 0
                 earlier = prefix.step_scores if prefix is not None else ()
                 step_scores = earlier + tuple(self._new_step_scores(prm_input, start, new_outputs))
                 known[prm_input.input_ids] = step_scores
-                self.prefix_cache.put(
-                    CachedSequence(prm_input.input_ids, prm_input.score_positions, step_scores, keys, values)
-                )
+                # Kept through the last judged position: what follows it (a judge's answer and turn end) is not
+                # part of a longer solution's prefix, whose next step starts there.
+                end = prm_input.score_positions[-1] + 1
+                self.prefix_cache.put(CachedSequence(
+                    prm_input.input_ids[:end], prm_input.score_positions, step_scores,
+                    tuple(layer[:, :end].contiguous() for layer in keys),
+                    tuple(layer[:, :end].contiguous() for layer in values)))
+        # Tokens run: each sequence's after its cached prefix, once; a repeat or a cached whole costs none.
+        run = {ids: len(ids) - (len(prefix.input_ids) if prefix is not None else 0)
+               for ids, (_, prefix) in todo.items()}
+        self._batch_forward_tokens = [run.pop(prm_input.input_ids, 0) for prm_input in batch]
         return [list(known[prm_input.input_ids]) for prm_input in batch]
+
+    def _forward_modules(self, rows: Sequence[tuple[tuple[int, ...], CachedSequence | None]]
+                         ) -> list[tuple[Any, tuple[Any, ...], tuple[Any, ...]]]:
+        """`forward_with_prefixes` of every cached module, each from its own layers of the cached prefixes; per row
+        the new tokens' outputs (a tuple of them with several modules) and all modules' layers, in module order."""
+        modules = self._cached_modules()
+        if len(modules) == 1:
+            return forward_with_prefixes(modules[0], str(self._cache_keyword), self.pad_id, self.device, rows)
+        per_module = []
+        first_layer = 0
+        for module in modules:
+            layers = int(module.config.num_hidden_layers)
+            views = [(ids, None if prefix is None else CachedSequence(
+                prefix.input_ids, (), (), prefix.keys[first_layer:first_layer + layers],
+                prefix.values[first_layer:first_layer + layers])) for ids, prefix in rows]
+            per_module.append(forward_with_prefixes(module, str(cache_keyword(module)), self.pad_id, self.device,
+                                                    views))
+            first_layer += layers
+        return [(tuple(result[0] for result in results),
+                 tuple(layer for result in results for layer in result[1]),
+                 tuple(layer for result in results for layer in result[2])) for results in zip(*per_module)]

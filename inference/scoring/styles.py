@@ -122,7 +122,7 @@ def load_chat_plus_minus(request: StyleRequest) -> PRMScorer:
 
     tokens = _judgement_tokens(request)
     model, tokenizer = _causal_lm(request)
-    return ChatPlusMinusScorer(model, tokenizer, **tokens, **request.scorer_options)
+    return ChatPlusMinusScorer(model, tokenizer, **tokens, **_prefix_cache_option(request), **request.scorer_options)
 
 
 def load_step_tag(request: StyleRequest) -> PRMScorer:
@@ -134,7 +134,8 @@ def load_step_tag(request: StyleRequest) -> PRMScorer:
                          MATH_SHEPHERD_STEP_TAG, metadata)
     tokens = _judgement_tokens(request)
     model, tokenizer = _causal_lm(request)
-    return StepTagScorer(model, tokenizer, step_tag=tag, **tokens, **request.scorer_options)
+    return StepTagScorer(model, tokenizer, step_tag=tag, **tokens, **_prefix_cache_option(request),
+                         **request.scorer_options)
 
 
 def _prefix_cache_option(request: StyleRequest) -> dict[str, Any]:
@@ -177,7 +178,8 @@ def load_implicit(request: StyleRequest) -> PRMScorer:
     model, tokenizer = _causal_lm(request)
     reference = load_auto_model(reference_dir, "AutoModelForCausalLM", None, request.dtype, request.trust_remote_code)
     return ImplicitPRMScorer(model, tokenizer, reference=reference, beta=metadata.beta,
-                             system_prompt=metadata.system_prompt, **request.scorer_options)
+                             system_prompt=metadata.system_prompt, **_prefix_cache_option(request),
+                             **request.scorer_options)
 
 
 def load_qwen_prm(request: StyleRequest) -> PRMScorer:
@@ -212,12 +214,13 @@ STYLES: dict[str, PRMStyleSpec] = {
     "chat_plus_minus": PRMStyleSpec(
         summary="a +/- chat PRM (RLHFlow: a causal LM answering each step's user turn with + or -)",
         architectures=CAUSAL_LM_ARCHITECTURES,
-        load=load_chat_plus_minus, options=("good_token", "bad_token"), trained_by_ttc=True,
+        load=load_chat_plus_minus, options=("good_token", "bad_token", "prefix_cache_bytes"), trained_by_ttc=True,
     ),
     "step_tag": PRMStyleSpec(
         summary="a step-tag PRM (Math-Shepherd: a causal LM read at a tag after each step)",
         architectures=CAUSAL_LM_ARCHITECTURES,
-        load=load_step_tag, options=("step_tag", "good_token", "bad_token"), trained_by_ttc=True,
+        load=load_step_tag, options=("step_tag", "good_token", "bad_token", "prefix_cache_bytes"),
+        trained_by_ttc=True,
     ),
     "likelihood_head": PRMStyleSpec(
         summary="a likelihood-head PRM (a causal LM's own token probabilities with a head trained by train_prm.py)",
@@ -227,7 +230,7 @@ STYLES: dict[str, PRMStyleSpec] = {
     "implicit": PRMStyleSpec(
         summary="an implicit PRM (Yuan et al. 2024: a causal LM trained on outcomes against a frozen reference)",
         architectures=CAUSAL_LM_ARCHITECTURES,
-        load=load_implicit, trained_by_ttc=True,
+        load=load_implicit, options=("prefix_cache_bytes",), trained_by_ttc=True,
     ),
     "lm_likelihood": PRMStyleSpec(
         summary="a plain causal LM (its own token probabilities as verifier, no trained head)",

@@ -92,7 +92,7 @@ class Ledger:
         self.problems = list(problems)
         self.generator = generator
         self.scorer = scorer
-        self.compute = [Compute() for _ in self.problems]
+        self.compute = [Compute(policy_forward_tokens=0, prm_forward_tokens=0) for _ in self.problems]
 
     def _charge_call(self, owners: Sequence[int], seconds: float) -> None:
         distinct = sorted(set(owners))
@@ -118,6 +118,8 @@ class Ledger:
             )
         for owner, out in zip(owners, outputs):
             self.compute[owner].policy_tokens += sum(c.num_tokens for c in out)
+            self.compute[owner].policy_forward_tokens += sum(
+                c.num_tokens if c.forward_tokens is None else c.forward_tokens for c in out)
         return outputs
 
     def score(self, owners: Sequence[int], step_lists: Sequence[Sequence[str]]) -> list[PRMScore | None]:
@@ -141,6 +143,8 @@ class Ledger:
                     f"{len(step_lists[i])} steps; a PRMScorer must score every step"
                 )
             self.compute[owners[i]].prm_tokens += result.num_tokens
+            self.compute[owners[i]].prm_forward_tokens += (
+                result.num_tokens if result.forward_tokens is None else result.forward_tokens)
             results[i] = result
         return results
 
@@ -166,18 +170,24 @@ def scored_completion(
     )
 
 
-def sample_solutions(ledger: Ledger, settings: SamplingSettings, *, score: bool = True) -> list[list[ScoredCompletion]]:
-    """N full solutions per problem in one generate call, then (if `score`) one PRM call over all of them."""
+def sample_solutions(
+    ledger: Ledger, settings: SamplingSettings, *, score: bool = True, owners: Sequence[int] | None = None
+) -> list[list[ScoredCompletion]]:
+    """N full solutions per problem in one generate call, then (if `score`) one PRM call over all of them.
+
+    `owners` picks the problems (indices into the ledger's; default all); the result follows their order.
+    """
     params = SamplingParams(settings.temperature, settings.top_p, settings.max_tokens, call_seed(settings.seed, 0))
-    owners = list(range(len(ledger.problems)))
+    owners = list(range(len(ledger.problems))) if owners is None else list(owners)
     outputs = ledger.generate(owners, [""] * len(owners), n=settings.n, params=params, stop=None)
     flat = [(owner, completion) for owner, out in zip(owners, outputs) for completion in out]
     step_lists = [split_steps(completion.text) for _, completion in flat]
     scores = ledger.score([owner for owner, _ in flat], step_lists) if score else [None] * len(flat)
+    position = {owner: k for k, owner in enumerate(owners)}
     solutions: list[list[ScoredCompletion]] = [[] for _ in owners]
     for (owner, completion), steps, result in zip(flat, step_lists, scores):
         answered = extract_boxed_answer(completion.text) is not None
-        solutions[owner].append(
+        solutions[position[owner]].append(
             scored_completion(
                 completion.text,
                 steps,

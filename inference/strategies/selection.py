@@ -53,6 +53,16 @@ def majority_answer(answers: Sequence[str | None]) -> str | None:
     return _heaviest_group(answers, [1.0] * len(answers))
 
 
+def heaviest_answer(answers: Sequence[str | None], weights: Sequence[float]) -> str | None:
+    """The answer whose equivalence group has the largest total of `weights` (one per answer); same tie rule.
+
+    Strategies with their own weights (particle filtering's particle weights, adaptive majority's votes) use it.
+    """
+    if len(answers) != len(weights):
+        raise ValueError(f"{len(answers)} answers but {len(weights)} weights; pass one weight per answer")
+    return _heaviest_group(answers, weights)
+
+
 def weighted_answer(completions: Sequence[ScoredCompletion]) -> str | None:
     """Weighted Best-of-N: the answer whose equivalence group has the largest sum of agg_score.
 

@@ -29,9 +29,12 @@ STRATEGIES = {
     "weighted_best_of_n": {"max_tokens": 48},
     "beam_search": {"beam_width": 2, "max_step_tokens": 16, "max_iterations": 2},
     "dvts": {"beam_width": 2, "max_step_tokens": 16, "max_iterations": 2},
+    "particle_filtering": {"max_step_tokens": 16, "max_iterations": 2},
+    "mcts": {"expansion_width": 2, "max_step_tokens": 16, "max_iterations": 2},
+    "adaptive_majority": {"max_tokens": 48, "round_size": 2, "weighted": True},
 }
 NUM_PROBLEMS = 8
-ROWS_PER_PROBLEM = 3 * 2 + 2 * 2  # three sampling strategies and two tree searches, at N = 2 and 4
+ROWS_PER_PROBLEM = 8 * 2  # every registered strategy at N = 2 and 4
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +124,13 @@ def test_run_writes_the_documented_schema_and_counts(uninterrupted):
         assert row["compute"]["model_calls"] >= 2 and row["compute"]["seconds"] > 0
         assert json.loads(row["settings_json"])["n"] == row["n"]
         assert row["beam_width"] == (2 if row["strategy"] in ("beam_search", "dvts") else None)
-        expected = row["n"] if row["strategy"] not in ("dvts",) else row["n"] // 2
-        assert len(row["completions"]) == expected
+        found = len(row["completions"])
+        if row["strategy"] == "mcts":  # the terminal nodes of n expansions of 2 children, and the best path
+            assert 1 <= found <= 2 * row["n"] + 1
+        elif row["strategy"] == "adaptive_majority":  # rounds of 2 until settled, at most n
+            assert found in range(2, row["n"] + 1, 2)
+        else:
+            assert found == (row["n"] // 2 if row["strategy"] == "dvts" else row["n"])
         assert all(len(c["step_scores"]) == len(c["steps"]) for c in row["completions"])
     config_copy = yaml.safe_load((uninterrupted.parent / "config.yaml").read_text(encoding="utf-8"))
     assert config_copy["sweep"]["n_values"] == [2, 4] and config_copy["chunk_size"] == 1

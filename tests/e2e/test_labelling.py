@@ -16,8 +16,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from data_prep.grading import answers_match  # noqa: E402
 from data_prep.io import read_jsonl  # noqa: E402
 from data_prep.labels import read_step_labels  # noqa: E402
+from data_prep.prm_metadata import PRMMetadata  # noqa: E402
+from data_prep.steps import extract_boxed_answer  # noqa: E402
 from data_prep.synthetic import generate_problems  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -176,3 +179,30 @@ def test_label_writes_loadable_rows_and_resumes_after_sigkill(tmp_path, chain_po
     if summary["steps"]:
         assert 0.0 <= summary["oracle_agreement"] <= 1.0
     assert 1 <= chunks_before < 3, f"{chunks_before} chunks before the kill; the resume path was not exercised"
+
+
+def test_outcome_labels_of_the_shipped_policy_train_an_implicit_prm(tmp_path):
+    # ttc-infer label's outcome labeller, then train_prm.py's implicit style on its file, both as subprocesses.
+    policy = REPO / "checkpoints" / "policy-small"
+    output = tmp_path / "outcome.jsonl"
+    config = write_config(tmp_path / "label.yaml", policy, output, labeller="outcome", rollouts_per_step=8,
+                          compare_oracle=False, temperature=0.8, max_tokens=128, chunk_size=3)
+    labelled = run_label(config)
+    _, stderr = labelled.communicate(timeout=120)
+    assert labelled.returncode == 0, stderr[-2000:]
+    rows = [row for _, row in read_jsonl(output)]
+    assert rows and all(set(row) == {"prompt", "completion", "label", "meta"} for row in rows)
+    problems = {p.problem: p for p in generate_problems("train", 1, seed=0)[:3]}
+    for row in rows:  # the label is the boxed answer graded against the gold one
+        assert row["label"] == answers_match(problems[row["prompt"]].answer, extract_boxed_answer(row["completion"]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    prm = tmp_path / "implicit"
+    trained = subprocess.run(
+        [sys.executable, str(REPO / "training" / "train_prm.py"), "--config", str(REPO / "configs/prm/tiny_implicit.yaml"),
+         "--model_name_or_path", str(policy), "--data_format", "outcome", "--train_files", str(output),
+         "--output_dir", str(prm), "--max_steps", "2", "--per_device_train_batch_size", "4", "--report_to", "none"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    metadata = PRMMetadata.load(prm)
+    assert (metadata.prm_style, metadata.train_config["num_train_examples"]) == ("implicit", len(rows))
+    assert len(read_step_labels(output, "outcome")) == len(rows)

@@ -82,14 +82,15 @@ def test_every_stage_runs_and_leaves_a_report(finished_run):
     assert {point["prm"] for point in _metrics(run_dir)} >= {"prm-oracle", "prm-mc", "policy-large-likelihood",
                                                               "prm-likelihood-head"}
     strategies = {point["strategy"] for point in _metrics(run_dir)}
-    assert {"majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts", "pass@n"} <= strategies
+    assert {"majority", "best_of_n", "weighted_best_of_n", "beam_search", "dvts", "particle_filtering", "mcts",
+            "adaptive_majority", "pass@n"} <= strategies
     summary = result.stdout.split("Report: ", 1)[1].splitlines()
-    assert summary[0].endswith("report.html") and len([s for s in summary[1:] if s.strip()]) == 5
+    assert summary[0].endswith("report.html") and len([s for s in summary[1:] if s.strip()]) == 6
     # The printed lines are the module's summary of the run's outputs.
     opts = PipelineOptions(run_dir=run_dir, scale=SCALES["smoke"], small_policy="checkpoints/policy-small",
                            large_policy="checkpoints/policy-large", force=False, retrain_policies=False, wandb=False,
                            seed=0)
-    assert [line.strip() for line in summary[1:6]] == summary_lines(opts)
+    assert [line.strip() for line in summary[1:7]] == summary_lines(opts)
 
 
 def test_second_run_is_all_cached(finished_run):

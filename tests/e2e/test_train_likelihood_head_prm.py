@@ -15,7 +15,7 @@ import torch
 
 from data_prep.labels import read_step_labels, write_step_labels
 from data_prep.prm_metadata import LIKELIHOOD_HEAD_FILE, PRMMetadata
-from data_prep.records import StepLabels
+from tests.e2e.labelled_rows import PROBLEM, STEPS, labelled_rows
 
 pytestmark = pytest.mark.slow
 
@@ -26,22 +26,11 @@ POLICY = str(REPO / "checkpoints" / "policy-small")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
 FAST = ["--model_name_or_path", POLICY, "--per_device_train_batch_size", "2", "--logging_steps", "1",
         "--save_steps", "2", "--learning_rate", "0.05", "--report_to", "none"]
-PROBLEM = "Start with 7.\n(1) Add 2.\n(2) Multiply by 3.\nWhat is the final number?"
-STEPS = ["(1) Add 2: 7 + 2 = 9", "(2) Multiply by 3: 9 * 3 = 27", "Therefore, the final answer is: $\\boxed{27}$."]
 
 
 @pytest.fixture(scope="module")
 def train_file(tmp_path_factory) -> Path:
-    rows = [
-        StepLabels(PROBLEM, STEPS, [True, True, True]),
-        StepLabels(PROBLEM, ["(1) Add 2: 7 + 2 = 9", "(2) Multiply by 3: 9 * 3 = 28",
-                             "Therefore, the final answer is: $\\boxed{28}$."], [True, False, False]),
-        StepLabels(PROBLEM, ["(1) Add 2: 7 + 2 = 8", "(2) Multiply by 3: 8 * 3 = 24",
-                             "Therefore, the final answer is: $\\boxed{24}$."], [False, 0.5, False]),
-        StepLabels("Start with 4.\n(1) Subtract 1.\nWhat is the final number?",
-                   ["(1) Subtract 1: 4 - 1 = 3", "Therefore, the final answer is: $\\boxed{3}$."], [True, True]),
-    ]
-    return write_step_labels(rows, tmp_path_factory.mktemp("labels") / "train.jsonl")
+    return write_step_labels(labelled_rows(soft=True), tmp_path_factory.mktemp("labels") / "train.jsonl")
 
 
 def _train(output_dir: Path, train_file: Path, *extra: str) -> subprocess.CompletedProcess:

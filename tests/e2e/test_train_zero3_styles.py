@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from data_prep.labels import write_step_labels
 from data_prep.prm_metadata import LIKELIHOOD_HEAD_FILE, PRMMetadata
-from data_prep.records import StepLabels
+from tests.e2e.labelled_rows import PROBLEM, STEPS, labelled_rows
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,8 +34,6 @@ POLICY = REPO / "checkpoints" / "policy-small"
 ZERO3 = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
          str(REPO / "configs" / "accelerate" / "deepspeed_zero3.yaml")]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-PROBLEM = "Start with 7.\n(1) Add 2.\n(2) Multiply by 3.\nWhat is the final number?"
-STEPS = ["(1) Add 2: 7 + 2 = 9", "(2) Multiply by 3: 9 * 3 = 27", "Therefore, the final answer is: $\\boxed{27}$."]
 # The generative styles save through the Trainer's own gathered save, which the token-classification ZeRO-3 test
 # and the 8B-shape +/- run below cover; these two write their own layout from the gathered state dict.
 TINY_CONFIGS = {"likelihood_head": "tiny_likelihood_head.yaml", "implicit": "tiny_implicit.yaml"}
@@ -43,17 +41,8 @@ TINY_CONFIGS = {"likelihood_head": "tiny_likelihood_head.yaml", "implicit": "tin
 
 @pytest.fixture(scope="module")
 def train_file(tmp_path_factory) -> Path:
-    """Hard labels only (the implicit style refuses soft ones): right, wrong at step 2, wrong at step 1."""
-    rows = [
-        StepLabels(PROBLEM, STEPS, [True, True, True]),
-        StepLabels(PROBLEM, ["(1) Add 2: 7 + 2 = 9", "(2) Multiply by 3: 9 * 3 = 28",
-                             "Therefore, the final answer is: $\\boxed{28}$."], [True, False, False]),
-        StepLabels(PROBLEM, ["(1) Add 2: 7 + 2 = 8", "(2) Multiply by 3: 8 * 3 = 24",
-                             "Therefore, the final answer is: $\\boxed{24}$."], [False, False, False]),
-        StepLabels("Start with 4.\n(1) Subtract 1.\nWhat is the final number?",
-                   ["(1) Subtract 1: 4 - 1 = 3", "Therefore, the final answer is: $\\boxed{3}$."], [True, True]),
-    ]
-    return write_step_labels(rows, tmp_path_factory.mktemp("labels") / "train.jsonl")
+    """Hard labels only (the implicit style refuses soft ones)."""
+    return write_step_labels(labelled_rows(soft=False), tmp_path_factory.mktemp("labels") / "train.jsonl")
 
 
 def _train_zero3(config: str, output_dir: Path, train_file: Path, *extra: str) -> None:

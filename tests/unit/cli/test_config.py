@@ -231,7 +231,8 @@ def test_sections_for_strategies_outside_the_sweep_are_reported():
     config = parse_config(RunConfig, None, cli(sweep__strategies="majority"))
     assert config.unused_strategy_sections() == [
         "strategies.beam_search", "strategies.dvts",
-        "sweep.min_n_by_strategy.beam_search", "sweep.min_n_by_strategy.dvts",
+        *(f"sweep.min_n_by_strategy.{name}" for name in
+          ("beam_search", "dvts", "particle_filtering", "mcts", "adaptive_majority")),
     ]
 
 

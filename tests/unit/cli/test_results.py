@@ -56,6 +56,22 @@ def test_row_round_trip():
     assert row_from_dict(json.loads(json.dumps(row_to_dict(unscored)))) == unscored
 
 
+def test_forward_tokens_round_trip_and_older_rows_read_as_not_counted():
+    import dataclasses
+
+    row = dataclasses.replace(make_row(), compute=Compute(policy_tokens=13, prm_tokens=40, policy_forward_tokens=90,
+                                                          prm_forward_tokens=25, model_calls=2, seconds=0.25))
+    data = json.loads(json.dumps(row_to_dict(row)))
+    assert (data["compute"]["policy_forward_tokens"], data["compute"]["prm_forward_tokens"]) == (90, 25)
+    assert row_from_dict(data) == row
+    # A file written before forward tokens were counted: read as not counted, FLOPs then take the scored tokens.
+    for key in ("policy_forward_tokens", "prm_forward_tokens"):
+        del data["compute"][key]
+    older = row_from_dict(data)
+    assert (older.compute.policy_forward_tokens, older.compute.prm_forward_tokens) == (None, None)
+    assert older.compute.forward_tokens == (13, 40)
+
+
 def test_row_to_dict_refuses_non_finite_scores():
     row = make_row()
     bad = ResultRow(**{**row.__dict__, "completions": (

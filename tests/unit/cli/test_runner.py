@@ -63,14 +63,17 @@ def test_sweep_writes_one_row_per_problem_strategy_and_n(tmp_path):
     keys = [row_key(r) for r in rows]
     expected = {(p.id, s, n, bw, 0) for p in problems()
                 for s, n, bw in [(s, n, None) for s in ("majority", "best_of_n", "weighted_best_of_n") for n in (1, 2, 4)]
-                + [("beam_search", 4, 4), ("dvts", 4, 4)]}
-    assert len(keys) == len(set(keys)) == 5 * 11
+                + [("beam_search", 4, 4), ("dvts", 4, 4), ("particle_filtering", 4, None), ("mcts", 4, None),
+                   ("adaptive_majority", 4, None)]}
+    assert len(keys) == len(set(keys)) == 5 * 14
     assert set(keys) == expected
-    assert (summary.rows_written, summary.rows_skipped) == (55, 0)
+    assert (summary.rows_written, summary.rows_skipped) == (70, 0)
     assert summary.correct == sum(r.correct for r in rows)
     best4 = [r for r in rows if r.strategy == "best_of_n" and r.n == 4]
     assert all(r.pred == r.gold and r.correct for r in best4)  # the PRM likes the right answers
-    assert all(r.compute.policy_tokens > 0 and r.compute.prm_tokens > 0 for r in rows)
+    assert all(r.compute.policy_tokens > 0 for r in rows)
+    # Every strategy but the unweighted adaptive vote calls the PRM.
+    assert all((r.compute.prm_tokens > 0) == (r.strategy != "adaptive_majority") for r in rows)
 
 
 def test_second_run_resumes_without_model_calls(tmp_path):
@@ -79,7 +82,7 @@ def test_second_run_resumes_without_model_calls(tmp_path):
     before = path.read_bytes()
     generator, scorer = fakes()
     summary = run_sweep(config(), problems(), generator, scorer, path, progress=False)
-    assert (summary.rows_written, summary.rows_skipped) == (0, 55)
+    assert (summary.rows_written, summary.rows_skipped) == (0, 70)
     assert generator.calls == [] and scorer.calls == []
     assert path.read_bytes() == before
 
@@ -122,7 +125,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, crash_at)
     generator, scorer = fakes()
     summary = run_sweep(config(), problems(), generator, scorer, path, progress=False)
     assert summary.rows_skipped == written_before
-    assert summary.rows_written == 55 - written_before
+    assert summary.rows_written == 70 - written_before
     assert essence(path) == essence(whole)
 
 
@@ -133,7 +136,7 @@ def test_torn_tail_from_a_kill_is_recomputed_not_duplicated(tmp_path):
     lines = whole.read_bytes().split(b"\n")
     path.write_bytes(b"\n".join(lines[:7]) + b"\n" + lines[7][:40])  # 7 whole rows and a torn one
     summary = run_sweep(config(), problems(), *fakes(), path, progress=False)
-    assert (summary.rows_skipped, summary.rows_written) == (7, 48)
+    assert (summary.rows_skipped, summary.rows_written) == (7, 63)
     assert essence(path) == essence(whole)
 
 

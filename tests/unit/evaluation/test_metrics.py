@@ -92,8 +92,28 @@ def test_points_overall_and_per_level_with_flops():
     assert level1["majority"].num_problems == 1
 
 
+def test_subsampled_forward_tokens_scale_the_prefill_and_prm_by_n_over_n_max():
+    import dataclasses
+
+    rows = [dataclasses.replace(row, compute=dataclasses.replace(
+        row.compute, policy_forward_tokens=row.compute.policy_tokens + 40, prm_forward_tokens=row.compute.prm_tokens // 2))
+        for row in sampling_rows()]
+    points = {(p.strategy, p.n): p for p in select(compute_metrics(rows, ns=[2, 4], policy_params=10, prm_params=100,
+                                                                   **GRADING))}
+    for strategy in ("best_of_n", "weighted_best_of_n"):
+        at_2, at_4 = points[(strategy, 2)], points[(strategy, 4)]
+        assert at_4.policy_forward_tokens == pytest.approx(at_4.policy_tokens + 40)
+        assert at_2.policy_forward_tokens == pytest.approx(at_2.policy_tokens + 20)  # half the samples, half the prefill
+        assert at_4.prm_forward_tokens == pytest.approx(at_4.prm_tokens / 2)
+        assert at_4.flops == pytest.approx(2 * (10 * at_4.policy_forward_tokens + 100 * at_4.prm_forward_tokens))
+    assert points[("majority", 4)].prm_forward_tokens == 0.0
+
+
 def test_flops_of_compute_and_missing_prm_params():
     assert flops(Compute(policy_tokens=100, prm_tokens=50), 1_000, 8_000) == 2 * (1_000 * 100 + 8_000 * 50)
+    # Counted forward tokens are what ran (prefill in, cached PRM prefixes out): FLOPs take them.
+    ran = Compute(policy_tokens=100, prm_tokens=50, policy_forward_tokens=130, prm_forward_tokens=20)
+    assert flops(ran, 1_000, 8_000) == 2 * (1_000 * 130 + 8_000 * 20)
     points = compute_metrics(sampling_rows(), ns=[4], policy_params=10, **GRADING)
     overall = {p.strategy: p for p in select(points)}
     assert overall["best_of_n"].flops is None  # PRM tokens spent, PRM size unknown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -164,6 +165,51 @@ def test_greedy_decodes_each_request_once_whatever_n(tiny_policy_dir):
     (completions,) = one_per_call.generate(REQUESTS[:1], n=3, params=GREEDY)
     assert one_per_call.generate_calls == 1
     assert len(completions) == 3 and completions[0] == completions[1] == completions[2]
+
+
+def test_rows_repeating_a_prompt_prefill_it_once_and_complete_as_without():
+    # The shipped policy (a trained model, so its completions depend on every position) on synthetic problems.
+    from data_prep.synthetic import generate_problems, gold_steps
+
+    policy = str(Path(__file__).resolve().parents[3] / "checkpoints" / "policy-small")
+    shared = TransformersGenerator(policy, device="cpu", seed=0)
+    plain = TransformersGenerator(policy, device="cpu", seed=0)
+    plain._cache_keyword = None  # every row prefilled by generate itself
+    prefills = []  # per call: (rows, cached positions) of the shared prefill, None when generate prefilled all
+    original = shared._shared_prefill
+
+    def recording(batch, input_ids, attention_mask):
+        keywords = original(batch, input_ids, attention_mask)
+        prefills.append(next((len(batch), cache.get_seq_length()) for cache in keywords.values()) if keywords
+                        else None)
+        return keywords
+
+    shared._shared_prefill = recording
+    problems = generate_problems("test", 1, seed=3)[1:4]  # prompts of different lengths: left padding
+    requests = [GenerationRequest(problem.problem) for problem in problems]
+    # A beam one step in, twice (two children of one parent), beside fresh requests.
+    beam = GenerationRequest(problems[2].problem, prefix=gold_steps(problems[2])[0] + "\n\n")
+    requests += [beam, beam]
+    sampled = SamplingParams(temperature=0.8, top_p=1.0, max_tokens=40, seed=4)
+    with_sharing = shared.generate(requests, n=3, params=sampled, stop=["\n\n"])
+    without = plain.generate(requests, n=3, params=sampled, stop=["\n\n"])
+    assert with_sharing == without
+    greedy = SamplingParams(temperature=0.0, max_tokens=40)
+    assert shared.generate(requests, n=1, params=greedy) == plain.generate(requests, n=1, params=greedy)
+    # Both calls took the shared prefill: every prompt token but the last, repeated to all 15 and 5 rows.
+    width = max(map(len, shared.prompt_token_ids(requests)))
+    assert prefills == [(15, width - 1), (5, width - 1)]
+    # Forward tokens: each distinct prompt prefilled once (all but the token whose forward gives the first new
+    # one), against once per row without sharing; one per generated token either way.
+    prompts = [len(ids) - 1 for ids in shared.prompt_token_ids(requests)]
+    generated = sum(c.num_tokens for per in with_sharing for c in per)
+    assert sum(c.forward_tokens for per in with_sharing for c in per) == generated + sum(prompts[:4])
+    assert sum(c.forward_tokens for per in without for c in per) == generated + 3 * sum(prompts)
+    # Greedy n > 1 decodes once: the copies ran nothing.
+    (copies,) = shared.generate(requests[:1], n=3, params=greedy)
+    assert [c.forward_tokens for c in copies] == [prompts[0] + copies[0].num_tokens, 0, 0]
+    # Only distinct prompts: nothing to share, generate prefills as usual.
+    assert original([[1, 2, 3], [4, 5, 6]], torch.tensor([[1, 2, 3], [4, 5, 6]]), torch.ones(2, 3, dtype=torch.long)) == {}
 
 
 def test_prefix_is_appended_after_the_open_assistant_turn(tiny_generator):

@@ -112,3 +112,25 @@ def test_a_hyphenated_flag_is_refused_naming_its_underscore_spelling(capsys):
     assert capsys.readouterr().err.strip() == (
         "pipeline.py: error: unrecognized flag --run-dir; flags use underscores: --run_dir"
     )
+
+
+def test_trained_prm_stages_run_the_strategies_beyond_the_reference_at_the_largest_n_only():
+    """Particle filtering and MCTS beside beam search, adaptive majority beside majority, each only at the stage's
+    largest N (a run per N is their cost); the other verifiers' stages do not run them."""
+    scale = SCALES["default"]
+    opts = PipelineOptions(run_dir=Path("runs/x"), scale=scale, small_policy="checkpoints/policy-small",
+                           large_policy="checkpoints/policy-large", force=False, retrain_policies=False, wandb=False,
+                           seed=0)
+    stages = {stage.name: stage for stage in build_stages(opts)}
+    for stage, beyond, largest in (("tree-likelihood-head", ("particle_filtering", "mcts"), scale.max_n_tree),
+                                   ("search-likelihood-head", ("adaptive_majority",), scale.max_n_sampling)):
+        command = stages[stage].command
+        swept = command[command.index("--sweep.strategies") + 1:command.index("--sweep.max_n")]
+        assert set(beyond) <= set(swept) and command[command.index("--sweep.max_n") + 1] == str(largest)
+        for name in beyond:
+            assert command[command.index(f"--sweep.min_n_by_strategy.{name}") + 1] == str(largest)
+    tree = stages["tree-likelihood-head"].command
+    for name in ("particle_filtering", "mcts"):
+        assert tree[tree.index(f"--strategies.{name}.aggregation") + 1] == "min"
+    for other in ("tree-likelihood", "tree-oracle", "search-likelihood", "search-oracle", "tree-checker"):
+        assert not {"particle_filtering", "mcts", "adaptive_majority"} & set(stages[other].command)

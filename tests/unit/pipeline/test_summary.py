@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.evaluation.evaluations import ModelEvaluation, write_evaluations
+from inference.evaluation.evaluations import ModelEvaluation, read_evaluations, write_evaluations
 from inference.evaluation.metrics import ProblemOutcome, aggregate
 from inference.pipeline.scales import SCALES
 from inference.pipeline.stages import PipelineOptions
@@ -82,7 +82,29 @@ def test_each_claim_carries_its_paired_interval_worded_by_it(tmp_path):
                         "weighted_best_of_n (policy-large-likelihood)@8 100.0% (within noise of policy-large greedy: "
                         "+40.0 points, 95% CI -8.0 to +88.0, n=5); ceiling (beam search with the exact checker as "
                         "PRM) at N=4: 100.0%")
-    assert lines[0] == "policy-small greedy 40.0% | policy-large greedy 60.0%" and len(lines) == 5
+    assert lines[0] == "policy-small greedy 40.0% | policy-large greedy 60.0%" and len(lines) == 6
+    # Not run here: the strategies beyond the reference read n/a.
+    assert lines[5] == ("Beyond the reference with prm-likelihood-head at N=4: particle filtering n/a, MCTS n/a; "
+                        "adaptive majority at N<=8 n/a")
+
+
+def test_strategies_beyond_the_reference_are_set_against_beam_search_and_majority(tmp_path):
+    write_run(tmp_path)
+    extra = [*outcomes("particle_filtering", 4, (1, 1, 1, 1, 0)), *outcomes("mcts", 4, (1, 1, 0, 0, 1)),
+             *(replace(o, policy_tokens=20.0) for o in outcomes("adaptive_majority", 8, (0, 0, 1, 0.5, 1)))]
+    evaluations = [e for e in read_evaluations(tmp_path / "eval")]
+    head = next(e for e in evaluations if e.prm == "prm-likelihood-head")
+    found = head.outcomes + tuple(extra)
+    evaluations[evaluations.index(head)] = replace(head, outcomes=found, points=tuple(aggregate(found)))
+    write_evaluations(evaluations, tmp_path / "eval")
+    # PF - beam search (1, 1, 0, 1, 1): 0, 0, 1, 0, -1 -> mean 0, variance 0.5, half width 0.6198.
+    # MCTS - beam search: 0, 0, 0, -1, 0 -> mean -0.2, variance 0.2, half width 0.392. Adaptive - majority at 8:
+    # all 0; 20 of majority's 80 tokens per problem.
+    assert summary_lines(options(tmp_path))[5] == (
+        "Beyond the reference with prm-likelihood-head at N=4: particle filtering 80.0% (within noise of beam search: "
+        "+0.0 points, 95% CI -62.0 to +62.0, n=5), MCTS 60.0% (within noise of beam search: -20.0 points, 95% CI "
+        "-59.2 to +19.2, n=5); adaptive majority at N<=8 50.0% with 25% of majority's policy tokens (within noise "
+        "of majority@8: +0.0 points, 95% CI +0.0 to +0.0, n=5)")
 
 
 def test_no_fall_of_best_of_n_is_claimed_where_the_largest_n_is_the_small_one(tmp_path):

@@ -92,14 +92,38 @@ def test_likelihood_style_refuses_a_trained_prm_and_foreign_options(token_classi
         load_scorer(causal_lm_dir, prm_style="likelihood", device="cpu")
 
 
-def test_incremental_scores_equal_whole_ones_as_a_beam_grows(causal_lm_dir):
-    # Beam search scores each candidate as its parent plus one step: with the cache only the new step runs.
-    cached = load_scorer(causal_lm_dir, prm_style="lm_likelihood", device="cpu")
-    whole = load_scorer(causal_lm_dir, prm_style="lm_likelihood", device="cpu", prefix_cache_bytes=0)
+def assert_beam_scores_agree(cached, whole) -> None:
+    """Score a growing beam and a sibling one step off it, depth by depth, both ways: the same scores."""
     for depth in range(1, len(STEPS) + 1):
         partial = [STEPS[:depth], STEPS[:depth - 1] + ["(2) Add 6: 5 + 6 = 12"]]
         got = cached.score([PROBLEM, PROBLEM], partial)
         expected = whole.score([PROBLEM, PROBLEM], partial)
         for a, b in zip(got, expected, strict=True):
             assert a.step_scores == pytest.approx(b.step_scores, rel=1e-4, abs=1e-6)
+
+
+def test_incremental_scores_equal_whole_ones_as_a_beam_grows(causal_lm_dir):
+    # Beam search scores each candidate as its parent plus one step: with the cache only the new step runs.
+    cached = load_scorer(causal_lm_dir, prm_style="lm_likelihood", device="cpu")
+    whole = load_scorer(causal_lm_dir, prm_style="lm_likelihood", device="cpu", prefix_cache_bytes=0)
+    assert_beam_scores_agree(cached, whole)
     assert cached.prefix_cache.hits >= 2 and whole.prefix_cache.hits == 0
+
+
+def test_an_implicit_prm_scores_incrementally_as_a_whole_forward(causal_lm_dir, tiny_tokenizer, tmp_path):
+    # The trained LM and its reference each run only the new step, each from its own cached keys and values.
+    from data_prep.prm_metadata import PRMMetadata
+    from tests.unit.generation.tiny_models import save_causal_lm
+
+    trained = save_causal_lm(tmp_path / "implicit", tiny_tokenizer, seed=7)
+    PRMMetadata(prm_style="implicit", reference_model=str(causal_lm_dir), beta=0.5,
+                system_prompt=SYSTEM_PROMPT).save(trained)
+    cached = load_scorer(trained, device="cpu")
+    whole = load_scorer(trained, device="cpu", prefix_cache_bytes=0)
+    assert_beam_scores_agree(cached, whole)
+    assert (cached._prefix_caching, whole._prefix_caching) == (True, False)
+    assert cached.prefix_cache.hits >= 2
+    # Each cached sequence holds both models' layers.
+    entry = next(iter(cached.prefix_cache._entries.values()))
+    layers = cached.model.config.num_hidden_layers + cached.reference.config.num_hidden_layers
+    assert len(entry.keys) == len(entry.values) == layers

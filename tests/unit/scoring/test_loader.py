@@ -63,17 +63,19 @@ def test_unknown_style_and_misplaced_options_are_errors(causal_lm_dir, token_cla
                        r"\(it takes prefix_cache_bytes\); remove it"):
         load_scorer(token_classifier_dir, step_tag="ки")
     with pytest.raises(ValueError, match=r"step_tag does not apply to prm_style 'chat_plus_minus' "
-                       r"\(it takes good_token, bad_token\)"):
+                       r"\(it takes good_token, bad_token, prefix_cache_bytes\)"):
         load_scorer(causal_lm_dir, prm_style="chat_plus_minus", step_tag="ки")
 
 
-def test_prefix_cache_size_reaches_the_token_classification_scorer(causal_lm_dir, token_classifier_dir):
+def test_prefix_cache_size_reaches_the_scorers_that_cache(causal_lm_dir, token_classifier_dir):
     assert load_scorer(token_classifier_dir, device="cpu", prefix_cache_bytes=12345).prefix_cache.max_bytes == 12345
     off = load_scorer(token_classifier_dir, device="cpu", prefix_cache_bytes=0)
     assert off.score([PROBLEM], [STEPS])[0].step_scores  # still scores, whole
     assert len(off.prefix_cache) == 0
-    with pytest.raises(ValueError, match=r"prefix_cache_bytes does not apply to prm_style 'chat_plus_minus'"):
-        load_scorer(causal_lm_dir, prm_style="chat_plus_minus", prefix_cache_bytes=0)
+    for style in ("chat_plus_minus", "step_tag"):
+        assert load_scorer(causal_lm_dir, prm_style=style, device="cpu", prefix_cache_bytes=0)._prefix_caching is False
+    with pytest.raises(ValueError, match=r"prefix_cache_bytes does not apply to prm_style 'qwen_prm'"):
+        load_scorer(causal_lm_dir, prm_style="qwen_prm", prefix_cache_bytes=0)
 
 
 def test_explicit_option_contradicting_metadata_is_an_error(causal_lm_dir, tmp_path):

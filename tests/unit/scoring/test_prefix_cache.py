@@ -48,6 +48,21 @@ def test_scores_through_cached_prefixes_equal_a_full_forward(token_classifier_di
     assert len(scorer.prefix_cache) > 0
 
 
+def test_forward_tokens_count_what_ran_after_the_cached_prefix(token_classifier_dir):
+    cached = load_scorer(token_classifier_dir, device="cpu")
+    whole = load_scorer(token_classifier_dir, device="cpu", prefix_cache_bytes=0)
+    lengths = [len(build_prm_input_ids(cached.tokenizer, PROBLEM, STEPS[:depth])[0]) for depth in (1, 2)]
+    (first,) = cached.score([PROBLEM], [STEPS[:1]])
+    assert (first.num_tokens, first.forward_tokens) == (lengths[0], lengths[0])
+    # One step further: only the new step's tokens ran; the same pair twice in one call runs once.
+    child, repeat = cached.score([PROBLEM, PROBLEM], [STEPS[:2], STEPS[:2]])
+    assert (child.num_tokens, child.forward_tokens, repeat.forward_tokens) == (lengths[1], lengths[1] - lengths[0], 0)
+    (again,) = cached.score([PROBLEM], [STEPS[:2]])
+    assert again.forward_tokens == 0  # answered from the cache
+    assert cached.forward_tokens == lengths[1]
+    assert [r.forward_tokens for r in whole.score([PROBLEM, PROBLEM], [STEPS[:2], STEPS[:2]])] == [lengths[1]] * 2
+
+
 def test_turned_off_scores_the_same(token_classifier_dir):
     cached = load_scorer(token_classifier_dir, device="cpu")
     whole = TokenClassificationScorer(
@@ -119,3 +134,20 @@ def test_longest_prefix_is_step_aligned():
     assert (cache.hits, cache.misses) == (1, 1)
     with pytest.raises(ValueError, match="max_bytes must be >= 0"):
         PrefixKVCache(-1)
+
+
+@pytest.mark.parametrize("style", ["chat_plus_minus", "step_tag"])
+def test_judge_styles_score_through_cached_prefixes_as_a_full_forward(causal_lm_dir, style):
+    cached = load_scorer(causal_lm_dir, prm_style=style, device="cpu")
+    whole = load_scorer(causal_lm_dir, prm_style=style, device="cpu", prefix_cache_bytes=0)
+    for problems, step_lists in tree_rounds():
+        for a, b in zip(cached.score(problems, step_lists), whole.score(problems, step_lists), strict=True):
+            assert a.step_scores == pytest.approx(b.step_scores, abs=1e-5)
+            assert a.num_tokens == b.num_tokens
+    assert (cached._prefix_caching, whole._prefix_caching) == (True, False)
+    # The +/- conversation of a parent ends with its last answer and turn end, which are not a prefix of its
+    # child's: the cache keeps each solution only through its last judged position, so children still hit.
+    assert cached.prefix_cache.hits >= 2 * (len(STEPS) - 1)
+    for entry in cached.prefix_cache._entries.values():
+        assert len(entry.input_ids) == entry.score_positions[-1] + 1
+        assert all(layer.shape[1] == len(entry.input_ids) for layer in entry.keys)

@@ -93,3 +93,29 @@ def test_generator_returning_too_few_completions_is_an_error():
 
     with pytest.raises(RuntimeError, match="must return n completions per request"):
         best_of_n.run([PROBLEM], Short(SCRIPT), TablePRMScorer(SCORES), best_of_n.Settings(n=4))
+
+
+def test_forward_tokens_are_charged_as_the_models_report_them_else_as_their_token_counts():
+    from dataclasses import replace
+
+    from inference.types import PRMScore
+
+    problem = Problem(id="p", problem="What is 2 + 3?", answer="5")
+    script = {(problem.problem, ""): ["Add.\n\n$\\boxed{5}$", "So.\n\n$\\boxed{6}$"]}
+    settings = best_of_n.Settings(n=2)
+    (plain,) = best_of_n.run([problem], ScriptedGenerator(script), TablePRMScorer({}, default=0.5), settings)
+    # Fakes report no forward tokens: the scored counts stand in.
+    assert plain.compute.forward_tokens == (plain.compute.policy_tokens, plain.compute.prm_tokens)
+
+    class Reporting(ScriptedGenerator):
+        def generate(self, requests, *, n, params, stop=None):
+            return [[replace(c, forward_tokens=c.num_tokens + 10) for c in out]
+                    for out in super().generate(requests, n=n, params=params, stop=stop)]
+
+    class Caching(TablePRMScorer):
+        def score(self, problems, step_lists):
+            return [PRMScore(r.step_scores, r.num_tokens, forward_tokens=1) for r in super().score(problems, step_lists)]
+
+    (row,) = best_of_n.run([problem], Reporting(script), Caching({}, default=0.5), settings)
+    assert (row.compute.policy_tokens, row.compute.prm_tokens) == (plain.compute.policy_tokens, plain.compute.prm_tokens)
+    assert row.compute.forward_tokens == (plain.compute.policy_tokens + 2 * 10, 2)
