@@ -8,16 +8,33 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
 
 
-def read_jsonl(path: str | os.PathLike, *, skip_torn_tail: bool = False) -> Iterator[tuple[int, dict]]:
+MAX_ROW_BYTES = 1 << 20
+"""The most bytes one row of an input file (a problem, a labelled solution) may hold: MATH-500's longest row is
+under 10 kB, PRM800K's under 100 kB; a larger one is a broken export, and a model handed it would tokenise
+megabytes and fail minutes later (or truncate it silently) instead of naming the row now."""
+
+
+def refuse_oversized_row(path: str | os.PathLike, where: str, size: int, limit: int | None = MAX_ROW_BYTES) -> None:
+    """Raise ValueError naming the file and row when a row of `size` bytes is over `limit` (None: no limit)."""
+    if limit is not None and size > limit:
+        raise ValueError(f"{path}: {where}: {size / 2**20:.1f} MiB, over the {limit / 2**20:g} MiB one row may hold; "
+                         "a row is one problem or solution: shorten or split it")
+
+
+def read_jsonl(
+    path: str | os.PathLike, *, skip_torn_tail: bool = False, max_row_bytes: int | None = MAX_ROW_BYTES
+) -> Iterator[tuple[int, dict]]:
     """Yield `(line_no, row)` for each non-blank line of a JSONL file; `line_no` is 1-based.
 
-    Raises ValueError naming the file and line for a line that is not UTF-8, not JSON, or not a JSON object.
+    Raises ValueError naming the file and line for a line that is not UTF-8, not JSON, not a JSON object, or over
+    `max_row_bytes` (None for files ttc writes itself, whose rows may hold many solutions).
     With `skip_torn_tail`, a last line without its newline that is not whole JSON (a write cut off by a kill) is
     skipped with a warning instead: readers of files that are appended to while a job may die use it.
     """
@@ -29,6 +46,7 @@ def read_jsonl(path: str | os.PathLike, *, skip_torn_tail: bool = False) -> Iter
             if skip_torn_tail and not raw.endswith(b"\n") and _is_torn(raw):
                 logger.warning("%s: ignoring a torn last line (%d bytes) left by an interrupted write", path, len(raw))
                 return
+            refuse_oversized_row(path, f"line {line_no}", len(raw), max_row_bytes)
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as error:
@@ -101,8 +119,9 @@ def _refuse_other_formats(path: Path, head: bytes) -> None:
 
 
 def _is_torn(raw: bytes) -> bool:
-    """Whether a last line without its newline is a cut-off write (not one whole JSON value)."""
-    if not raw.strip():
+    """Whether a last line without its newline is a cut-off write: the start of a JSON object that is not whole.
+    A line that does not start like a row is no torn row but a file of something else, left to fail by name."""
+    if not raw.strip() or not raw.lstrip().startswith(b"{"):
         return False
     try:
         json.loads(raw)
@@ -111,30 +130,37 @@ def _is_torn(raw: bytes) -> bool:
     return False
 
 
-def atomic_write_lines(path: str | os.PathLike, lines: Iterable[str]) -> int:
-    """Write text `lines` to `path` atomically; return how many were written.
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; on leaving the block it is fsynced and replaces `path`.
 
-    They go to a temporary file in the same directory, fsynced, which then replaces `path`, so a reader (or a run
-    killed meanwhile) never sees a half-written file; a failure removes the temporary file and leaves `path` as
-    it was. Parent directories are created.
+    So a reader (or a run killed meanwhile) never sees a half-written file; an error in the block removes the
+    temporary file and leaves `path` as it was. Parent directories are created. For writers that take a path
+    (Parquet, images); text goes through `atomic_write_lines`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    count = 0
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    temporary = Path(name)
     try:
-        with handle:
-            for line in lines:
-                handle.write(line)
-                count += 1
-            handle.flush()
+        yield temporary
+        with temporary.open("rb+") as handle:
             os.fsync(handle.fileno())
-        os.replace(handle.name, path)
+        os.replace(temporary, path)
     except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_lines(path: str | os.PathLike, lines: Iterable[str]) -> int:
+    """Write text `lines` to `path` atomically (`atomic_output`); return how many were written."""
+    count = 0
+    with atomic_output(path) as temporary, temporary.open("w", encoding="utf-8") as handle:
+        for line in lines:
+            handle.write(line)
+            count += 1
+        handle.flush()
     return count
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from data_prep.io import FileKind, write_jsonl
+from data_prep.io import FileKind, atomic_output, refuse_oversized_row, write_jsonl
 from data_prep.io import file_kind as io_file_kind
 from data_prep.records import Problem, StepLabels, validate_step_labels
 from data_prep.steps import STEP_SEPARATOR, join_steps, split_steps
@@ -162,6 +162,10 @@ def iter_rows(path: str | Path) -> Iterator[tuple[str, Any]]:
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any]]:
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
+            try:
+                refuse_oversized_row(path, f"line {number}", len(raw))
+            except ValueError as error:
+                raise LabelFileError(str(error)) from None
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as error:
@@ -625,7 +629,8 @@ def write_step_labels(records: Sequence[StepLabels], path: str | Path) -> Path:
             "completions": [row["completions"] for row in rows],
             "labels": [[float(label) for label in row["labels"]] for row in rows],
         })
-        pq.write_table(table, path)
+        with atomic_output(path) as temporary:  # a kill mid-write must not leave a file that reads as whole
+            pq.write_table(table, temporary)
     else:
         raise ValueError(f"{path}: unknown suffix {suffix!r}; use .jsonl or .parquet")
     return path

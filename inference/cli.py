@@ -173,10 +173,11 @@ def _run(args: argparse.Namespace, cli: dict[str, Any]) -> int:
     config = parse_config(RunConfig, args.config, cli)
     problems = runner.load_problems(config)
     runner.check_prm_path(config)
-    config_file = runner.write_run_config(config)
-    logger.info("run %s: %d problems, config in %s", config.name, len(problems), config_file)
+    logger.info("run %s: %d problems", config.name, len(problems))
     generator, scorer = runner.build_generator(config), runner.build_scorer(config)
-    summary = runner.run_sweep(config, problems, generator, scorer, runner.results_path(config))
+    # The config copy is written once the models load and any rows there fit, so a refused run leaves nothing.
+    summary = runner.run_sweep(config, problems, generator, scorer, runner.results_path(config),
+                               write_config_copy=True)
     written, skipped = summary.rows_written, summary.rows_skipped
     print(f"results: {summary.results_path} ({written} rows written, {skipped} already there)")
     return 0

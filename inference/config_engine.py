@@ -43,6 +43,8 @@ from typing import Any, Literal
 
 import yaml
 
+from data_prep.yaml_files import YAMLFileError, load_yaml_mapping
+
 
 class ConfigError(ValueError):
     """A config file or flag breaks a rule; the message names the key, where it came from, and the fix."""
@@ -120,44 +122,13 @@ def field_docs(cls: type) -> dict[str, str]:
 # --------------------------------------------------------------------------- YAML loading
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses duplicate keys instead of keeping the last one."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark
-            )
-        seen[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML file; malformed YAML raises ConfigError naming the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found; pass an existing YAML file to --config")
-    text = path.read_text(encoding="utf-8")
+    """The top-level mapping of a YAML file; malformed YAML or a repeated key raises ConfigError naming the file and
+    line (`data_prep.yaml_files`, which the training arm's configs are checked with too)."""
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ConfigError(f"{path}{line}: malformed YAML ({problem}); fix the syntax at that line") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of config keys, got {type(data).__name__}")
-    return data
+        return load_yaml_mapping(path)
+    except YAMLFileError as error:
+        raise ConfigError(str(error)) from None
 
 
 # --------------------------------------------------------------------------- building a config from layers

@@ -6,7 +6,7 @@ import glob
 import json
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,12 +156,18 @@ def append_results(path: str | Path, rows: Iterable[ResultRow]) -> None:
     append_jsonl(path, [row_to_dict(row) for row in rows])
 
 
-def read_result_dicts(path: str | Path) -> list[tuple[int, dict]]:
-    """(line number, row dict) for each complete line; a torn last line is skipped with a warning."""
+def iter_result_dicts(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """(line number, row dict) for each complete line, one at a time (a resumed run of many problems reads its file
+    without holding it); a torn last line is skipped with a warning."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: results file not found")
-    return list(read_jsonl(path, skip_torn_tail=True))
+    return read_jsonl(path, skip_torn_tail=True, max_row_bytes=None)  # a row holds up to N solutions
+
+
+def read_result_dicts(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, row dict) for each complete line; a torn last line is skipped with a warning."""
+    return list(iter_result_dicts(path))
 
 
 def read_results(path: str | Path) -> list[ResultRow]:

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from data_prep.io import atomic_write_text
 from data_prep.records import Problem, require_unique_ids
 from inference.config import RunConfig, dump_config, parse_shard
-from inference.results import ResultKey, append_results, read_result_dicts, row_key
+from inference.results import ResultKey, append_results, iter_result_dicts, row_key
 from inference.strategies import get_strategy, is_subsampled
 from inference.types import Completion, GenerationRequest, Generator, PRMScore, PRMScorer, SamplingParams
 
@@ -77,14 +77,19 @@ def needs_prm(config: RunConfig) -> bool:
 
 
 def check_prm_path(config: RunConfig) -> None:
-    """Fail before the (slow) policy load when the PRM directory is missing."""
-    from inference.scoring.loader import is_loadable_prm_path
+    """Fail before the (slow) policy load when the PRM directory is missing or holds the wrong kind of checkpoint."""
+    from inference.scoring.checker import SYNTHETIC_CHECKER
+    from inference.scoring.loader import is_loadable_prm_path, resolve_style
 
-    if needs_prm(config) and not is_loadable_prm_path(config.prm.path):
+    if not needs_prm(config):
+        return
+    if not is_loadable_prm_path(config.prm.path):
         raise FileNotFoundError(
             f"prm.path={config.prm.path!r} is not a directory; train a PRM there or point prm.path at a local PRM "
             "checkpoint (public PRMs: download them to a folder first)"
         )
+    if config.prm.path != SYNTHETIC_CHECKER:
+        resolve_style(Path(config.prm.path), config.prm.prm_style)
 
 
 def build_generator(config: RunConfig) -> Generator:
@@ -233,10 +238,16 @@ def plan_jobs(config: RunConfig) -> list[Job]:
     ]
 
 
-def _check_existing(existing: dict[ResultKey, dict], jobs: Sequence[Job], generator: Generator, path: Path) -> None:
-    """Rows already on disk must come from the same settings and policy as this run would use."""
+def _existing_keys(path: Path, jobs: Sequence[Job], generator: Generator) -> set[ResultKey]:
+    """The keys of the rows already on disk, read one row at a time and only the keys kept (the run's memory does
+    not grow with the file); each row must come from the same settings and policy as this run would use."""
+    if not path.is_file():
+        return set()
     by_spec = {(j.strategy, j.n, getattr(j.settings, "beam_width", None), j.settings.seed): j for j in jobs}
-    for key, data in existing.items():
+    keys: set[ResultKey] = set()
+    for _, data in iter_result_dicts(path):
+        key = row_key(data)
+        keys.add(key)
         job = by_spec.get(key[1:])
         if job is None:
             continue
@@ -252,6 +263,7 @@ def _check_existing(existing: dict[ResultKey, dict], jobs: Sequence[Job], genera
                 f"{path} holds {job.label} rows of policy {data['policy']!r} but this run's policy is "
                 f"{generator.name!r}; use a new output_dir for another policy"
             )
+    return keys
 
 
 def _chunks(items: Sequence[Problem], size: int) -> list[list[Problem]]:
@@ -323,19 +335,21 @@ def run_sweep(
     results_path: str | Path,
     *,
     progress: bool = True,
+    write_config_copy: bool = False,
 ) -> SweepSummary:
     """Run every (strategy, N) of the sweep on `problems`, appending each chunk's rows to `results_path`.
 
     Rows already in the file are skipped (resume); they must have been made with the same settings and
-    policy. Sampling strategies share samples through a `SamplePool` when `config.share_samples` is on.
+    policy. `write_config_copy` writes the config beside the results once that is checked. Sampling strategies
+    share samples through a `SamplePool` when `config.share_samples` is on.
     """
     path = Path(results_path)
     for unused in config.unused_strategy_sections():
         logger.warning("%s is set but the strategy is not in sweep.strategies; it is not used", unused)
     jobs = plan_jobs(config)
-    existing = {row_key(data): data for _, data in read_result_dicts(path)} if path.is_file() else {}
-    _check_existing(existing, jobs, generator, path)
-    writer = _Writer(path, set(existing))
+    writer = _Writer(path, _existing_keys(path, jobs, generator))
+    if write_config_copy:  # only once the rows already there are known to fit this config
+        logger.info("config in %s", write_run_config(config))
     skipped = sum(1 for job in jobs for p in problems if job.key(p) in writer.done)
     if skipped:
         logger.info("%s: resuming; %d of %d rows are already there", path, skipped, len(jobs) * len(problems))

@@ -149,7 +149,7 @@ def ship(source: Path, out: Path, commands: list[str], config: Path, train_secon
     if metadata.prm_style != "token_classification" or metadata.is_peft_adapter:
         raise ValueError(f"{source}: the shipped verifier must be a full token-classification PRM, "
                          f"got {metadata.prm_style} (adapter: {metadata.is_peft_adapter})")
-    model = AutoModelForTokenClassification.from_pretrained(source, dtype=torch.bfloat16)
+    model = AutoModelForTokenClassification.from_pretrained(source, dtype=torch.bfloat16, use_safetensors=True)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     AutoTokenizer.from_pretrained(source).save_pretrained(out)

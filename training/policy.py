@@ -234,4 +234,5 @@ def _resumed_from_step(sft_config) -> int | None:  # noqa: ANN001
 
 
 def load_policy(checkpoint_dir: str | Path) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
-    return AutoModelForCausalLM.from_pretrained(checkpoint_dir), AutoTokenizer.from_pretrained(checkpoint_dir)
+    return (AutoModelForCausalLM.from_pretrained(checkpoint_dir, use_safetensors=True),
+            AutoTokenizer.from_pretrained(checkpoint_dir))

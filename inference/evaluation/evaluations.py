@@ -142,6 +142,9 @@ def evaluate(config: EvalConfig) -> str:
     """`ttc-infer eval`: read the result rows, evaluate every (policy, PRM), write the output directory."""
     rows = read_rows(config.inputs, search_and_learn_policy=config.search_and_learn_policy,
                      search_and_learn_prm=config.search_and_learn_prm)
+    if not rows:  # metrics of nothing would pass for an evaluated run
+        raise ValueError(f"{', '.join(map(str, config.inputs))}: no result rows; evaluate the output of a finished "
+                         "(or partly finished) `ttc-infer run`")
     evaluations = evaluate_rows(
         rows, ns=config.ns, num_subsamples=config.num_subsamples, seed=config.seed,
         derive_sampling=config.derive_sampling, policy_params=config.policy_params, prm_params=config.prm_params,

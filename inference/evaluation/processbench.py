@@ -134,6 +134,9 @@ def load_processbench(path: str | Path) -> list[ProcessBenchRecord]:
         steps, label = row["steps"], row["label"]
         if not isinstance(steps, list) or not steps or not all(isinstance(s, str) for s in steps):
             raise ValueError(f"{where}: 'steps' must be a non-empty list of strings, got {type(steps).__name__}")
+        empty = next((index for index, step in enumerate(steps) if not step.strip()), None)
+        if empty is not None:
+            raise ValueError(f"{where}: step {empty} is empty; every step must hold text")
         if not isinstance(label, int) or isinstance(label, bool) or not -1 <= label < len(steps):
             raise ValueError(f"{where}: 'label' must be -1 (correct) or a step index in 0..{len(steps) - 1}, got {label!r}")
         record_id = str(row["id"])

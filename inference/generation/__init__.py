@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from data_prep.checkpoints import require_policy_checkpoint, require_safetensors
-from inference.types import Generator
+from inference.types import GenerationRequest, Generator
 
 if TYPE_CHECKING:
     from inference.config import PolicyConfig
@@ -59,7 +59,7 @@ def build_policy_generator(policy: PolicyConfig, seed: int) -> Generator:
     require_policy_checkpoint(policy.model_name_or_path)
     require_safetensors(policy.model_name_or_path, "policy.model_name_or_path")
     try:
-        return load_generator(policy.backend, policy.model_name_or_path, **policy.generator_options(seed))
+        generator = load_generator(policy.backend, policy.model_name_or_path, **policy.generator_options(seed))
     except OSError as error:
         if Path(policy.model_name_or_path).exists():
             raise
@@ -67,6 +67,11 @@ def build_policy_generator(policy: PolicyConfig, seed: int) -> Generator:
             f"policy.model_name_or_path={policy.model_name_or_path!r} is neither a local directory nor a model in "
             f"the local Hugging Face cache ({str(error).splitlines()[0]}); point it at a checkpoint directory"
         ) from error
+    prompt_token_ids = getattr(generator, "prompt_token_ids", None)
+    if prompt_token_ids is not None:
+        # A template that is missing or breaks is refused now, before any output is written.
+        prompt_token_ids([GenerationRequest(problem="What is 1 + 1?")])
+    return generator
 
 
 __all__ = ["BACKENDS", "backend_options", "build_policy_generator", "load_generator"]

@@ -29,6 +29,7 @@ from inference.generation.common import (
     resolve_dtype,
 )
 from inference.kv_cache import cache_keyword, has_only_full_attention, returned_cache
+from inference.memory import halve_on_oom
 from inference.prompts import PROMPT_DATE, PromptedBackend
 from inference.types import Completion, FinishReason, GenerationRequest, SamplingParams
 
@@ -155,12 +156,19 @@ class TransformersGenerator(PromptedBackend):
         fork_devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(self._seeds.next(params.seed))
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
-                completions = self._generate_batch([prompt_ids[rows[row][0]] for row in chunk], params, stop)
+            start = 0
+            while start < len(order):
+                def attempt(size: int, start: int = start) -> tuple[list[int], list[Completion]]:
+                    chunk = order[start : start + size]
+                    return chunk, self._generate_batch([prompt_ids[rows[row][0]] for row in chunk], params, stop)
+
+                # Out of memory halves the batch for this and every later batch (rows already done are kept).
+                (chunk, completions), self.batch_size = halve_on_oom(
+                    attempt, self.batch_size, what=f"policy {self.name}: generate", knob="policy.batch_size")
                 for row, completion in zip(chunk, completions, strict=True):
                     index, sample = rows[row]
                     results[index][sample] = completion
+                start += len(chunk)
         if distinct == 1:
             # The copies were not decoded: they ran no tokens.
             return [[per_request[0]] + [replace(per_request[0], forward_tokens=0)] * (n - 1) for per_request in results]

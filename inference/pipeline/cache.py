@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,8 +29,26 @@ class StageFailed(RuntimeError):
     """A stage's command exited with a non-zero status."""
 
     def __init__(self, stage: Stage, status: int, log_path: Path) -> None:
-        super().__init__(f"stage {stage.name!r} failed with exit status {status}; its log: {log_path}")
+        reason = _error_line(log_path)
+        super().__init__(f"stage {stage.name!r} failed with exit status {status}{f' ({reason})' if reason else ''}; "
+                         f"its log: {log_path}")
         self.status = status
+
+
+_ERROR_LINE = re.compile(r"^[\w.-]+: error: .+")
+"""The one line ttc's commands print for a bad input (`ttc-infer: error: ...`, `train_prm.py: error: ...`)."""
+
+
+def _error_line(log_path: Path) -> str | None:
+    """The last error line a stage's command printed, so the pipeline's own line says why (a launcher such as
+    accelerate prints its traceback after it)."""
+    if not log_path.is_file():
+        return None
+    with log_path.open("rb") as handle:
+        handle.seek(max(0, log_path.stat().st_size - 65536))
+        tail = handle.read().decode("utf-8", errors="replace").splitlines()
+    found = [line.strip() for line in tail if _ERROR_LINE.match(line.strip())]
+    return found[-1] if found else None
 
 
 def _file_digest(path: Path) -> str:

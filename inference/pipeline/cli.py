@@ -18,8 +18,10 @@ import os
 import signal
 import sys
 import time
+import typing
 from pathlib import Path
 
+from data_prep.checkpoints import checkpoint_kind, require_policy_checkpoint
 from data_prep.flags import hyphen_spelling_error
 from inference.pipeline.cache import StageFailed, run_stages
 from inference.pipeline.scales import SCALES
@@ -32,8 +34,35 @@ from inference.pipeline.stages import (
 from inference.pipeline.summary import summary_lines
 
 
+class UsageError(Exception):
+    """A command line argparse refuses."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:  # argparse would print usage and exit: one line instead
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def check_checkpoints(opts: PipelineOptions) -> None:
+    """Refuse, before any stage runs, a checkpoint option that names a missing directory or the other kind of
+    checkpoint (a PRM as a policy writes noise for minutes; a policy as the PRMs' base trains a head from nothing)."""
+    policies = (("--small_policy", opts.small_policy), ("--large_policy", opts.large_policy))
+    for flag, path in policies:
+        if not opts.retrain_policies and not Path(path).is_dir():
+            raise UsageError(f"{flag} {path}: checkpoint directory not found; point it at a policy or add "
+                             "--retrain_policies to train one there")
+        require_policy_checkpoint(path, key=flag)
+    if not opts.retrain_verifier and not Path(opts.prm_base).is_dir():
+        raise UsageError(f"--prm_base {opts.prm_base}: checkpoint directory not found; point it at the verifier PRM "
+                         "or add --retrain_verifier to train one there")
+    kind, evidence = checkpoint_kind(opts.prm_base) if Path(opts.prm_base).is_dir() else ("unknown", "")
+    if kind == "policy":
+        raise UsageError(f"--prm_base {opts.prm_base} is a policy checkpoint, not a PRM ({evidence}); the in-run "
+                         "PRMs start from a PRM (checkpoints/prm-verifier)")
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pipeline.py",
         description=__doc__.split("\n\n")[0],
         epilog=f"Stages: {', '.join(stage_names())}. Logs: <run_dir>/logs/<stage>.log.",
@@ -69,14 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     if spelling:
         print(f"pipeline.py: error: {spelling}", file=sys.stderr)
         return 2
-    args = parser.parse_args(argv)
-    opts = PipelineOptions(
-        run_dir=Path(args.run_dir or f"runs/{args.scale}"), scale=SCALES[args.scale],
-        small_policy=args.small_policy, large_policy=args.large_policy, force=args.force,
-        retrain_policies=args.retrain_policies, wandb=not args.no_wandb, seed=args.seed,
-        prm_base=args.prm_base, retrain_verifier=args.retrain_verifier,
-    )
-    os.chdir(REPO_ROOT)
+    try:
+        args = parser.parse_args(argv)
+        opts = PipelineOptions(
+            run_dir=Path(args.run_dir or f"runs/{args.scale}"), scale=SCALES[args.scale],
+            small_policy=args.small_policy, large_policy=args.large_policy, force=args.force,
+            retrain_policies=args.retrain_policies, wandb=not args.no_wandb, seed=args.seed,
+            prm_base=args.prm_base, retrain_verifier=args.retrain_verifier,
+        )
+        os.chdir(REPO_ROOT)
+        check_checkpoints(opts)
+    except (UsageError, ValueError) as error:
+        print(f"pipeline: error: {error}", file=sys.stderr)
+        return 2
     started = time.time()
     # A plain SIGTERM behaves like Ctrl-C: stop and leave the finished stages cached. SIGINT too, even when the
     # pipeline starts from a background job of a script, which hands it SIGINT ignored (Python then installs no

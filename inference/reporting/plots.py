@@ -17,6 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
+from data_prep.io import atomic_output
 from inference.evaluation.compute_optimal import COMPUTE_OPTIMAL, ComputeOptimalReport
 from inference.evaluation.metrics import PASS_AT_N, BinKind, MetricPoint, select, strategy_rank
 from inference.evaluation.processbench import ProcessBenchReport
@@ -303,5 +304,6 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = DPI) -> Path:
     """Write `fig` as PNG (parent folders created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png")
+    with atomic_output(path) as temporary:
+        fig.savefig(temporary, dpi=dpi, format="png")
     return path

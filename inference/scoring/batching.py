@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from inference.memory import halve_on_oom
 from inference.types import PRMScore
 
 logger = logging.getLogger(__name__)
@@ -100,15 +101,25 @@ class BatchedPRMScorer:
             inputs.append(prm_input)
         results: list[PRMScore | None] = [None] * len(inputs)
         for batch_indices in token_budget_batches([len(x.input_ids) for x in inputs], self.max_tokens_per_batch):
-            batch = [inputs[index] for index in batch_indices]
-            self._batch_forward_tokens = None
-            probabilities = self.step_probabilities(self._collate(batch), batch)
-            self.forward_passes += 1
-            ran = self._batch_forward_tokens or [len(prm_input.input_ids) for prm_input in batch]
-            self.forward_tokens += sum(ran)
-            for index, prm_input, scores, tokens in zip(batch_indices, batch, probabilities, ran, strict=True):
-                results[index] = PRMScore(step_scores=tuple(scores), num_tokens=len(prm_input.input_ids),
-                                          forward_tokens=tokens)
+            longest = max(len(inputs[index].input_ids) for index in batch_indices)
+
+            def attempt(budget: int, batch_indices: list[int] = batch_indices) -> None:
+                # Within a smaller budget the batch splits into several forward passes.
+                for sub in token_budget_batches([len(inputs[i].input_ids) for i in batch_indices], budget):
+                    batch = [inputs[batch_indices[i]] for i in sub]
+                    self._batch_forward_tokens = None
+                    probabilities = self.step_probabilities(self._collate(batch), batch)
+                    self.forward_passes += 1
+                    ran = self._batch_forward_tokens or [len(prm_input.input_ids) for prm_input in batch]
+                    self.forward_tokens += sum(ran)
+                    for i, prm_input, scores, tokens in zip(sub, batch, probabilities, ran, strict=True):
+                        results[batch_indices[i]] = PRMScore(step_scores=tuple(scores),
+                                                             num_tokens=len(prm_input.input_ids), forward_tokens=tokens)
+
+            # Out of memory halves the token budget for this and later batches, down to one sequence per pass.
+            _, self.max_tokens_per_batch = halve_on_oom(
+                attempt, self.max_tokens_per_batch, smallest=min(longest, self.max_tokens_per_batch),
+                what=f"PRM {self.name}: score", knob="prm.max_tokens_per_batch")
         return [result for result in results if result is not None]
 
     def _collate(self, batch: list[PRMInput]) -> dict[str, Any]:

@@ -18,6 +18,12 @@ def label_token_id(tokenizer: Any, text: str, *, role: str) -> int:
     if not ids:
         raise ValueError(f"{role} {text!r} encodes to no tokens; set {role} in ttc_prm.json to a token the PRM knows")
     if len(ids) > 1:
+        # Math-Shepherd's own code reads the last piece of a tag that encodes to several; that piece must still be
+        # the tag's end, not a byte of a character the tokenizer does not know (which would read noise).
+        last = tokenizer.decode([ids[-1]]).strip()
+        if not last or "\ufffd" in last or not text.strip().endswith(last):
+            raise ValueError(f"{role} {text!r} is not a token of this tokenizer (it encodes to {len(ids)} pieces "
+                             f"{ids}, the last {last!r}); set {role} to a token the PRM's tokenizer has")
         logger.warning("%s %r encodes to %d tokens %s; reading the last one", role, text, len(ids), ids)
     return ids[-1]
 

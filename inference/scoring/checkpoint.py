@@ -85,6 +85,7 @@ def load_auto_model(directory: Path, auto_class_name: str, metadata: PRMMetadata
     require_safetensors(metadata.base_model, f"{directory}/{METADATA_FILENAME} base_model")
     options = model_load_options(trust_remote_code, f"PRM base {metadata.base_model}")
     base = auto_class.from_pretrained(metadata.base_model, dtype=torch_dtype, **options, **extra)
+    require_safetensors(directory, "prm.path")  # the adapter's weights too: peft would fall back to a .bin
     return PeftModel.from_pretrained(base, str(directory)).merge_and_unload()
 
 

@@ -38,6 +38,43 @@ def is_loadable_prm_path(path: str | Path) -> bool:
     return str(path) == SYNTHETIC_CHECKER or Path(path).is_dir()
 
 
+def resolve_style(directory: Path, prm_style: str | None) -> tuple[str, PRMMetadata | None]:
+    """The style a PRM directory is read with and its metadata, from its files alone (no weights load): a missing
+    directory, a policy checkpoint in a judgement style, or a trained PRM in a plain-LM style is refused by name."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"PRM path {directory} is not a directory; download the checkpoint to a local folder")
+    metadata = PRMMetadata.load(directory) if (directory / METADATA_FILENAME).is_file() else None
+    if prm_style is not None and prm_style not in STYLES:
+        raise ValueError(f"prm_style={prm_style!r} is not one of {', '.join(STYLE_NAMES)}")
+    if metadata is None and prm_style is None:
+        kind, evidence = checkpoint_kind(directory)
+        if kind == "policy":
+            plain = [name for name, spec in STYLES.items() if spec.reads_plain_lm]
+            raise ValueError(f"{directory} is a policy checkpoint, not a PRM ({evidence}); point the PRM path at a "
+                             f"PRM, or set prm_style {' or '.join(plain)} to verify with the policy's own token "
+                             "probabilities")
+        raise ValueError(
+            f"{directory} has no {METADATA_FILENAME} and no prm_style was given; set prm_style to one of "
+            f"{', '.join(STYLE_NAMES)}"
+        )
+    if prm_style is not None and STYLES[prm_style].reads_plain_lm:
+        if metadata is not None:
+            raise ValueError(f"{directory} is a trained PRM ({METADATA_FILENAME}, style {metadata.prm_style}); "
+                             f"prm_style {prm_style} reads a plain causal LM such as a policy checkpoint")
+        style = prm_style
+    else:
+        style = resolve_option("prm_style", prm_style, metadata.prm_style if metadata else None, None, metadata)
+        kind, evidence = checkpoint_kind(directory)
+        if kind == "policy":
+            plain = [name for name, spec in STYLES.items() if spec.reads_plain_lm]
+            raise ValueError(
+                f"{directory} is a policy checkpoint, not a PRM ({evidence}): prm_style {style!r} would read a "
+                f"judgement it was never trained to give; to verify with a policy's own token probabilities set "
+                f"prm_style {' or '.join(plain)}, or point the PRM path at a PRM"
+            )
+    return style, metadata
+
+
 def load_scorer(
     path: str | Path,
     *,
@@ -70,31 +107,7 @@ def load_scorer(
                              f"{', '.join(k for k, v in given.items() if v is not None)}")
         return SyntheticCheckerScorer()
     directory = Path(path)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"PRM path {directory} is not a directory; download the checkpoint to a local folder")
-    metadata = PRMMetadata.load(directory) if (directory / METADATA_FILENAME).is_file() else None
-    if prm_style is not None and prm_style not in STYLES:
-        raise ValueError(f"prm_style={prm_style!r} is not one of {', '.join(STYLE_NAMES)}")
-    if metadata is None and prm_style is None:
-        raise ValueError(
-            f"{directory} has no {METADATA_FILENAME} and no prm_style was given; set prm_style to one of "
-            f"{', '.join(STYLE_NAMES)}"
-        )
-    if prm_style is not None and STYLES[prm_style].reads_plain_lm:
-        if metadata is not None:
-            raise ValueError(f"{directory} is a trained PRM ({METADATA_FILENAME}, style {metadata.prm_style}); "
-                             f"prm_style {prm_style} reads a plain causal LM such as a policy checkpoint")
-        style = prm_style
-    else:
-        style = resolve_option("prm_style", prm_style, metadata.prm_style if metadata else None, None, metadata)
-        kind, evidence = checkpoint_kind(directory)
-        if kind == "policy":
-            plain = [name for name, spec in STYLES.items() if spec.reads_plain_lm]
-            raise ValueError(
-                f"{directory} is a policy checkpoint, not a PRM ({evidence}): prm_style {style!r} would read a "
-                f"judgement it was never trained to give; to verify with a policy's own token probabilities set "
-                f"prm_style {' or '.join(plain)}, or point the PRM path at a PRM"
-            )
+    style, metadata = resolve_style(directory, prm_style)
     given = _check_options(style, options)
     if metadata is None or not metadata.is_peft_adapter:
         # A full checkpoint's declared class must fit the style before any weights load.

@@ -11,6 +11,7 @@ from inference.config import CliValue, RunConfig, parse_config
 from inference.results import read_result_dicts, read_results, row_key
 from inference.runner import check_prm_path, needs_prm, plan_jobs, results_path, run_sweep, select_shard
 from tests.fakes import ScriptedGenerator, TablePRMScorer
+from tests.repo_files import REPO
 
 FINAL = "Therefore, the final answer is: $\\boxed{{{}}}$."
 
@@ -231,7 +232,9 @@ def test_plan_orders_strategies_as_the_sweep_and_n_ascending():
 def test_prm_path_is_checked_only_when_a_strategy_uses_the_prm(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"prm.path='.*nowhere' is not a directory"):
         check_prm_path(config(**{"prm.path": str(tmp_path / "nowhere")}))
-    check_prm_path(config(**{"prm.path": str(tmp_path)}))
+    with pytest.raises(ValueError, match=r"has no ttc_prm.json and no prm_style was given"):
+        check_prm_path(config(**{"prm.path": str(tmp_path)}))  # a directory, but not a PRM: refused before the policy
+    check_prm_path(config(**{"prm.path": str(REPO / "checkpoints" / "prm-verifier")}))
     vote_only = config(**{"sweep.strategies": "majority", "strategies.majority.score_with_prm": "false",
                           "prm.path": str(tmp_path / "nowhere")})
     assert not needs_prm(vote_only)

@@ -195,3 +195,13 @@ def test_a_worker_that_dies_is_replaced_and_its_pair_counts_as_not_equal(caplog)
         assert "worker died" in caplog.text
         grader._ensure_worker = start_worker
         assert grader.match(r"\frac{1}{5}", "0.2") is True
+
+
+def test_grading_works_inside_a_worker_process_of_a_pool() -> None:
+    # A daemonic pool worker may not start multiprocessing children; the grader's worker is a plain subprocess.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert pool.submit(answers_match, r"\frac{1}{2}", "0.5").result(timeout=300) is True
+        assert pool.submit(answers_match, "2", "3").result(timeout=300) is False

@@ -99,6 +99,9 @@ def test_read_skips_a_torn_tail_only_when_asked(tmp_path: Path) -> None:
         list(read_jsonl(path))
     path.write_text('{"a": 1}\n{"a": 2}', encoding="utf-8")  # whole last row without newline: kept
     assert [row["a"] for _, row in read_jsonl(path, skip_torn_tail=True)] == [1, 2]
+    path.write_text("not json at all", encoding="utf-8")  # one line of something else: no torn row, an error
+    with pytest.raises(ValueError, match="rows.jsonl: line 1: invalid JSON"):
+        list(read_jsonl(path, skip_torn_tail=True))
 
 
 def test_atomic_write_text_replaces_whole_or_not_at_all(tmp_path: Path) -> None:

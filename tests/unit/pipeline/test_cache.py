@@ -53,3 +53,13 @@ def test_only_skips_the_others_and_a_failure_leaves_no_marker(tmp_path, capsys):
     with pytest.raises(StageFailed, match="exit status 3"):
         run_stages([failing], _options(tmp_path))
     assert previous_key(tmp_path, failing) is None
+
+
+def test_a_failed_stage_says_why_in_the_pipelines_own_line(tmp_path):
+    # A launcher (accelerate) prints its traceback after the command's one error line; the pipeline quotes that line.
+    code = ("import sys; print('train_prm.py: error: labels.jsonl: line 3: 1 labels for 2 steps', file=sys.stderr); "
+            "print('Traceback (most recent call last):\\n  subprocess.CalledProcessError: ...'); raise SystemExit(1)")
+    failing = Stage("train", "fails on a bad row", [sys.executable, "-c", code])
+    with pytest.raises(StageFailed, match=r"^stage 'train' failed with exit status 1 \(train_prm.py: error: "
+                                          r"labels.jsonl: line 3: 1 labels for 2 steps\); its log: "):
+        run_stages([failing], _options(tmp_path))
