@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,9 @@ def main(argv: list[str] | None = None, *, callbacks: Sequence[Any] = (), save_m
     """Parse the config and train; `callbacks` and `save_model` are for in-process callers (benchmarks)."""
     configure_offline_defaults()
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # PRMTrainer lives in trl.experimental (pinned, known)
+    # The configs name the key every transformers version the pyproject admits reads (4.56 has no
+    # `activation_checkpointing`); its rename is no news to the user, and would sit above any error line.
+    warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning)
     from data_prep.checkpoints import require_safetensors
     from data_prep.labels import LabelFileError
     from data_prep.yaml_files import load_yaml_mapping
