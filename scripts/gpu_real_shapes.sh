@@ -35,7 +35,8 @@ if [ "${CPU_SMOKE:-0}" = 1 ]; then
     INFER_EXTRA=(--policy.device cpu --prm.device cpu --policy.dtype float32 --prm.dtype float32 --benchmark.limit 2
                  --strategies.majority.max_tokens 32 --strategies.best_of_n.max_tokens 32
                  --strategies.weighted_best_of_n.max_tokens 32 --strategies.beam_search.max_iterations 2
-                 --strategies.dvts.max_iterations 2)
+                 --strategies.dvts.max_iterations 2 --strategies.particle_filtering.max_iterations 2
+                 --strategies.mcts.max_iterations 2 --strategies.adaptive_majority.max_tokens 32)
     TRAIN_EXTRA=(--use_cpu true)
 else
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader

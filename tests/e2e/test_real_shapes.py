@@ -29,7 +29,8 @@ def test_gpu_job_rehearsal_on_cpu_measures_every_phase(tmp_path: Path) -> None:
     records = {r["name"].split(",")[0]: r for r in map(json.loads, (tmp_path / "out" / "real_shapes.jsonl").open())}
     assert set(records) == {"1B policy + 8B PRM", "LoRA r=16", "full"}
     infer = records["1B policy + 8B PRM"]
-    assert infer["strategies"] == ["beam_search", "best_of_n", "dvts", "majority", "weighted_best_of_n"]
+    assert infer["strategies"] == ["adaptive_majority", "beam_search", "best_of_n", "dvts", "majority", "mcts",
+                                   "particle_filtering", "weighted_best_of_n"]
     assert (infer["problems"], infer["n"]) == (2, [16])
     assert infer["generate_tokens_per_second"] > 0 and infer["score_tokens_per_second"] > 0
     lora, full = records["LoRA r=16"], records["full"]
