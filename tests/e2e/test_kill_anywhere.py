@@ -107,7 +107,10 @@ def test_ttc_infer_run_killed_anywhere_ends_as_an_uninterrupted_run(tmp_path):
     command = [*INFER, "run", "--config", str(run_config(killed)), "--log_level", "warning"]
     results = killed / "out" / "results.jsonl"
     codes = kill_at_random_points(command, lambda: count_lines(results), len(reference), seed=18)
-    assert -signal.SIGKILL in codes and 143 in codes  # SIGTERM: the CLI's own "stopped" exit
+    # A SIGTERM that lands while Python is still importing ends the process before the CLI's handler exists (-15);
+    # later ones get the CLI's own "stopped" exit (143, pinned by test_infer_cli). Which one a seeded point hits
+    # depends on the machine's speed, so either counts as an interrupted run here.
+    assert -signal.SIGKILL in codes and any(code in (143, -signal.SIGTERM) for code in codes)
     finish(command)
     assert result_rows(results) == reference
 
