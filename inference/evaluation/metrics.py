@@ -188,6 +188,7 @@ def prepare_samples(row: ResultRow, grader: AnswerMatcher, grouper: Grouper) -> 
             renumber[group] = len(renumber)
             correct.append(bool(grader(row.gold, answer)))
         group_ids.append(renumber[group])
+    policy_run, prm_run = row.compute.forward_tokens
     return ProblemSamples(
         problem_id=row.problem_id,
         level=row.level,
@@ -196,8 +197,8 @@ def prepare_samples(row: ResultRow, grader: AnswerMatcher, grouper: Grouper) -> 
         scores=tuple(c.agg_score for c in row.completions),
         num_tokens=tuple(c.num_tokens for c in row.completions),
         prm_tokens=row.compute.prm_tokens,
-        prm_forward_tokens=row.compute.forward_tokens[1],
-        prefill_tokens=max(row.compute.forward_tokens[0] - row.compute.policy_tokens, 0),
+        prm_forward_tokens=prm_run,
+        prefill_tokens=max(policy_run - row.compute.policy_tokens, 0),
     )
 
 

@@ -72,6 +72,19 @@ class _StopStringWatcher:
         return torch.tensor(self.ended, dtype=torch.bool, device=input_ids.device)
 
 
+def prompt_copies(batch: Sequence[Sequence[int]]) -> tuple[list[int], list[int]]:
+    """Which distinct prompt each row holds (numbered by first appearance), and the first row of each."""
+    distinct: dict[tuple[int, ...], int] = {}
+    index, first_rows = [], []
+    for row, ids in enumerate(batch):
+        key = tuple(ids)
+        if key not in distinct:
+            distinct[key] = len(distinct)
+            first_rows.append(row)
+        index.append(distinct[key])
+    return index, first_rows
+
+
 class TransformersGenerator(PromptedBackend):
     """A `Generator` on `AutoModelForCausalLM.generate`; engine settings here, sampling settings per call."""
 
@@ -220,14 +233,12 @@ class TransformersGenerator(PromptedBackend):
         self.generate_calls += 1
         new_tokens = output[:, width:].tolist()
         completions = []
-        seen: set[tuple[int, ...]] = set()
+        first_rows = set(prompt_copies(batch)[1])
         for row, (ids, tokens) in enumerate(zip(batch, new_tokens, strict=True)):
             completion = self._completion(tokens, watcher.stopped_at[row] if watcher else None, stop)
             # Forward tokens: the prompt's prefill (all but its last token, whose forward gives the first new
             # token; once per distinct prompt when it was shared) and one per generated token.
-            first = tuple(ids) not in seen
-            seen.add(tuple(ids))
-            prefill = len(ids) - 1 if first or not prefilled else 0
+            prefill = len(ids) - 1 if row in first_rows or not prefilled else 0
             completions.append(replace(completion, forward_tokens=prefill + completion.num_tokens))
         return completions
 
@@ -239,13 +250,12 @@ class TransformersGenerator(PromptedBackend):
         """
         import torch
 
-        distinct: dict[tuple[int, ...], int] = {}
-        index = [distinct.setdefault(tuple(ids), len(distinct)) for ids in batch]
+        index, first_rows = prompt_copies(batch)
         keyword = self._cache_keyword
-        if keyword is None or len(distinct) == len(batch) or input_ids.shape[1] < 2:
+        if keyword is None or len(first_rows) == len(batch) or input_ids.shape[1] < 2:
             return {}
-        first_rows = torch.tensor([index.index(copy) for copy in range(len(distinct))], device=input_ids.device)
-        ids, mask = input_ids[first_rows, :-1], attention_mask[first_rows, :-1]
+        first = torch.tensor(first_rows, device=input_ids.device)
+        ids, mask = input_ids[first, :-1], attention_mask[first, :-1]
         # The positions generate gives left-padded rows: count real tokens only.
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
         output = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
