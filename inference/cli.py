@@ -169,10 +169,13 @@ def _overrides(args: argparse.Namespace, extras: Sequence[str]) -> dict[str, Any
 
 def _run(args: argparse.Namespace, cli: dict[str, Any]) -> int:
     from inference import runner
+    from inference.samples import sample_files
 
     config = parse_config(RunConfig, args.config, cli)
     problems = runner.load_problems(config)
     runner.check_prm_path(config)
+    if config.samples_from:  # a wrong path is named before any model loads
+        sample_files(config.samples_from)
     logger.info("run %s: %d problems", config.name, len(problems))
     generator, scorer = runner.build_generator(config), runner.build_scorer(config)
     # The config copy is written once the models load and any rows there fit, so a refused run leaves nothing.

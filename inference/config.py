@@ -353,7 +353,13 @@ class RunConfig:
     share_samples: bool = True
     """Let majority, best_of_n and weighted_best_of_n with equal sampling settings share one set of samples
     per problem (generated once at the largest N; smaller N use the first N); token counters stay exact,
-    `seconds` of the sharing rows counts only their own (replay) time."""
+    `seconds` of the sharing rows counts only their own (replay) time. The shared samples are also written to
+    samples.jsonl beside the results."""
+    samples_from: str | None = None
+    """An earlier run's output directory (its samples*.jsonl) or samples file, of the same policy: the sampling
+    strategies score its samples wherever problem, sampling settings, seed and N match, instead of drawing them
+    again (several PRMs compared on the very same solutions, each run's token counters as if it had drawn them),
+    and draw the rest. Needs share_samples."""
 
     def __post_init__(self) -> None:
         if not self.output_dir:
@@ -362,6 +368,9 @@ class RunConfig:
             raise ConfigError(f"chunk_size must be >= 1, got {self.chunk_size}")
         if self.shard is not None:
             parse_shard(self.shard)
+        if self.samples_from is not None and not self.share_samples:
+            raise ConfigError("samples_from needs share_samples: true (the replayed samples feed the shared sample "
+                              "pool); turn share_samples on or drop samples_from")
         from inference.strategies import STRATEGIES
 
         for name in self.sweep.strategies:

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from data_prep.io import atomic_write_text
 from data_prep.records import Problem, require_unique_ids
 from inference.config import RunConfig, dump_config, parse_shard
 from inference.results import ResultKey, append_results, iter_result_dicts, row_key
+from inference.samples import SampleKey, append_samples, load_samples, samples_beside
 from inference.strategies import get_strategy, is_subsampled
 from inference.types import Completion, GenerationRequest, Generator, PRMScore, PRMScorer, SamplingParams
 
@@ -128,14 +129,24 @@ def build_scorer(config: RunConfig) -> PRMScorer | None:
 
 
 class _PoolGenerator:
-    """A Generator that answers repeated (request, params, stop) asks from its cache, cutting to the first n."""
+    """A Generator that answers repeated (request, params, stop) asks from its cache, cutting to the first n.
 
-    def __init__(self, generator: Generator) -> None:
+    `stored` (samples read from an earlier run, `inference/samples.py`) answers an ask the cache lacks when it
+    holds at least n completions for it; the policy draws the rest. `used` lists every ask's samples once, in
+    order, for the run's own samples file.
+    """
+
+    def __init__(self, generator: Generator, stored: Mapping[SampleKey, list[Completion]] | None = None) -> None:
         self.generator = generator
         self.name = generator.name
         self.num_parameters = generator.num_parameters
-        self.cache: dict[tuple, list[Completion]] = {}
+        self.cache: dict[SampleKey, list[Completion]] = {}
+        self.stored = stored or {}
         self.calls = 0
+        self.replayed = 0
+        """Asks answered from `stored`."""
+        self.drawn = 0
+        """Asks the policy answered."""
 
     def generate(
         self, requests: list[GenerationRequest], *, n: int, params: SamplingParams, stop: list[str] | None = None
@@ -147,8 +158,13 @@ class _PoolGenerator:
             keys.append((request, params, tuple(stop) if stop else None, seen[request]))
             seen[request] += 1
         missing = [i for i, key in enumerate(keys) if len(self.cache.get(key, ())) < n]
+        for i in [i for i in missing if len(self.stored.get(keys[i], ())) >= n]:
+            self.cache[keys[i]] = list(self.stored[keys[i]])
+            self.replayed += 1
+        missing = [i for i in missing if len(self.cache.get(keys[i], ())) < n]
         if missing:
             self.calls += 1
+            self.drawn += len(missing)
             outputs = self.generator.generate([requests[i] for i in missing], n=n, params=params, stop=stop)
             for i, output in zip(missing, outputs, strict=True):
                 self.cache[keys[i]] = list(output)
@@ -190,8 +206,13 @@ class SamplePool:
     scorer: _PoolScorer | None
 
     @classmethod
-    def wrap(cls, generator: Generator, scorer: PRMScorer | None) -> "SamplePool":
-        return cls(_PoolGenerator(generator), _PoolScorer(scorer) if scorer is not None else None)
+    def wrap(cls, generator: Generator, scorer: PRMScorer | None,
+             stored: Mapping[SampleKey, list[Completion]] | None = None) -> "SamplePool":
+        return cls(_PoolGenerator(generator, stored), _PoolScorer(scorer) if scorer is not None else None)
+
+    def used_samples(self) -> list[tuple[SampleKey, list[Completion]]]:
+        """Every ask's samples, drawn or replayed: what the pool's rows are made of."""
+        return list(self.generator.cache.items())
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -301,20 +322,30 @@ def _bar(total: int, desc: str, progress: bool) -> tqdm:
 
 
 def _run_shared(jobs: list[Job], problems: Sequence[Problem], generator: Generator, scorer: PRMScorer | None,
-                writer: _Writer, chunk_size: int, progress: bool) -> None:
-    """Sampling jobs chunk by chunk through one SamplePool per chunk, largest N first; one append per chunk."""
+                writer: _Writer, chunk_size: int, progress: bool, samples_out: Path,
+                stored: Mapping[SampleKey, list[Completion]] | None) -> tuple[int, int]:
+    """Sampling jobs chunk by chunk through one SamplePool per chunk, largest N first; one append per chunk.
+
+    Each chunk's samples go to `samples_out` before its rows go to the results file, so a row on disk always has
+    its samples on disk. Returns the number of asks answered from `stored` and of those the policy answered.
+    """
     todo = [p for p in problems if any(j.key(p) not in writer.done for j in jobs)]
     names = ", ".join(dict.fromkeys(j.strategy for j in jobs))
+    replayed = drawn = 0
     with _bar(len(todo), f"{names} N<={max(j.n for j in jobs)}", progress) as bar:
         for chunk in _chunks(todo, chunk_size):
-            pool = SamplePool.wrap(generator, scorer)
+            pool = SamplePool.wrap(generator, scorer, stored)
             rows = []
             for job in sorted(jobs, key=lambda j: -j.n):  # smaller N reuse the samples of the largest
                 chunk_todo = [p for p in chunk if job.key(p) not in writer.done]
                 if chunk_todo:
                     rows += _run_job(job, chunk_todo, pool.generator, pool.scorer)
+            append_samples(samples_out, generator.name, pool.used_samples())
             writer.write(rows)
+            replayed += pool.generator.replayed
+            drawn += pool.generator.drawn
             bar.update(len(chunk))
+    return replayed, drawn
 
 
 def _run_alone(job: Job, problems: Sequence[Problem], generator: Generator, scorer: PRMScorer | None,
@@ -325,6 +356,18 @@ def _run_alone(job: Job, problems: Sequence[Problem], generator: Generator, scor
         for chunk in _chunks(todo, chunk_size):
             writer.write(_run_job(job, chunk, generator, scorer))
             bar.update(len(chunk))
+
+
+def _log_replay(source: str, replayed: int, drawn: int, stored: Mapping) -> None:
+    """Say how many sample asks came from `samples_from`; warn when it served none of those made (its samples
+    differ)."""
+    if replayed or not drawn:
+        logger.info("samples_from %s: %d requests took their samples from it, the policy drew %d", source, replayed,
+                    drawn)
+    else:
+        logger.warning("samples_from %s: none of this run's requests were there (%d stored for its problems): their "
+                       "sampling settings (temperature, top_p, max_tokens, seed) or N differ; the policy drew them",
+                       source, len(stored))
 
 
 def run_sweep(
@@ -348,14 +391,20 @@ def run_sweep(
         logger.warning("%s is set but the strategy is not in sweep.strategies; it is not used", unused)
     jobs = plan_jobs(config)
     writer = _Writer(path, _existing_keys(path, jobs, generator))
+    shared = [j for j in jobs if config.share_samples and is_subsampled(j.strategy)]
+    stored = None  # read before anything is written, so a bad samples file leaves the output directory as it was
+    if shared and config.samples_from:
+        stored = load_samples([config.samples_from], generator.name, [p.problem for p in problems])
     if write_config_copy:  # only once the rows already there are known to fit this config
         logger.info("config in %s", write_run_config(config))
     skipped = sum(1 for job in jobs for p in problems if job.key(p) in writer.done)
     if skipped:
         logger.info("%s: resuming; %d of %d rows are already there", path, skipped, len(jobs) * len(problems))
-    shared = [j for j in jobs if config.share_samples and is_subsampled(j.strategy)]
     if shared:
-        _run_shared(shared, problems, generator, scorer, writer, config.chunk_size, progress)
+        replayed, drawn = _run_shared(shared, problems, generator, scorer, writer, config.chunk_size, progress,
+                                      samples_beside(path), stored)
+        if config.samples_from:
+            _log_replay(config.samples_from, replayed, drawn, stored)
     for job in jobs:
         if job not in shared:
             _run_alone(job, problems, generator, scorer, writer, config.chunk_size, progress)

@@ -31,6 +31,8 @@ TRAINED_PRMS = (LIKELIHOOD_HEAD_PRM, *CLASSIFIER_PRMS)
 MIN_AGGREGATION = ("best_of_n", "weighted_best_of_n", "beam_search", "dvts", "particle_filtering", "mcts")
 """Strategies whose `aggregation` the likelihood verifiers set to min: a solution is as good as its least likely
 step (the boxed answer at the end is fluent whatever came before it)."""
+SAMPLES_STAGE = "samples"
+"""The stage that draws policy-small's samples of the test problems once; every sampling stage scores them."""
 BEYOND_SAMPLING = ["adaptive_majority"]
 """Adaptive sampling run with the trained PRM at the largest sampling N (beside majority at that N)."""
 BEYOND_TREE = ["particle_filtering", "mcts"]
@@ -233,11 +235,21 @@ def _inference_stages(opts: PipelineOptions) -> list[Stage]:
         ("search-mc", "mc", ["best_of_n", "weighted_best_of_n"], s.max_n_sampling),
         ("tree-mc", "mc", ["beam_search"], s.max_n_tree),
     ]
-    stages = [
+    # The sampling stages score one set of policy-small samples: drawn once here, read by each through
+    # samples_from (the same samples a stage would draw itself with the same seed, token counters included).
+    samples = f"{opts.run_dir}/search/{SAMPLES_STAGE}"
+    from_samples = ["--samples_from", samples]
+    stages = [_search_stage(
+        opts, SAMPLES_STAGE, f"ttc-infer: policy-small's {s.max_n_sampling} samples per test problem, drawn once "
+        "(majority without a PRM) for the search stages to score", opts.small_policy,
+        ["--sweep.strategies", "majority", "--sweep.max_n", str(s.max_n_sampling),
+         "--strategies.majority.score_with_prm", "false"])]
+    stages += [
         _search_stage(opts, name, f"ttc-infer: policy-small + PRM({labeller}), {', '.join(strategies)} at N <= {max_n}",
                       opts.small_policy, ["--prm.path", f"{opts.run_dir}/prm-{labeller}", "--prm.name",
                                           f"prm-{labeller}", "--sweep.strategies", *strategies, "--sweep.max_n",
-                                          str(max_n)], after=(f"prm-{labeller}",))
+                                          str(max_n), *(from_samples if name.startswith("search-") else [])],
+                      after=(f"prm-{labeller}", *([SAMPLES_STAGE] if name.startswith("search-") else [])))
         for name, labeller, strategies, max_n in searches
     ]
     stages.append(_search_stage(
@@ -272,7 +284,8 @@ def _inference_stages(opts: PipelineOptions) -> list[Stage]:
                 opts, f"{kind}-{name}", f"ttc-infer: policy-small + {what}, {', '.join(strategies)} at N <= {max_n}"
                 + (f", {', '.join(largest_only)} at N = {max_n}" if largest_only else ""),
                 opts.small_policy, [*verifier, "--sweep.strategies", *swept, "--sweep.max_n", str(max_n),
-                                    *minimum, *only_largest], after=after,
+                                    *minimum, *only_largest, *(from_samples if kind == "search" else [])],
+                after=(*after, *([SAMPLES_STAGE] if kind == "search" else [])),
             ))
     for size, policy in (("small", opts.small_policy), ("large", opts.large_policy)):
         stages.append(_search_stage(

@@ -21,7 +21,8 @@ PIPELINE = [sys.executable, str(REPO / "scripts" / "pipeline.py"), "--scale", "s
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
        "WANDB_MODE": "offline"}
 STAGES = ["world", "policies", "verifier", "labels-oracle", "labels-mc", "labels-test", "corrupted-train",
-          "prm-oracle", "prm-mc", "prm-likelihood-head", "search-oracle", "tree-oracle", "search-mc", "tree-mc",
+          "prm-oracle", "prm-mc", "prm-likelihood-head", "samples", "search-oracle", "tree-oracle", "search-mc",
+          "tree-mc",
           "tree-checker", "search-likelihood", "tree-likelihood", "search-likelihood-head", "tree-likelihood-head",
           "greedy-small", "greedy-large", "processbench", "corrupted-test",
           "processbench-corrupted", "processbench-likelihood", "processbench-corrupted-likelihood", "eval",

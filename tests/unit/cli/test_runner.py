@@ -196,6 +196,91 @@ def test_identical_problem_texts_in_one_chunk_do_not_share_samples():
     assert pool.generator.calls == 1
 
 
+def counting_script():
+    """A script whose every sample is new text (counted), so a replayed sample is told from a redrawn one."""
+    counter = iter(range(10_000))
+    return lambda problem, prefix, n: [f"Step: s{next(counter)}.\n\n" + FINAL.format(k % 3) for k in range(n)]
+
+
+def test_samples_from_an_earlier_run_are_scored_not_drawn_again(tmp_path):
+    sampling = "majority,best_of_n,weighted_best_of_n"
+    first_gen = ScriptedGenerator(counting_script())
+    run_sweep(config(**{"sweep.strategies": "majority", "strategies.majority.score_with_prm": "false"}), problems(),
+              first_gen, None, tmp_path / "a" / "results.jsonl", progress=False)
+    stored = tmp_path / "a" / "samples.jsonl"
+    assert len(stored.read_text().splitlines()) == 5  # one line per problem's request, N = 4 samples each
+    # The second run's own policy would draw other texts; with samples_from it draws nothing and its rows are
+    # those of a run that drew the first run's samples, token counters included.
+    second_gen = ScriptedGenerator(counting_script())
+    run_sweep(config(**{"sweep.strategies": sampling, "samples_from": str(tmp_path / "a")}), problems(), second_gen,
+              TablePRMScorer(scores), tmp_path / "b" / "results.jsonl", progress=False)
+    assert second_gen.calls == []
+    first = {row_key(r): r for r in read_results(tmp_path / "a" / "results.jsonl")}
+    second = {row_key(r): r for r in read_results(tmp_path / "b" / "results.jsonl")}
+    for key, row in second.items():
+        source = first[(key[0], "majority", key[2], None, 0)]
+        assert [c.text for c in row.completions] == [c.text for c in source.completions]
+        assert (row.compute.policy_tokens, row.compute.policy_forward_tokens) == (
+            source.compute.policy_tokens, source.compute.policy_forward_tokens)
+    assert all(row.completions[0].agg_score is not None for row in second.values())
+    # The second run's samples file holds what its rows are made of, so it can feed a third run in turn.
+    assert (tmp_path / "b" / "samples.jsonl").read_text() == stored.read_text()
+
+
+def test_samples_from_with_other_sampling_settings_draws_them(tmp_path, caplog):
+    run_sweep(config(**{"sweep.strategies": "majority"}), problems(), *fakes(), tmp_path / "a" / "results.jsonl",
+              progress=False)
+    generator = ScriptedGenerator(script)
+    with caplog.at_level("WARNING"):
+        run_sweep(config(**{"sweep.strategies": "best_of_n", "strategies.best_of_n.temperature": "0.5",
+                            "samples_from": str(tmp_path / "a")}),
+                  problems(), generator, TablePRMScorer(scores), tmp_path / "b" / "results.jsonl", progress=False)
+    assert len(generator.calls) == 3  # every chunk drawn
+    assert "none of this run's requests were there" in caplog.text
+
+
+def test_samples_from_another_policy_is_refused_naming_the_line(tmp_path):
+    run_sweep(config(**{"sweep.strategies": "majority"}), problems(), *fakes(), tmp_path / "a" / "results.jsonl",
+              progress=False)
+    other = ScriptedGenerator(script, name="other-policy")
+    with pytest.raises(ValueError, match=r"samples\.jsonl: line 1: samples of policy 'scripted-policy', but this "
+                                         r"run's policy is 'other-policy'"):
+        run_sweep(config(**{"sweep.strategies": "best_of_n", "samples_from": str(tmp_path / "a")}), problems(),
+                  other, TablePRMScorer(scores), tmp_path / "b" / "results.jsonl", progress=False)
+    assert not (tmp_path / "b" / "results.jsonl").exists()
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"policy": "scripted-policy"}', "missing problem, prefix"),
+    ('{"policy": "p", "problem": "x", "prefix": "", "temperature": 0.8, "top_p": 1, "max_tokens": 9, "seed": 0, '
+     '"stop": null, "occurrence": 0, "completions": [{"text": "a", "num_tokens": -1, "finish_reason": "eos", '
+     '"forward_tokens": null}]}', r"completions\[0\]: num_tokens"),
+    ('{"policy": "p", "problem": "x", "prefix": "", "temperature": 0.8, "top_p": 1, "max_tokens": 9, "seed": 0, '
+     '"stop": null, "occurrence": 0, "completions": [{"text": "a", "num_tokens": 1, "finish_reason": "done", '
+     '"forward_tokens": null}]}', "finish_reason must be one of stop, eos, length"),
+    ('{"policy": "p", "problem": "x", "prefix": "", "temperature": -1, "top_p": 1, "max_tokens": 9, "seed": 0, '
+     '"stop": null, "occurrence": 0, "completions": []}', "sampling parameters: temperature must be >= 0"),
+])
+def test_a_malformed_samples_line_is_refused_naming_file_line_and_field(tmp_path, line, message):
+    from inference.samples import load_samples
+
+    path = tmp_path / "samples.jsonl"
+    path.write_text('{"policy": "p", "problem": "y", "prefix": "", "temperature": 0.8, "top_p": 1, "max_tokens": 9, '
+                    '"seed": 0, "stop": null, "occurrence": 0, "completions": []}\n' + line + "\n")
+    with pytest.raises(ValueError, match=rf"samples\.jsonl: line 2: .*{message}"):
+        load_samples([path], "p", ["x"])
+
+
+def test_samples_from_a_directory_without_samples_or_without_sharing_is_refused(tmp_path):
+    from inference.config import ConfigError
+    from inference.samples import sample_files
+
+    with pytest.raises(FileNotFoundError, match="no samples\\*.jsonl in this directory"):
+        sample_files(tmp_path)
+    with pytest.raises(ConfigError, match="samples_from needs share_samples: true"):
+        config(**{"samples_from": str(tmp_path), "share_samples": "false"})
+
+
 def test_chunks_bound_the_problems_per_model_call(tmp_path):
     generator, scorer = fakes()
     run_sweep(config(**{"sweep.strategies": "beam_search", "chunk_size": "3"}), problems(7), generator, scorer,

@@ -92,7 +92,7 @@ def test_likelihood_stage_reads_policy_large_as_verifier_and_feeds_eval():
     assert value("--policy.model_name_or_path") == "checkpoints/policy-small"
     # The last step (the boxed answer) is fluent whatever came before it: solutions are scored by their minimum.
     assert value("--strategies.best_of_n.aggregation") == value("--strategies.weighted_best_of_n.aggregation") == "min"
-    assert stages["search-likelihood"].after == ("policies",)
+    assert stages["search-likelihood"].after == ("policies", "samples")
     assert "search-likelihood" in stages["eval"].after
     assert "runs/x/search/search-likelihood" in stages["eval"].command
     # ProcessBench-style, in calls of their own (prm_style applies to every PRM of one call), into the report.
@@ -103,6 +103,26 @@ def test_likelihood_stage_reads_policy_large_as_verifier_and_feeds_eval():
         assert bench[bench.index("--data") + 1] == f"runs/x/labels/{data}.jsonl"
         assert json.loads(bench[bench.index("--prms") + 1]) == {"policy-large-likelihood": "checkpoints/policy-large"}
     assert "runs/x/processbench-likelihood/processbench-policy-large-likelihood.json" in stages["report"].command
+
+
+def test_every_sampling_stage_scores_the_samples_stage_s_samples_and_tree_stages_draw_their_own():
+    stages = _stages()
+
+    def value(command, flag):
+        return command[command.index(flag) + 1] if flag in command else None
+
+    drawn = stages["samples"].command
+    assert value(drawn, "--strategies.majority.score_with_prm") == "false" and "--prm.path" not in drawn
+    sampling = [name for name in stages if name.startswith("search-")]
+    assert len(sampling) == 4
+    for name in sampling:
+        command = stages[name].command
+        assert value(command, "--samples_from") == "runs/x/search/samples" and "samples" in stages[name].after
+        # The same policy, seed, problems and largest N as the samples were drawn with, or nothing would match.
+        for flag in ("--policy.model_name_or_path", "--seed", "--benchmark.num_per_level", "--sweep.max_n"):
+            assert value(command, flag) == value(drawn, flag), (name, flag)
+    for name in (n for n in stages if n.startswith("tree-")):
+        assert "--samples_from" not in stages[name].command and "samples" not in stages[name].after
 
 
 def test_a_hyphenated_flag_is_refused_naming_its_underscore_spelling(capsys):
