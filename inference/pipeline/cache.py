@@ -100,27 +100,41 @@ def _clean(paths: Sequence[str]) -> None:
             path.unlink(missing_ok=True)
 
 
-def _environment() -> dict[str, str]:
+def _environment(threads: int | None = None) -> dict[str, str]:
+    """The stages' environment; `threads` sets OMP_NUM_THREADS (torch's CPU threads, and accelerate launch's) unless
+    the caller's environment sets it."""
     env = dict(os.environ)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    if threads is not None:
+        env.setdefault("OMP_NUM_THREADS", str(threads))
     if not env.get("WANDB_API_KEY"):
         env["WANDB_MODE"] = "offline"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return env
 
 
-def run_stage(stage: Stage, opts: PipelineOptions) -> None:
-    """Run the stage's command from the repository root, teeing its output into `<run>/logs/<stage>.log`."""
-    command = stage.command + (stage.late_args(opts) if stage.late_args else [])
+def _command(stage: Stage, opts: PipelineOptions) -> list[str]:
+    return stage.command + (stage.late_args(opts) if stage.late_args else [])
+
+
+def _open_log(stage: Stage, opts: PipelineOptions, command: list[str]) -> Path:
     log_path = opts.run_dir / "logs" / f"{stage.name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"\n$ {' '.join(command)}\n")
+    return log_path
+
+
+def run_stage(stage: Stage, opts: PipelineOptions) -> None:
+    """Run the stage's command from the repository root, teeing its output into `<run>/logs/<stage>.log`."""
+    command = _command(stage, opts)
+    log_path = _open_log(stage, opts, command)
     # Output goes to the terminal (progress bars with ETAs) and is teed into the stage's log file.
     process = subprocess.Popen(
-        command, cwd=REPO_ROOT, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0
+        command, cwd=REPO_ROOT, env=_environment(opts.threads_per_stage), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, bufsize=0,
     )
     assert process.stdout is not None
     with open(log_path, "ab") as log:
@@ -134,24 +148,86 @@ def run_stage(stage: Stage, opts: PipelineOptions) -> None:
 
 
 def run_stages(stages: Sequence[Stage], opts: PipelineOptions, only: Sequence[str] | None = None) -> None:
-    """Run, in order, every stage that is not done with its current key (all with `opts.force`; with `only`, just
-    those named), printing one status line a stage. Raises StageFailed; Ctrl-C leaves finished stages marked."""
+    """Run every stage that is not done with its current key (all with `opts.force`; with `only`, just those
+    named), printing one status line a stage. With `opts.jobs` > 1 up to that many run at once, each as soon as
+    the stages it runs after are done, in stage order. Raises StageFailed; Ctrl-C leaves finished stages marked."""
     keys: dict[str, str] = {}
     started = time.time()
+    todo: list[tuple[str, Stage]] = []
     for index, stage in enumerate(stages, start=1):
         keys[stage.name] = stage_key(stage, keys)
         prefix = f"[{index}/{len(stages)}] {stage.name}"
         if only is not None and stage.name not in only:
             print(f"{prefix}: skipped (--only)", flush=True)
-            continue
-        if not opts.force and is_done(opts.run_dir, stage, keys[stage.name]):
+        elif not opts.force and is_done(opts.run_dir, stage, keys[stage.name]):
             print(f"{prefix}: cached", flush=True)
-            continue
-        if opts.force or previous_key(opts.run_dir, stage) not in (None, keys[stage.name]):
-            # Inputs changed (or --force): old outputs would be resumed from; remove them.
-            _clean(stage.clean_on_rerun)
-        print(f"{prefix}: {stage.description}  (elapsed {time.time() - started:.0f}s)", flush=True)
-        stage_started = time.time()
-        run_stage(stage, opts)
-        mark_done(opts.run_dir, stage, keys[stage.name], time.time() - stage_started)
-        print(f"{prefix}: done in {time.time() - stage_started:.0f}s", flush=True)
+        elif opts.jobs > 1:
+            todo.append((prefix, stage))
+        else:
+            _prepare(stage, opts, keys, prefix, started)
+            stage_started = time.time()
+            run_stage(stage, opts)
+            mark_done(opts.run_dir, stage, keys[stage.name], time.time() - stage_started)
+            print(f"{prefix}: done in {time.time() - stage_started:.0f}s", flush=True)
+    if todo:
+        _run_concurrently(todo, opts, keys, started)
+
+
+def _prepare(stage: Stage, opts: PipelineOptions, keys: dict[str, str], prefix: str, started: float) -> None:
+    """Remove the outputs of a stage whose inputs changed, and print its start line."""
+    if opts.force or previous_key(opts.run_dir, stage) not in (None, keys[stage.name]):
+        # Inputs changed (or --force): old outputs would be resumed from; remove them.
+        _clean(stage.clean_on_rerun)
+    print(f"{prefix}: {stage.description}  (elapsed {time.time() - started:.0f}s)", flush=True)
+
+
+def _run_concurrently(todo: list[tuple[str, Stage]], opts: PipelineOptions, keys: dict[str, str],
+                      started: float) -> None:
+    """Up to `opts.jobs` stages at a time, each once the stages it runs after are done; their output goes to their
+    logs only (interleaved progress bars would be unreadable). After a failure no new stage starts and the running
+    ones finish (and are marked done) before StageFailed is raised; Ctrl-C stops the running ones."""
+    waiting = list(todo)
+    unfinished = {stage.name for _, stage in todo}
+    running: dict[subprocess.Popen, tuple[str, Stage, Path, float]] = {}
+    failure: StageFailed | None = None
+    try:
+        while waiting or running:
+            for item in list(waiting) if failure is None else []:
+                prefix, stage = item
+                if len(running) >= opts.jobs:
+                    break
+                if unfinished & set(stage.after):
+                    continue
+                waiting.remove(item)
+                _prepare(stage, opts, keys, prefix, started)
+                command = _command(stage, opts)
+                log_path = _open_log(stage, opts, command)
+                with open(log_path, "ab") as log:
+                    process = subprocess.Popen(command, cwd=REPO_ROOT, env=_environment(opts.threads_per_stage),
+                                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                running[process] = (prefix, stage, log_path, time.time())
+            if not running:
+                break
+            finished = [process for process in running if process.poll() is not None]
+            if not finished:
+                time.sleep(0.1)
+                continue
+            for process in finished:
+                prefix, stage, log_path, stage_started = running.pop(process)
+                if process.returncode == 0:
+                    mark_done(opts.run_dir, stage, keys[stage.name], time.time() - stage_started)
+                    unfinished.discard(stage.name)
+                    print(f"{prefix}: done in {time.time() - stage_started:.0f}s", flush=True)
+                elif failure is None:
+                    failure = StageFailed(stage, process.returncode, log_path)
+                    if running:
+                        names = ", ".join(entry[1].name for entry in running.values())
+                        print(f"{prefix}: failed; letting the running stages finish ({names})", flush=True)
+    except KeyboardInterrupt:
+        for process in running:
+            process.terminate()
+        for process in running:
+            process.wait()
+        raise
+    if failure is not None:
+        raise failure

@@ -70,6 +70,10 @@ class PipelineOptions:
     seed: int
     prm_base: str = "checkpoints/prm-verifier"
     retrain_verifier: bool = False
+    jobs: int = 1
+    """Stages run at once (each as soon as those it runs after are done)."""
+    threads_per_stage: int | None = None
+    """OMP_NUM_THREADS of each stage (None: the command's own default); a set OMP_NUM_THREADS wins."""
 
 
 def _python(*args: str) -> list[str]:

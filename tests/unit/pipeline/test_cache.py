@@ -63,3 +63,61 @@ def test_a_failed_stage_says_why_in_the_pipelines_own_line(tmp_path):
     with pytest.raises(StageFailed, match=r"^stage 'train' failed with exit status 1 \(train_prm.py: error: "
                                           r"labels.jsonl: line 3: 1 labels for 2 steps\); its log: "):
         run_stages([failing], _options(tmp_path))
+
+
+def _parallel(run_dir: Path, jobs: int = 2) -> PipelineOptions:
+    return PipelineOptions(run_dir=run_dir, scale=SCALES["smoke"], small_policy="s", large_policy="l", force=False,
+                           retrain_policies=False, wandb=False, seed=0, jobs=jobs, threads_per_stage=1)
+
+
+def _script(name: str, code: str, after: tuple[str, ...] = ()) -> Stage:
+    return Stage(name, name, [sys.executable, "-c", code], after=after)
+
+
+def _waits_for(path: Path, then: str) -> str:
+    """Code that fails unless `path` appears within 20 s (made by a stage running at the same time), then runs
+    `then`."""
+    return (f"import pathlib, time\np = pathlib.Path({str(path)!r})\ndeadline = time.time() + 20\n"
+            "while not p.exists() and time.time() < deadline: time.sleep(0.02)\n"
+            f"assert p.exists(), 'the other stage did not run beside this one'\n{then}")
+
+
+def test_jobs_run_independent_stages_at_once_and_a_stage_only_after_those_it_needs(tmp_path, capsys):
+    a_ran, b_ran, c_saw = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    stages = [
+        # a and b each wait for the other's file: both finish only if they ran at the same time.
+        _script("a", f"import pathlib\npathlib.Path({str(a_ran)!r}).write_text('a')\n" + _waits_for(b_ran, "")),
+        _script("b", f"import pathlib\npathlib.Path({str(b_ran)!r}).write_text('b')\n" + _waits_for(a_ran, "")),
+        # c needs a and b: it runs once both are done (their files exist), and its environment has one thread.
+        _script("c", "import os, pathlib\n"
+                     f"assert pathlib.Path({str(a_ran)!r}).exists() and pathlib.Path({str(b_ran)!r}).exists()\n"
+                     f"pathlib.Path({str(c_saw)!r}).write_text(os.environ['OMP_NUM_THREADS'])", after=("a", "b")),
+    ]
+    run_stages(stages, _parallel(tmp_path))
+    assert c_saw.read_text() == "1"
+    assert all(is_done(tmp_path, stage, stage_key(stage, {})) for stage in stages[:2])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if line.startswith("[3/3] c")][0].startswith("[3/3] c: c  (elapsed")
+    assert lines.index(next(l for l in lines if l.startswith("[3/3] c: c"))) > max(
+        lines.index(next(l for l in lines if l.startswith(f"[{i}/3] {n}: done"))) for i, n in ((1, "a"), (2, "b")))
+
+
+def test_after_a_failure_running_stages_finish_and_no_new_one_starts(tmp_path):
+    slow_done, late_ran = tmp_path / "slow", tmp_path / "late"
+    stages = [
+        _script("slow", f"import pathlib, time\ntime.sleep(1.0)\npathlib.Path({str(slow_done)!r}).write_text('x')"),
+        _script("fail", "raise SystemExit(4)"),
+        _script("late", f"import pathlib\npathlib.Path({str(late_ran)!r}).write_text('x')"),
+    ]
+    with pytest.raises(StageFailed, match="stage 'fail' failed with exit status 4"):
+        run_stages(stages, _parallel(tmp_path))
+    assert slow_done.exists() and is_done(tmp_path, stages[0], stage_key(stages[0], {}))  # its work is kept
+    assert not late_ran.exists() and previous_key(tmp_path, stages[2]) is None
+
+
+@pytest.mark.parametrize("jobs, cores, expected", [("auto", 2, (2, 1)), ("auto", 16, (4, 4)), ("auto", 1, (1, 1)),
+                                                    ("1", 2, (1, None)), ("3", 12, (3, 4))])
+def test_jobs_flag_sets_stages_at_once_and_threads_per_stage(jobs, cores, expected):
+    from inference.pipeline.cli import parallelism
+
+    assert parallelism(jobs, cores) == expected
