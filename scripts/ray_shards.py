@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -34,6 +35,8 @@ examples:
 MISSING_RAY = "ray is not installed; install the ray extra: pip install -e '.[ray]'"
 STOPPED_EXIT_CODES = (130, 143)
 """`ttc-infer run` stopped by Ctrl-C or SIGTERM (e.g. a preempted node): worth a retry, unlike an error."""
+PR_SET_PDEATHSIG = 1
+"""prctl option (linux/prctl.h): the signal a process gets when its parent dies."""
 
 
 class ShardStopped(Exception):
@@ -78,6 +81,15 @@ def shard_log_path(output_dir: Path, index: int, num_shards: int) -> Path:
     return output_dir / "logs" / f"shard-{index}-of-{num_shards}.log"
 
 
+def stop_with_parent() -> None:
+    """In the shard's process before it starts (Linux): SIGTERM it when its Ray worker dies (a cancelled job, a
+    stopped local instance), so that it stops at a chunk boundary rather than running on beside a rerun."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def run_shard(command: list[str], cwd: str, log_path: str) -> int:
     """Run one shard's `ttc-infer run`, its output appended to `log_path`; returns its exit code (raises
     ShardStopped when a signal stopped it, so that Ray retries it)."""
@@ -85,7 +97,8 @@ def run_shard(command: list[str], cwd: str, log_path: str) -> int:
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} on {os.uname().nodename}: {' '.join(command)}\n")
         log.flush()
-        code = subprocess.run(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+        code = subprocess.run(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, check=False,
+                              preexec_fn=stop_with_parent).returncode
     if code < 0 or code in STOPPED_EXIT_CODES:
         raise ShardStopped(f"stopped (exit {code})")
     return code
@@ -174,11 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{PROG}: shard {shards[i]} done: {last_line(logs[i], 'results:')}", flush=True)
             else:
                 detail = last_line(logs[i])
-                failures.append(f"shard {shards[i]} failed ({reason})" + (f": {detail}" if detail else "")
-                                + f"; log: {logs[i]}")
+                failures.append((i, f"shard {shards[i]} failed ({reason})" + (f": {detail}" if detail else "")
+                                     + f"; log: {logs[i]}"))
     finally:
         ray.shutdown()
-    for failure in failures:
+    for _, failure in sorted(failures):
         error(failure)
     if failures:
         print(f"{PROG}: finished shards are kept; rerun the same command to resume the others", file=sys.stderr)
