@@ -167,6 +167,13 @@ def _overrides(args: argparse.Namespace, extras: Sequence[str]) -> dict[str, Any
     return {k: (v[0] if isinstance(v, list) and len(v) == 1 else v) for k, v in cli.items()}
 
 
+def resolve_run_config(argv: Sequence[str]) -> RunConfig:
+    """The config `ttc-infer run <argv>` runs (its `--config` file under its `--key value` flags), for a driver that
+    launches such runs and needs their output directory; raises UsageError or ConfigError as the CLI would."""
+    args, extras = make_parser().parse_known_args(["run", *argv])
+    return parse_config(RunConfig, args.config, _overrides(args, extras))
+
+
 def _run(args: argparse.Namespace, cli: dict[str, Any]) -> int:
     from inference import runner
     from inference.samples import sample_files
