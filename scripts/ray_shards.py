@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -35,8 +34,6 @@ examples:
 MISSING_RAY = "ray is not installed; install the ray extra: pip install -e '.[ray]'"
 STOPPED_EXIT_CODES = (130, 143)
 """`ttc-infer run` stopped by Ctrl-C or SIGTERM (e.g. a preempted node): worth a retry, unlike an error."""
-PR_SET_PDEATHSIG = 1
-"""prctl option (linux/prctl.h): the signal a process gets when its parent dies."""
 
 
 class ShardStopped(Exception):
@@ -81,18 +78,12 @@ def shard_log_path(output_dir: Path, index: int, num_shards: int) -> Path:
     return output_dir / "logs" / f"shard-{index}-of-{num_shards}.log"
 
 
-def stop_with_parent() -> None:
-    """In the shard's process before it starts (Linux): SIGTERM it when its Ray worker dies (a cancelled job, a
-    stopped local instance), so that it stops at a chunk boundary rather than running on beside a rerun."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def run_shard(command: list[str], cwd: str, log_path: str) -> int:
     """Run one shard's `ttc-infer run`, its output appended to `log_path`; returns its exit code (raises
-    ShardStopped when a signal stopped it, so that Ray retries it)."""
+    ShardStopped when a signal stopped it, so that Ray retries it). It gets SIGTERM when its Ray worker dies (a
+    cancelled job, a stopped local instance)."""
+    from inference.child_processes import stop_with_parent
+
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} on {os.uname().nodename}: {' '.join(command)}\n")

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from data_prep.io import atomic_write_text
+from inference.child_processes import stop_with_parent
 from inference.pipeline.stages import REPO_ROOT, PipelineOptions, Stage
 
 STAGE_MARKER_DIR = ".stages"
@@ -134,7 +135,7 @@ def run_stage(stage: Stage, opts: PipelineOptions) -> None:
     # Output goes to the terminal (progress bars with ETAs) and is teed into the stage's log file.
     process = subprocess.Popen(
         command, cwd=REPO_ROOT, env=_environment(opts.threads_per_stage), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, bufsize=0,
+        stderr=subprocess.STDOUT, bufsize=0, preexec_fn=stop_with_parent,
     )
     assert process.stdout is not None
     with open(log_path, "ab") as log:
@@ -203,8 +204,10 @@ def _run_concurrently(todo: list[tuple[str, Stage]], opts: PipelineOptions, keys
                 command = _command(stage, opts)
                 log_path = _open_log(stage, opts, command)
                 with open(log_path, "ab") as log:
+                    # A child writing to its log would outlive a killed pipeline and run beside the rerun.
                     process = subprocess.Popen(command, cwd=REPO_ROOT, env=_environment(opts.threads_per_stage),
-                                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                               preexec_fn=stop_with_parent)
                 running[process] = (prefix, stage, log_path, time.time())
             if not running:
                 break

@@ -121,3 +121,41 @@ def test_jobs_flag_sets_stages_at_once_and_threads_per_stage(jobs, cores, expect
     from inference.pipeline.cli import parallelism
 
     assert parallelism(jobs, cores) == expected
+
+
+def test_a_stage_of_a_killed_pipeline_stops_with_it(tmp_path):
+    """SIGKILL of the pipeline (no handler runs) must not leave a stage writing to its log beside the rerun."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    driver = (
+        "import sys; from pathlib import Path\n"
+        "from inference.pipeline.cache import run_stages\n"
+        "from inference.pipeline.scales import SCALES\n"
+        "from inference.pipeline.stages import PipelineOptions, Stage\n"
+        f"code = \"import os, pathlib, time; pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); "
+        "time.sleep(60)\"\n"
+        "stages = [Stage(n, n, [sys.executable, '-c', code]) for n in ('a', 'b')]\n"
+        f"run_stages(stages, PipelineOptions(run_dir=Path({str(tmp_path)!r}), scale=SCALES['smoke'], "
+        "small_policy='s', large_policy='l', force=False, retrain_policies=False, wandb=False, seed=0, jobs=2))\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", driver], cwd=Path(__file__).resolve().parents[3])
+    deadline = time.time() + 30
+    while not pid_file.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the stage kept running after its pipeline was killed")
