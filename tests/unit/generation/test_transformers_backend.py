@@ -175,16 +175,10 @@ def test_rows_repeating_a_prompt_prefill_it_once_and_complete_as_without():
     shared = TransformersGenerator(policy, device="cpu", seed=0)
     plain = TransformersGenerator(policy, device="cpu", seed=0)
     plain._cache_keyword = None  # every row prefilled by generate itself
-    prefills = []  # per call: (rows, cached positions) of the shared prefill, None when generate prefilled all
-    original = shared._shared_prefill
-
-    def recording(batch, input_ids, attention_mask):
-        keywords = original(batch, input_ids, attention_mask)
-        prefills.append(next((len(batch), cache.get_seq_length()) for cache in keywords.values()) if keywords
-                        else None)
-        return keywords
-
-    shared._shared_prefill = recording
+    prefills = []  # (rows, positions) of every forward over more than one position: the prefills
+    shared.model.register_forward_pre_hook(
+        lambda module, args, kwargs: prefills.append(tuple(kwargs["input_ids"].shape))
+        if kwargs["input_ids"].shape[1] > 1 else None, with_kwargs=True)
     problems = generate_problems("test", 1, seed=3)[1:4]  # prompts of different lengths: left padding
     requests = [GenerationRequest(problem.problem) for problem in problems]
     # A beam one step in, twice (two children of one parent), beside fresh requests.
@@ -196,9 +190,9 @@ def test_rows_repeating_a_prompt_prefill_it_once_and_complete_as_without():
     assert with_sharing == without
     greedy = SamplingParams(temperature=0.0, max_tokens=40)
     assert shared.generate(requests, n=1, params=greedy) == plain.generate(requests, n=1, params=greedy)
-    # Both calls took the shared prefill: every prompt token but the last, repeated to all 15 and 5 rows.
+    # Both calls prefilled the 4 distinct prompts once (the 15 and 5 rows took copies of their keys and values).
     width = max(map(len, shared.prompt_token_ids(requests)))
-    assert prefills == [(15, width - 1), (5, width - 1)]
+    assert prefills == [(4, width), (4, width)]
     # Forward tokens: each distinct prompt prefilled once (all but the token whose forward gives the first new
     # one), against once per row without sharing; one per generated token either way.
     prompts = [len(ids) - 1 for ids in shared.prompt_token_ids(requests)]
@@ -208,8 +202,7 @@ def test_rows_repeating_a_prompt_prefill_it_once_and_complete_as_without():
     # Greedy n > 1 decodes once: the copies ran nothing.
     (copies,) = shared.generate(requests[:1], n=3, params=greedy)
     assert [c.forward_tokens for c in copies] == [prompts[0] + copies[0].num_tokens, 0, 0]
-    # Only distinct prompts: nothing to share, generate prefills as usual.
-    assert original([[1, 2, 3], [4, 5, 6]], torch.tensor([[1, 2, 3], [4, 5, 6]]), torch.ones(2, 3, dtype=torch.long)) == {}
+    assert prefills[2:] == [(1, prompts[0] + 1)]
 
 
 def test_prefix_is_appended_after_the_open_assistant_turn(tiny_generator):
