@@ -35,7 +35,7 @@ from inference.generation.common import (
     resolve_device,
     resolve_dtype,
 )
-from inference.kv_cache import cache_keyword, has_only_full_attention, returned_cache
+from inference.kv_cache import cache_keyword, has_only_full_attention, preallocate, returned_cache
 from inference.memory import halve_on_oom
 from inference.prompts import PROMPT_DATE, PromptedBackend
 from inference.types import Completion, FinishReason, GenerationRequest, SamplingParams
@@ -330,6 +330,7 @@ class TransformersGenerator(PromptedBackend):
         lengths = [max_new] * rows
         with torch.inference_mode():
             logits, cache, positions = self._prefill(batch, input_ids, attention_mask)
+            preallocate(cache, max_new - 1)
             live = torch.arange(rows, device=self.device)  # the batch row of each row still decoding
             live_rows = list(range(rows))
             scores = torch.zeros((rows, logits.shape[-1]), device=self.device) if warpers is not None else None
@@ -361,7 +362,7 @@ class TransformersGenerator(PromptedBackend):
                     live_rows = live.tolist()
                 output = self.model(
                     input_ids=picked[:, None],
-                    attention_mask=mask[:, : width + step + 1],
+                    attention_mask=self._decode_mask(mask, width + step + 1),
                     position_ids=positions[:, None],
                     use_cache=True,
                     **{self._cache_keyword: cache},
@@ -371,6 +372,13 @@ class TransformersGenerator(PromptedBackend):
         new_tokens = tokens.tolist()
         return [row[:length] for row, length in zip(new_tokens, lengths, strict=True)], (
             watcher.stopped_at if watcher else [None] * rows)
+
+    def _decode_mask(self, mask: Any, length: int) -> Any:
+        """The attention mask of one decoding step over `length` positions: for SDPA the [rows, 1, 1, length] boolean
+        mask the model would build from the 2-D one (it takes a 4-D mask as given), which saves building it per step."""
+        if self.model.config._attn_implementation == "sdpa":
+            return mask[:, None, None, :length].bool()
+        return mask[:, :length]
 
     def _warpers(self, params: SamplingParams) -> Any:
         """The logits warpers `generate` applies for these settings (see `_generation_config`); None when greedy."""
