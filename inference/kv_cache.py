@@ -73,7 +73,7 @@ def _buffered_layer() -> type:
 
         def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
             start, added = self.keys.shape[-2], key_states.shape[-2]
-            if start + added > self.key_buffer.shape[-2]:  # past the reserve: grow as a plain layer would
+            if start + added > self.key_buffer.shape[-2]:  # past the reserve: double it
                 self.reserve(max(added, self.key_buffer.shape[-2]))
             self.key_buffer[..., start : start + added, :] = key_states
             self.value_buffer[..., start : start + added, :] = value_states
@@ -81,9 +81,14 @@ def _buffered_layer() -> type:
             return self.keys, self.values
 
         def reorder_cache(self, beam_idx: Any) -> None:
+            # Only the filled part is copied (the reserve may be much longer).
             length = self.keys.shape[-2]
-            self.key_buffer = self.key_buffer.index_select(0, beam_idx.to(self.key_buffer.device))
-            self.value_buffer = self.value_buffer.index_select(0, beam_idx.to(self.value_buffer.device))
+            index = beam_idx.to(self.key_buffer.device)
+            for name in ("key_buffer", "value_buffer"):
+                buffer = getattr(self, name)
+                taken = buffer.new_empty((len(index), *buffer.shape[1:]))
+                taken[..., :length, :] = buffer[..., :length, :].index_select(0, index)
+                setattr(self, name, taken)
             self._view(length)
 
     return BufferedLayer

@@ -11,6 +11,7 @@ does what `model.generate` does (the same logits warpers, softmax and `torch.mul
 seed gives the same samples; tests check it) with less work per step:
 - rows with the same prompt (the n samples of a request, the children of one beam) are prefilled once: their keys
   and values are computed for one copy and repeated to every row;
+- keys and values are written into buffers reserved after the prefill, not concatenated to the whole cache per token;
 - finished rows leave the batch (their keys and values are dropped), so the last long samples run alone;
 - stop strings are looked for only in rows whose new token can end one (a per-vocabulary table), instead of
   decoding every row every step.
@@ -330,7 +331,7 @@ class TransformersGenerator(PromptedBackend):
         lengths = [max_new] * rows
         with torch.inference_mode():
             logits, cache, positions = self._prefill(batch, input_ids, attention_mask)
-            preallocate(cache, max_new - 1)
+            preallocate(cache, min(max_new - 1, 64))  # a reserve that doubles when full: a step rarely needs 512
             live = torch.arange(rows, device=self.device)  # the batch row of each row still decoding
             live_rows = list(range(rows))
             scores = torch.zeros((rows, logits.shape[-1]), device=self.device) if warpers is not None else None
