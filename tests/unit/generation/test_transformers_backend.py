@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import string
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,102 @@ def test_empty_request_list_and_bad_batch_size(tiny_generator, tiny_policy_dir):
     assert tiny_generator.generate([], n=2, params=GREEDY) == []
     with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         TransformersGenerator(str(tiny_policy_dir), device="cpu", batch_size=0)
+
+
+def shipped_policy() -> TransformersGenerator:
+    return TransformersGenerator(str(Path(__file__).resolve().parents[3] / "checkpoints" / "policy-small"),
+                                 device="cpu", batch_size=64, seed=0)
+
+
+def tree_step_requests() -> list[GenerationRequest]:
+    """Prefixes of 1-3 gold steps of three synthetic problems: prompts of different lengths, one step each."""
+    from data_prep.synthetic import generate_problems, gold_steps
+
+    problems = [p for p in generate_problems("test", 2, seed=0) if p.level >= 3][:3]
+    return [GenerationRequest(p.problem, "\n\n".join(gold_steps(p)[:k]) + "\n\n") for p in problems for k in (1, 2, 3)]
+
+
+def test_decode_loop_equals_plain_generate_per_prompt_on_greedy_decoding():
+    # The plain path: each prompt alone through model.generate (no padding, no batch), with transformers' own
+    # stop-string criterion; the loop decodes all rows in one left-padded batch that rows leave as they finish.
+    generator = shipped_policy()
+    requests = tree_step_requests()
+    decode_rows = []
+    generator.model.register_forward_pre_hook(
+        lambda module, args, kwargs: decode_rows.append(kwargs["input_ids"].shape[0])
+        if kwargs["input_ids"].shape[1] == 1 else None, with_kwargs=True)
+    for stop in (["\n\n"], None):
+        params = SamplingParams(temperature=0.0, max_tokens=48)
+        completions = generator.generate(requests, n=1, params=params, stop=stop)
+        for request, (completion,) in zip(requests, completions, strict=True):
+            ids = torch.tensor([generator.prompt_token_ids([request])[0]])
+            with torch.inference_mode():
+                output = generator.model.generate(
+                    ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=48,
+                    pad_token_id=generator.pad_id, stop_strings=stop, tokenizer=generator.tokenizer)
+            tokens = output[0, ids.shape[1]:].tolist()
+            assert completion.num_tokens == len(tokens)  # generate ends a row at its stop, EOS or max_new_tokens
+            text = generator.tokenizer.decode(tokens, skip_special_tokens=True)
+            if completion.finish_reason == "stop":
+                assert text.endswith("\n\n") and completion.text == cut_after_first_stop(text, stop)
+            else:
+                assert completion.text == text
+        assert ("stop" in {c.finish_reason for (c,) in completions}) == bool(stop)
+    # Rows left the batch as they finished: the decode forwards shrank from all 9 rows.
+    assert decode_rows[0] == len(requests) and min(decode_rows) < len(requests)
+    assert all(later <= earlier for earlier, later in zip(decode_rows, decode_rows[1:]) if later != len(requests))
+
+
+def test_seeded_samples_equal_generate_s_although_rows_leave_the_batch():
+    # model.generate keeps finished rows in the batch (padded) and draws its multinomial over all of them; the loop
+    # drops them but keeps every row's place in the table it samples from, so the same seed gives the same samples.
+    looped, generated = shipped_policy(), shipped_policy()
+    generated._cache_keyword = None  # model.generate
+    requests = tree_step_requests()
+    params = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=40, seed=7)
+    from inference.kv_cache import _buffered_layer
+
+    layer = _buffered_layer()
+    original = layer.reorder_cache
+    compactions: list[int] = []
+
+    def recording(self, beam_idx):
+        compactions.append(len(beam_idx))
+        original(self, beam_idx)
+
+    layer.reorder_cache = recording
+    try:
+        completions = looped.generate(requests, n=3, params=params, stop=["\n\n"])
+    finally:
+        layer.reorder_cache = original
+    assert compactions and min(compactions) < len(requests) * 3  # rows did leave the batch
+    assert completions == generated.generate(requests, n=3, params=params, stop=["\n\n"])
+    assert len({c.text for per in completions for c in per}) > len(requests)  # samples, not copies
+
+
+def test_stop_strings_are_checked_only_where_the_new_token_can_end_one(tiny_tokenizer):
+    from inference.generation.transformers_backend import stop_enders
+
+    table = stop_enders(tiny_tokenizer, ["\n\n"])
+    newline = tiny_tokenizer.encode("\n", add_special_tokens=False)
+    letter = tiny_tokenizer.encode("a", add_special_tokens=False)
+    assert all(table[token] for token in newline) and not any(table[token] for token in letter)
+    assert table[tiny_tokenizer.eos_token_id]  # decodes to nothing on its own: checked, to be safe
+    # No ASCII text token without a newline can end "\n\n" (a lone high byte can: it decodes to U+FFFD alone).
+    ascii_tokens = {token for char in string.printable for token in tiny_tokenizer.encode(char, add_special_tokens=False)}
+    assert {token for token in ascii_tokens if table[token]} == set(newline)
+    # A stop string ending in a space marks every token.
+    assert all(stop_enders(tiny_tokenizer, ["Step "]))
+    # The decode loop decodes only such rows: far fewer decodes than rows x steps.
+    generator = shipped_policy()
+    decodes = []
+    decode = generator.tokenizer.decode
+    generator.tokenizer.decode = lambda *args, **kwargs: decodes.append(1) or decode(*args, **kwargs)
+    try:
+        completions = generator.generate(tree_step_requests(), n=4, params=SamplingParams(0.8, 1.0, 40, seed=0),
+                                         stop=["\n\n"])
+    finally:
+        generator.tokenizer.decode = decode
+    generated = sum(c.num_tokens for per in completions for c in per)
+    final_decodes = sum(len(per) for per in completions)
+    assert len(decodes) - final_decodes < generated / 4
