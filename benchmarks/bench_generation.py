@@ -15,7 +15,7 @@ side's fastest of `--repeats` alternated runs with the same seed (the cores are 
 least slowed by other work).
 `--check_greedy` also decodes both workloads greedily both ways and checks the texts are equal.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_generation.py [--sample_problems 4] [--samples 32] [--tree_problems 4]
+    OMP_NUM_THREADS=1 python benchmarks/bench_generation.py [--sample_problems 4] [--samples 32] [--tree_problems 8]
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def main() -> int:
     parser.add_argument("--policy", default="checkpoints/policy-small")
     parser.add_argument("--sample_problems", type=int, default=4)
     parser.add_argument("--samples", type=int, default=32)
-    parser.add_argument("--tree_problems", type=int, default=4)
+    parser.add_argument("--tree_problems", type=int, default=8)
     parser.add_argument("--children", type=int, default=4, help="continuations per prefix (the beam width M)")
     parser.add_argument("--batch_size", type=int, default=64, help="policy batch size (configs/infer/tiny.yaml's)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each side, alternated; the fastest counts")
