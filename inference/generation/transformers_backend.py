@@ -36,7 +36,12 @@ from inference.generation.common import (
     resolve_device,
     resolve_dtype,
 )
-from inference.kv_cache import cache_keyword, has_only_full_attention, preallocate, returned_cache
+from inference.kv_cache import (
+    cache_keyword,
+    has_only_full_attention,
+    preallocate,
+    returned_cache,
+)
 from inference.memory import halve_on_oom
 from inference.prompts import PROMPT_DATE, PromptedBackend
 from inference.types import Completion, FinishReason, GenerationRequest, SamplingParams
@@ -142,12 +147,11 @@ class TransformersGenerator(PromptedBackend):
     ) -> None:
         """Load `model` (a local checkpoint directory or a cached hub id) and its tokenizer.
 
-        batch_size: most sequences (requests x n) per `model.generate` call.
+        batch_size: most sequences (requests x n) decoded together in one batch.
         seed: seeds the stream that gives each call a seed when `SamplingParams.seed` is None.
         chat_template: used instead of the tokenizer's own template (the tokenizer is not modified).
         prompt_date: the date a template that takes one writes into the prompt (`inference.prompts.PROMPT_DATE`).
         """
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if batch_size < 1:
@@ -171,7 +175,7 @@ class TransformersGenerator(PromptedBackend):
         # Left padding is masked out, so any id works; the EOS id is the usual stand-in when there is no pad.
         self.pad_id = pad_id if pad_id is not None else min(self.eos_ids)
         self.generate_calls = 0
-        """`model.generate` calls made so far (batches), for tests and compute accounting."""
+        """Batches decoded so far (each one decode loop or `model.generate` call), for tests and accounting."""
         self._cache_keyword = cache_keyword(self.model) if has_only_full_attention(self.model.config) else None
         """Under which keyword the model's forward takes a cache; None decodes with `model.generate`."""
         self._stop_enders: dict[tuple[str, ...], list[bool]] = {}
@@ -281,7 +285,9 @@ class TransformersGenerator(PromptedBackend):
         for row, (ids, tokens) in enumerate(zip(batch, new_tokens, strict=True)):
             completion = self._completion(tokens, stopped_at[row], stop)
             # Forward tokens: the prompt's prefill (all but its last token, whose forward gives the first new
-            # token; once per distinct prompt when it was shared) and one per generated token.
+            # token; once per distinct prompt when it was shared) and one per generated token. (The decode loop
+            # runs the last prompt token in the prefill, once, and no generated token after the last: the same
+            # total for a prompt's first row, one token fewer for each of its copies.)
             prefill = len(ids) - 1 if row in first_rows or not shared else 0
             completions.append(replace(completion, forward_tokens=prefill + completion.num_tokens))
         return completions
@@ -346,7 +352,8 @@ class TransformersGenerator(PromptedBackend):
                 if watcher is not None:
                     for position in can_end[picked].nonzero().flatten().tolist():
                         row = live_rows[position]
-                        if not done[position] and watcher.completes(tokens[row, max(0, step + 1 - watcher.window) : step + 1].tolist()):
+                        tail = tokens[row, max(0, step + 1 - watcher.window) : step + 1].tolist()
+                        if not done[position] and watcher.completes(tail):
                             watcher.stopped_at[row] = step + 1
                             done[position] = True
                 if step + 1 == max_new:
@@ -377,13 +384,17 @@ class TransformersGenerator(PromptedBackend):
     def _decode_mask(self, mask: Any, length: int) -> Any:
         """The attention mask of one decoding step over `length` positions: for SDPA the [rows, 1, 1, length] boolean
         mask the model would build from the 2-D one (it takes a 4-D mask as given), which saves building it per step."""
-        if self.model.config._attn_implementation == "sdpa":
+        if getattr(self.model.config, "_attn_implementation", None) == "sdpa":
             return mask[:, None, None, :length].bool()
         return mask[:, :length]
 
     def _warpers(self, params: SamplingParams) -> Any:
         """The logits warpers `generate` applies for these settings (see `_generation_config`); None when greedy."""
-        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+        from transformers import (
+            LogitsProcessorList,
+            TemperatureLogitsWarper,
+            TopPLogitsWarper,
+        )
 
         if params.temperature <= 0:
             return None

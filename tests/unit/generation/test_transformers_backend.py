@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import string
 from pathlib import Path
@@ -11,7 +12,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from inference.generation.common import cut_after_first_stop
-from inference.generation.transformers_backend import TransformersGenerator, _StopStringWatcher
+from inference.generation.transformers_backend import (
+    TransformersGenerator,
+    _StopStringWatcher,
+)
 from inference.types import GenerationRequest, SamplingParams
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=16)
@@ -260,7 +264,7 @@ def test_decode_loop_equals_plain_generate_per_prompt_on_greedy_decoding():
         assert ("stop" in {c.finish_reason for (c,) in completions}) == bool(stop)
     # Rows left the batch as they finished: the decode forwards shrank from all 9 rows.
     assert decode_rows[0] == len(requests) and min(decode_rows) < len(requests)
-    assert all(later <= earlier for earlier, later in zip(decode_rows, decode_rows[1:]) if later != len(requests))
+    assert all(later <= earlier for earlier, later in itertools.pairwise(decode_rows) if later != len(requests))
 
 
 def test_seeded_samples_equal_generate_s_although_rows_leave_the_batch():
