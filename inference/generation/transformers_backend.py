@@ -101,19 +101,21 @@ class _StopStringWatcher:
         return torch.tensor(self.ended, dtype=torch.bool, device=input_ids.device)
 
 
-def stop_enders(tokenizer: Any, stop: Sequence[str]) -> list[bool]:
+def stop_enders(tokenizer: Any, stop: Sequence[str], vocab_size: int = 0) -> list[bool]:
     """Per token id: whether generating it can complete one of `stop`, i.e. its text holds a stop string's last
     character, or its text alone may not be what it adds in context (empty, a partial UTF-8 byte).
 
     Any other token leaves the stop strings found in the decoded text as they were, so it needs no decode. A stop
     string ending in a space marks every token: tokenizers drop a token's leading space when it is decoded alone.
+    Ids the tokenizer lacks up to `vocab_size` (a model's padded embedding) are marked too.
     """
     last_chars = {item[-1] for item in stop}
-    vocab = max(len(tokenizer), max(tokenizer.get_vocab().values()) + 1)
+    known = max(len(tokenizer), max(tokenizer.get_vocab().values()) + 1)
+    padding = [True] * max(0, vocab_size - known)
     if " " in last_chars:
-        return [True] * vocab
-    texts = tokenizer.batch_decode([[token] for token in range(vocab)], skip_special_tokens=True)
-    return [not text or "\ufffd" in text or any(char in text for char in last_chars) for text in texts]
+        return [True] * known + padding
+    texts = tokenizer.batch_decode([[token] for token in range(known)], skip_special_tokens=True)
+    return [not text or "\ufffd" in text or any(char in text for char in last_chars) for text in texts] + padding
 
 
 def prompt_copies(batch: Sequence[Sequence[int]]) -> tuple[list[int], list[int]]:
@@ -268,7 +270,7 @@ class TransformersGenerator(PromptedBackend):
     def _watcher(self, stop: list[str], prompt_length: int, batch: int) -> _StopStringWatcher:
         key = tuple(stop)
         if key not in self._stop_enders:
-            self._stop_enders[key] = stop_enders(self.tokenizer, stop)
+            self._stop_enders[key] = stop_enders(self.tokenizer, stop, int(self.model.config.vocab_size or 0))
         return _StopStringWatcher(self.tokenizer, stop, prompt_length, self.eos_ids, batch, self._stop_enders[key])
 
     def _generate_batch(self, batch: list[list[int]], params: SamplingParams, stop: list[str]) -> list[Completion]:

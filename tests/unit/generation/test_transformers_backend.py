@@ -305,7 +305,8 @@ def test_stop_strings_are_checked_only_where_the_new_token_can_end_one(tiny_toke
     # No ASCII text token without a newline can end "\n\n" (a lone high byte can: it decodes to U+FFFD alone).
     ascii_tokens = {token for char in string.printable for token in tiny_tokenizer.encode(char, add_special_tokens=False)}
     assert {token for token in ascii_tokens if table[token]} == set(newline)
-    # A stop string ending in a space marks every token.
+    # Ids past the tokenizer's (a padded embedding) are checked; a stop string ending in a space marks every token.
+    assert stop_enders(tiny_tokenizer, ["\n\n"], vocab_size=len(table) + 3)[len(table):] == [True] * 3
     assert all(stop_enders(tiny_tokenizer, ["Step "]))
     # The decode loop decodes only such rows: far fewer decodes than rows x steps.
     generator = shipped_policy()
