@@ -1,4 +1,4 @@
-"""Policy backend on plain transformers: left-padded batches through `model.generate`, stop strings kept in the text.
+"""Policy backend on plain transformers: left-padded batches decoded step by step, stop strings kept in the text.
 
 Token accounting (the same rule as the vLLM backend, whose `num_tokens` is `len(output.token_ids)`):
 `Completion.num_tokens` counts every token the model generated for that completion, up to and including
@@ -6,13 +6,21 @@ the token that completed the first stop string (finish "stop"; that token may ru
 whose overhang is cut from the text), the EOS token (finish "eos"), or the last token (finish "length").
 Stop strings are matched in the generated text only, never across the prompt/prefix boundary.
 
-Rows of one batch with the same prompt (the n samples of a request, the children of one beam) are prefilled once:
-their keys and values are computed for one copy and repeated to every row before decoding starts, which gives the
-same completions as prefilling each row (a test checks it) for a fraction of the prefill compute.
+Models whose layers all use full attention are decoded by `_decode_batch`, a loop over the model's forward that
+does what `model.generate` does (the same logits warpers, softmax and `torch.multinomial` over the whole batch, so a
+seed gives the same samples; tests check it) with less work per step:
+- rows with the same prompt (the n samples of a request, the children of one beam) are prefilled once: their keys
+  and values are computed for one copy and repeated to every row;
+- keys and values are written into buffers reserved after the prefill, not concatenated to the whole cache per token;
+- finished rows leave the batch (their keys and values are dropped), so the last long samples run alone;
+- stop strings are looked for only in rows whose new token can end one (a per-vocabulary table), instead of
+  decoding every row every step.
+Other models (sliding-window or hybrid attention) go through `model.generate` with a stop-string criterion.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
@@ -28,7 +36,12 @@ from inference.generation.common import (
     resolve_device,
     resolve_dtype,
 )
-from inference.kv_cache import cache_keyword, has_only_full_attention, returned_cache
+from inference.kv_cache import (
+    cache_keyword,
+    has_only_full_attention,
+    preallocate,
+    returned_cache,
+)
 from inference.memory import halve_on_oom
 from inference.prompts import PROMPT_DATE, PromptedBackend
 from inference.types import Completion, FinishReason, GenerationRequest, SamplingParams
@@ -37,13 +50,22 @@ logger = logging.getLogger(__name__)
 
 
 class _StopStringWatcher:
-    """StoppingCriteria-compatible callable: marks a row done when its *generated* text contains a stop string.
+    """Finds, per row, the step at which its *generated* text first contains a stop string.
 
     It records, per row, how many tokens had been generated when the stop string completed, which is the
-    exact `num_tokens` of a "stop" completion. Only a short window of the newest tokens is decoded per step.
+    exact `num_tokens` of a "stop" completion. Only rows whose newest token can end a stop string (`can_end`) are
+    decoded, and only a short window of their newest tokens. As a StoppingCriteria it serves `model.generate`.
     """
 
-    def __init__(self, tokenizer: Any, stop: Sequence[str], prompt_length: int, eos_ids: set[int], batch: int) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        stop: Sequence[str],
+        prompt_length: int,
+        eos_ids: set[int],
+        batch: int,
+        can_end: Sequence[bool] | None = None,
+    ) -> None:
         self.tokenizer = tokenizer
         self.stop = list(stop)
         self.prompt_length = prompt_length
@@ -52,6 +74,14 @@ class _StopStringWatcher:
         self.window = max(len(item.encode("utf-8")) for item in self.stop) + 2
         self.stopped_at: list[int | None] = [None] * batch
         self.ended = [False] * batch
+        self.can_end = can_end if can_end is not None else stop_enders(tokenizer, self.stop)
+
+    def completes(self, tail: list[int]) -> bool:
+        """Whether the decoded window `tail` (newest generated tokens) contains a stop string."""
+        if not self.can_end[tail[-1]]:
+            return False
+        text = self.tokenizer.decode(tail, skip_special_tokens=True)
+        return any(item in text for item in self.stop)
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
@@ -65,11 +95,27 @@ class _StopStringWatcher:
             if tail and tail[-1] in self.eos_ids:
                 self.ended[row] = True
                 continue
-            text = self.tokenizer.decode(tail, skip_special_tokens=True)
-            if any(item in text for item in self.stop):
+            if tail and self.completes(tail):
                 self.ended[row] = True
                 self.stopped_at[row] = generated
         return torch.tensor(self.ended, dtype=torch.bool, device=input_ids.device)
+
+
+def stop_enders(tokenizer: Any, stop: Sequence[str], vocab_size: int = 0) -> list[bool]:
+    """Per token id: whether generating it can complete one of `stop`, i.e. its text holds a stop string's last
+    character, or its text alone may not be what it adds in context (empty, a partial UTF-8 byte).
+
+    Any other token leaves the stop strings found in the decoded text as they were, so it needs no decode. A stop
+    string ending in a space marks every token: tokenizers drop a token's leading space when it is decoded alone.
+    Ids the tokenizer lacks up to `vocab_size` (a model's padded embedding) are marked too.
+    """
+    last_chars = {item[-1] for item in stop}
+    known = max(len(tokenizer), max(tokenizer.get_vocab().values()) + 1)
+    padding = [True] * max(0, vocab_size - known)
+    if " " in last_chars:
+        return [True] * known + padding
+    texts = tokenizer.batch_decode([[token] for token in range(known)], skip_special_tokens=True)
+    return [not text or "\ufffd" in text or any(char in text for char in last_chars) for text in texts] + padding
 
 
 def prompt_copies(batch: Sequence[Sequence[int]]) -> tuple[list[int], list[int]]:
@@ -103,12 +149,11 @@ class TransformersGenerator(PromptedBackend):
     ) -> None:
         """Load `model` (a local checkpoint directory or a cached hub id) and its tokenizer.
 
-        batch_size: most sequences (requests x n) per `model.generate` call.
+        batch_size: most sequences (requests x n) decoded together in one batch.
         seed: seeds the stream that gives each call a seed when `SamplingParams.seed` is None.
         chat_template: used instead of the tokenizer's own template (the tokenizer is not modified).
         prompt_date: the date a template that takes one writes into the prompt (`inference.prompts.PROMPT_DATE`).
         """
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if batch_size < 1:
@@ -132,9 +177,13 @@ class TransformersGenerator(PromptedBackend):
         # Left padding is masked out, so any id works; the EOS id is the usual stand-in when there is no pad.
         self.pad_id = pad_id if pad_id is not None else min(self.eos_ids)
         self.generate_calls = 0
-        """`model.generate` calls made so far (batches), for tests and compute accounting."""
+        """Batches decoded so far (each one decode loop or `model.generate` call), for tests and accounting."""
         self._cache_keyword = cache_keyword(self.model) if has_only_full_attention(self.model.config) else None
-        """Under which keyword `generate` takes a prefilled cache; None prefills every row in `generate`."""
+        """Under which keyword the model's forward takes a cache; None decodes with `model.generate`."""
+        self._stop_enders: dict[tuple[str, ...], list[bool]] = {}
+        """`stop_enders` per tuple of stop strings."""
+        self._last_logits_only = (
+            {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {})
 
     def _eos_ids(self) -> set[int]:
         configured = self.model.generation_config.eos_token_id
@@ -207,9 +256,8 @@ class TransformersGenerator(PromptedBackend):
                 settings["min_p"] = 0.0
         return GenerationConfig(**settings)
 
-    def _generate_batch(self, batch: list[list[int]], params: SamplingParams, stop: list[str]) -> list[Completion]:
+    def _left_padded(self, batch: list[list[int]]) -> tuple[Any, Any]:
         import torch
-        from transformers import StoppingCriteriaList
 
         width = max(len(ids) for ids in batch)
         input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
@@ -217,10 +265,45 @@ class TransformersGenerator(PromptedBackend):
         for row, ids in enumerate(batch):
             input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
             attention_mask[row, width - len(ids) :] = 1
-        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
-        with torch.inference_mode():
-            prefilled = self._shared_prefill(batch, input_ids, attention_mask)
-        watcher = _StopStringWatcher(self.tokenizer, stop, width, self.eos_ids, len(batch)) if stop else None
+        return input_ids.to(self.device), attention_mask.to(self.device)
+
+    def _watcher(self, stop: list[str], prompt_length: int, batch: int) -> _StopStringWatcher:
+        key = tuple(stop)
+        if key not in self._stop_enders:
+            self._stop_enders[key] = stop_enders(self.tokenizer, stop, int(self.model.config.vocab_size or 0))
+        return _StopStringWatcher(self.tokenizer, stop, prompt_length, self.eos_ids, batch, self._stop_enders[key])
+
+    def _generate_batch(self, batch: list[list[int]], params: SamplingParams, stop: list[str]) -> list[Completion]:
+        """One batch's completions: token lists, then texts, finish reasons and counts by `_completion`."""
+        if self._cache_keyword is not None:
+            new_tokens, stopped_at = self._decode_batch(batch, params, stop)
+            shared = True
+        else:
+            new_tokens, stopped_at = self._generate_with_generate(batch, params, stop)
+            shared = False
+        self.generate_calls += 1
+        completions = []
+        first_rows = set(prompt_copies(batch)[1])
+        for row, (ids, tokens) in enumerate(zip(batch, new_tokens, strict=True)):
+            completion = self._completion(tokens, stopped_at[row], stop)
+            # Forward tokens: the prompt's prefill (all but its last token, whose forward gives the first new
+            # token; once per distinct prompt when it was shared) and one per generated token. (The decode loop
+            # runs the last prompt token in the prefill, once, and no generated token after the last: the same
+            # total for a prompt's first row, one token fewer for each of its copies.)
+            prefill = len(ids) - 1 if row in first_rows or not shared else 0
+            completions.append(replace(completion, forward_tokens=prefill + completion.num_tokens))
+        return completions
+
+    def _generate_with_generate(
+        self, batch: list[list[int]], params: SamplingParams, stop: list[str]
+    ) -> tuple[list[list[int]], list[int | None]]:
+        """`model.generate` on the whole batch (every row prefilled, finished rows padded to the longest)."""
+        import torch
+        from transformers import StoppingCriteriaList
+
+        input_ids, attention_mask = self._left_padded(batch)
+        width = input_ids.shape[1]
+        watcher = self._watcher(stop, width, len(batch)) if stop else None
         criteria = StoppingCriteriaList([watcher]) if watcher is not None else None
         with torch.inference_mode():
             output = self.model.generate(
@@ -228,40 +311,120 @@ class TransformersGenerator(PromptedBackend):
                 attention_mask=attention_mask,
                 generation_config=self._generation_config(params),
                 stopping_criteria=criteria,
-                **prefilled,
             )
-        self.generate_calls += 1
-        new_tokens = output[:, width:].tolist()
-        completions = []
-        first_rows = set(prompt_copies(batch)[1])
-        for row, (ids, tokens) in enumerate(zip(batch, new_tokens, strict=True)):
-            completion = self._completion(tokens, watcher.stopped_at[row] if watcher else None, stop)
-            # Forward tokens: the prompt's prefill (all but its last token, whose forward gives the first new
-            # token; once per distinct prompt when it was shared) and one per generated token.
-            prefill = len(ids) - 1 if row in first_rows or not prefilled else 0
-            completions.append(replace(completion, forward_tokens=prefill + completion.num_tokens))
-        return completions
+        stopped_at = watcher.stopped_at if watcher else [None] * len(batch)
+        return output[:, width:].tolist(), stopped_at
 
-    def _shared_prefill(self, batch: list[list[int]], input_ids: Any, attention_mask: Any) -> dict[str, Any]:
-        """When rows repeat a prompt: the cache of every prompt token but the last, computed once per distinct
-        prompt and repeated to its rows, as `generate`'s cache keyword (else no keyword: generate prefills all).
+    def _decode_batch(
+        self, batch: list[list[int]], params: SamplingParams, stop: list[str]
+    ) -> tuple[list[list[int]], list[int | None]]:
+        """Each row's new tokens (through its EOS or stop-completing token) and the step its stop string completed.
 
-        The last token is left to `generate`, which needs one uncached token to start decoding from.
+        `model.generate`'s sampling step by step: the same warpers, then softmax and `torch.multinomial` over a
+        [rows, vocabulary] table that keeps a place for every row of the batch, so each row's draw is the one
+        `generate` would make (`multinomial` draws per element) even after finished rows left the model's batch.
         """
         import torch
 
+        rows, max_new = len(batch), params.max_tokens
+        input_ids, attention_mask = self._left_padded(batch)
+        width = input_ids.shape[1]
+        watcher = self._watcher(stop, width, rows) if stop else None
+        can_end = torch.tensor(watcher.can_end, device=self.device) if watcher else None
+        eos = torch.tensor(sorted(self.eos_ids), device=self.device)
+        warpers = self._warpers(params)
+        # The mask for every position decoding can reach, sliced per step (no concatenation per step).
+        mask = torch.cat([attention_mask, attention_mask.new_ones((rows, max_new))], dim=1)
+        tokens = torch.full((rows, max_new), self.pad_id, dtype=torch.long, device=self.device)
+        lengths = [max_new] * rows
+        with torch.inference_mode():
+            logits, cache, positions = self._prefill(batch, input_ids, attention_mask)
+            preallocate(cache, min(max_new - 1, 64))  # a reserve that doubles when full: a step rarely needs 512
+            live = torch.arange(rows, device=self.device)  # the batch row of each row still decoding
+            live_rows = list(range(rows))
+            scores = torch.zeros((rows, logits.shape[-1]), device=self.device) if warpers is not None else None
+            for step in range(max_new):
+                if warpers is not None:
+                    scores[live] = warpers(None, logits)
+                    picked = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)[live]
+                else:
+                    picked = logits.argmax(dim=-1)
+                tokens[live, step] = picked
+                done = torch.isin(picked, eos)
+                if watcher is not None:
+                    for position in can_end[picked].nonzero().flatten().tolist():
+                        row = live_rows[position]
+                        tail = tokens[row, max(0, step + 1 - watcher.window) : step + 1].tolist()
+                        if not done[position] and watcher.completes(tail):
+                            watcher.stopped_at[row] = step + 1
+                            done[position] = True
+                if step + 1 == max_new:
+                    break
+                finished = done.nonzero().flatten().tolist()
+                if finished:
+                    for position in finished:
+                        lengths[live_rows[position]] = step + 1
+                    if len(finished) == len(live_rows):
+                        break
+                    keep = (~done).nonzero().flatten()
+                    cache.reorder_cache(keep)
+                    live, picked, positions, mask = live[keep], picked[keep], positions[keep], mask[keep]
+                    live_rows = live.tolist()
+                output = self.model(
+                    input_ids=picked[:, None],
+                    attention_mask=self._decode_mask(mask, width + step + 1),
+                    position_ids=positions[:, None],
+                    use_cache=True,
+                    **{self._cache_keyword: cache},
+                )
+                positions = positions + 1
+                logits = output.logits[:, -1].to(dtype=torch.float32)
+        new_tokens = tokens.tolist()
+        return [row[:length] for row, length in zip(new_tokens, lengths, strict=True)], (
+            watcher.stopped_at if watcher else [None] * rows)
+
+    def _decode_mask(self, mask: Any, length: int) -> Any:
+        """The attention mask of one decoding step over `length` positions: for SDPA the [rows, 1, 1, length] boolean
+        mask the model would build from the 2-D one (it takes a 4-D mask as given), which saves building it per step."""
+        if getattr(self.model.config, "_attn_implementation", None) == "sdpa":
+            return mask[:, None, None, :length].bool()
+        return mask[:, :length]
+
+    def _warpers(self, params: SamplingParams) -> Any:
+        """The logits warpers `generate` applies for these settings (see `_generation_config`); None when greedy."""
+        from transformers import (
+            LogitsProcessorList,
+            TemperatureLogitsWarper,
+            TopPLogitsWarper,
+        )
+
+        if params.temperature <= 0:
+            return None
+        warpers = LogitsProcessorList()
+        if params.temperature != 1.0:
+            warpers.append(TemperatureLogitsWarper(params.temperature))
+        if params.top_p < 1.0:
+            warpers.append(TopPLogitsWarper(params.top_p))
+        return warpers
+
+    def _prefill(self, batch: list[list[int]], input_ids: Any, attention_mask: Any) -> tuple[Any, Any, Any]:
+        """Every prompt through the model once per distinct prompt, repeated to its rows: the last position's
+        float32 logits, the key/value cache and the position the first new token takes, per row."""
+        import torch
+
         index, first_rows = prompt_copies(batch)
-        keyword = self._cache_keyword
-        if keyword is None or len(first_rows) == len(batch) or input_ids.shape[1] < 2:
-            return {}
         first = torch.tensor(first_rows, device=input_ids.device)
-        ids, mask = input_ids[first, :-1], attention_mask[first, :-1]
+        ids, mask = input_ids[first], attention_mask[first]
         # The positions generate gives left-padded rows: count real tokens only.
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-        output = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        output = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                            **self._last_logits_only)
         cache = returned_cache(output)
-        cache.reorder_cache(torch.tensor(index, device=input_ids.device))  # row r takes its prompt's copy
-        return {keyword: cache}
+        copies = torch.tensor(index, device=input_ids.device)
+        if len(first_rows) < len(batch):
+            cache.reorder_cache(copies)  # row r takes its prompt's copy
+        logits = output.logits[:, -1].to(dtype=torch.float32)[copies]
+        return logits, cache, attention_mask.sum(-1)
 
     def _completion(self, tokens: list[int], stopped_at: int | None, stop: list[str]) -> Completion:
         eos_at = next((position for position, token in enumerate(tokens) if token in self.eos_ids), None)

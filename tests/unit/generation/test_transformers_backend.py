@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
+import string
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from inference.generation.common import cut_after_first_stop
-from inference.generation.transformers_backend import TransformersGenerator, _StopStringWatcher
+from inference.generation.transformers_backend import (
+    TransformersGenerator,
+    _StopStringWatcher,
+)
 from inference.types import GenerationRequest, SamplingParams
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=16)
@@ -175,16 +180,10 @@ def test_rows_repeating_a_prompt_prefill_it_once_and_complete_as_without():
     shared = TransformersGenerator(policy, device="cpu", seed=0)
     plain = TransformersGenerator(policy, device="cpu", seed=0)
     plain._cache_keyword = None  # every row prefilled by generate itself
-    prefills = []  # per call: (rows, cached positions) of the shared prefill, None when generate prefilled all
-    original = shared._shared_prefill
-
-    def recording(batch, input_ids, attention_mask):
-        keywords = original(batch, input_ids, attention_mask)
-        prefills.append(next((len(batch), cache.get_seq_length()) for cache in keywords.values()) if keywords
-                        else None)
-        return keywords
-
-    shared._shared_prefill = recording
+    prefills = []  # (rows, positions) of every forward over more than one position: the prefills
+    shared.model.register_forward_pre_hook(
+        lambda module, args, kwargs: prefills.append(tuple(kwargs["input_ids"].shape))
+        if kwargs["input_ids"].shape[1] > 1 else None, with_kwargs=True)
     problems = generate_problems("test", 1, seed=3)[1:4]  # prompts of different lengths: left padding
     requests = [GenerationRequest(problem.problem) for problem in problems]
     # A beam one step in, twice (two children of one parent), beside fresh requests.
@@ -196,9 +195,9 @@ def test_rows_repeating_a_prompt_prefill_it_once_and_complete_as_without():
     assert with_sharing == without
     greedy = SamplingParams(temperature=0.0, max_tokens=40)
     assert shared.generate(requests, n=1, params=greedy) == plain.generate(requests, n=1, params=greedy)
-    # Both calls took the shared prefill: every prompt token but the last, repeated to all 15 and 5 rows.
+    # Both calls prefilled the 4 distinct prompts once (the 15 and 5 rows took copies of their keys and values).
     width = max(map(len, shared.prompt_token_ids(requests)))
-    assert prefills == [(15, width - 1), (5, width - 1)]
+    assert prefills == [(4, width), (4, width)]
     # Forward tokens: each distinct prompt prefilled once (all but the token whose forward gives the first new
     # one), against once per row without sharing; one per generated token either way.
     prompts = [len(ids) - 1 for ids in shared.prompt_token_ids(requests)]
@@ -208,8 +207,7 @@ def test_rows_repeating_a_prompt_prefill_it_once_and_complete_as_without():
     # Greedy n > 1 decodes once: the copies ran nothing.
     (copies,) = shared.generate(requests[:1], n=3, params=greedy)
     assert [c.forward_tokens for c in copies] == [prompts[0] + copies[0].num_tokens, 0, 0]
-    # Only distinct prompts: nothing to share, generate prefills as usual.
-    assert original([[1, 2, 3], [4, 5, 6]], torch.tensor([[1, 2, 3], [4, 5, 6]]), torch.ones(2, 3, dtype=torch.long)) == {}
+    assert prefills[2:] == [(1, prompts[0] + 1)]
 
 
 def test_prefix_is_appended_after_the_open_assistant_turn(tiny_generator):
@@ -223,3 +221,103 @@ def test_empty_request_list_and_bad_batch_size(tiny_generator, tiny_policy_dir):
     assert tiny_generator.generate([], n=2, params=GREEDY) == []
     with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         TransformersGenerator(str(tiny_policy_dir), device="cpu", batch_size=0)
+
+
+def shipped_policy() -> TransformersGenerator:
+    return TransformersGenerator(str(Path(__file__).resolve().parents[3] / "checkpoints" / "policy-small"),
+                                 device="cpu", batch_size=64, seed=0)
+
+
+def tree_step_requests() -> list[GenerationRequest]:
+    """Prefixes of 1-3 gold steps of three synthetic problems: prompts of different lengths, one step each."""
+    from data_prep.synthetic import generate_problems, gold_steps
+
+    problems = [p for p in generate_problems("test", 2, seed=0) if p.level >= 3][:3]
+    return [GenerationRequest(p.problem, "\n\n".join(gold_steps(p)[:k]) + "\n\n") for p in problems for k in (1, 2, 3)]
+
+
+def test_decode_loop_equals_plain_generate_per_prompt_on_greedy_decoding():
+    # The plain path: each prompt alone through model.generate (no padding, no batch), with transformers' own
+    # stop-string criterion; the loop decodes all rows in one left-padded batch that rows leave as they finish.
+    generator = shipped_policy()
+    requests = tree_step_requests()
+    decode_rows = []
+    generator.model.register_forward_pre_hook(
+        lambda module, args, kwargs: decode_rows.append(kwargs["input_ids"].shape[0])
+        if kwargs["input_ids"].shape[1] == 1 else None, with_kwargs=True)
+    for stop in (["\n\n"], None):
+        params = SamplingParams(temperature=0.0, max_tokens=48)
+        completions = generator.generate(requests, n=1, params=params, stop=stop)
+        for request, (completion,) in zip(requests, completions, strict=True):
+            ids = torch.tensor([generator.prompt_token_ids([request])[0]])
+            with torch.inference_mode():
+                output = generator.model.generate(
+                    ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=48,
+                    pad_token_id=generator.pad_id, stop_strings=stop, tokenizer=generator.tokenizer)
+            tokens = output[0, ids.shape[1]:].tolist()
+            assert completion.num_tokens == len(tokens)  # generate ends a row at its stop, EOS or max_new_tokens
+            text = generator.tokenizer.decode(tokens, skip_special_tokens=True)
+            if completion.finish_reason == "stop":
+                assert text.endswith("\n\n") and completion.text == cut_after_first_stop(text, stop)
+            else:
+                assert completion.text == text
+        assert ("stop" in {c.finish_reason for (c,) in completions}) == bool(stop)
+    # Rows left the batch as they finished: the decode forwards shrank from all 9 rows.
+    assert decode_rows[0] == len(requests) and min(decode_rows) < len(requests)
+    assert all(later <= earlier for earlier, later in itertools.pairwise(decode_rows) if later != len(requests))
+
+
+def test_seeded_samples_equal_generate_s_although_rows_leave_the_batch():
+    # model.generate keeps finished rows in the batch (padded) and draws its multinomial over all of them; the loop
+    # drops them but keeps every row's place in the table it samples from, so the same seed gives the same samples.
+    looped, generated = shipped_policy(), shipped_policy()
+    generated._cache_keyword = None  # model.generate
+    requests = tree_step_requests()
+    params = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=40, seed=7)
+    from inference.kv_cache import _buffered_layer
+
+    layer = _buffered_layer()
+    original = layer.reorder_cache
+    compactions: list[int] = []
+
+    def recording(self, beam_idx):
+        compactions.append(len(beam_idx))
+        original(self, beam_idx)
+
+    layer.reorder_cache = recording
+    try:
+        completions = looped.generate(requests, n=3, params=params, stop=["\n\n"])
+    finally:
+        layer.reorder_cache = original
+    assert compactions and min(compactions) < len(requests) * 3  # rows did leave the batch
+    assert completions == generated.generate(requests, n=3, params=params, stop=["\n\n"])
+    assert len({c.text for per in completions for c in per}) > len(requests)  # samples, not copies
+
+
+def test_stop_strings_are_checked_only_where_the_new_token_can_end_one(tiny_tokenizer):
+    from inference.generation.transformers_backend import stop_enders
+
+    table = stop_enders(tiny_tokenizer, ["\n\n"])
+    newline = tiny_tokenizer.encode("\n", add_special_tokens=False)
+    letter = tiny_tokenizer.encode("a", add_special_tokens=False)
+    assert all(table[token] for token in newline) and not any(table[token] for token in letter)
+    assert table[tiny_tokenizer.eos_token_id]  # decodes to nothing on its own: checked, to be safe
+    # No ASCII text token without a newline can end "\n\n" (a lone high byte can: it decodes to U+FFFD alone).
+    ascii_tokens = {token for char in string.printable for token in tiny_tokenizer.encode(char, add_special_tokens=False)}
+    assert {token for token in ascii_tokens if table[token]} == set(newline)
+    # Ids past the tokenizer's (a padded embedding) are checked; a stop string ending in a space marks every token.
+    assert stop_enders(tiny_tokenizer, ["\n\n"], vocab_size=len(table) + 3)[len(table):] == [True] * 3
+    assert all(stop_enders(tiny_tokenizer, ["Step "]))
+    # The decode loop decodes only such rows: far fewer decodes than rows x steps.
+    generator = shipped_policy()
+    decodes = []
+    decode = generator.tokenizer.decode
+    generator.tokenizer.decode = lambda *args, **kwargs: decodes.append(1) or decode(*args, **kwargs)
+    try:
+        completions = generator.generate(tree_step_requests(), n=4, params=SamplingParams(0.8, 1.0, 40, seed=0),
+                                         stop=["\n\n"])
+    finally:
+        generator.tokenizer.decode = decode
+    generated = sum(c.num_tokens for per in completions for c in per)
+    final_decodes = sum(len(per) for per in completions)
+    assert len(decodes) - final_decodes < generated / 4
