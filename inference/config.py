@@ -144,11 +144,13 @@ class PolicyConfig:
     model_name_or_path: str = SHIPPED_POLICY
     """Checkpoint directory (or a hub id already in the local cache) of the policy."""
     backend: Backend = "transformers"
-    """Generation backend: `transformers` (CPU or GPU) or `vllm` (GPU, needs the vllm extra)."""
+    """Generation backend: `transformers` (CPU or GPU) or `vllm` (GPU with the vllm extra, or CPU with vLLM's CPU
+    build from scripts/vllm_cpu_env.sh)."""
     dtype: DType = "auto"
     """Weights dtype; `auto` is bfloat16 on CUDA and float32 on CPU."""
     device: Device = "cpu"
-    """transformers only: `cpu`, `cuda`, or `auto` (CUDA when available); the vllm backend needs cuda or auto."""
+    """`cpu`, `cuda`, or `auto` (transformers: CUDA when available; vllm: the platform of the installed vLLM, whose
+    CPU build takes cpu and CUDA build cuda)."""
     batch_size: int = 64
     """transformers only: most sequences (requests x n) per `model.generate` call."""
     gpu_memory_utilization: float = 0.4
@@ -180,10 +182,12 @@ class PolicyConfig:
             raise ConfigError(f"policy.tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
         defaults = PolicyConfig.__dataclass_fields__
         if self.backend == "vllm":
-            if self.device not in ("auto", "cuda"):
-                raise ConfigError(
-                    f"policy.device={self.device!r} with backend vllm; vLLM runs on CUDA, set device: cuda"
-                )
+            if self.device != "auto":
+                from inference.generation.vllm_backend import vllm_cpu_build, vllm_device_refusal
+
+                refusal = vllm_device_refusal(self.device, vllm_cpu_build())
+                if refusal:
+                    raise ConfigError(f"policy.device={self.device!r} with backend vllm: {refusal}")
             if self.batch_size != defaults["batch_size"].default:
                 raise ConfigError("policy.batch_size applies to the transformers backend only; vLLM batches itself")
         else:
@@ -205,6 +209,7 @@ class PolicyConfig:
             options.update(device=self.device, batch_size=self.batch_size)
         else:
             options.update(
+                device=self.device,
                 gpu_memory_utilization=self.gpu_memory_utilization,
                 max_model_len=self.max_model_len,
                 tensor_parallel_size=self.tensor_parallel_size,
