@@ -249,6 +249,13 @@ class PRMConfig:
     """Name recorded in result rows; null uses the scorer's own (the checkpoint directory's name)."""
     trust_remote_code: bool = False
     """Allow model code from the checkpoint directory."""
+    backend: Backend = "transformers"
+    """Scoring backend: `transformers` (every style) or `vllm` (token_classification and qwen_prm as a pooling model,
+    chat_plus_minus, step_tag and lm_likelihood from prompt log-probabilities; the same scores, vLLM's batching and
+    prefix cache; GPU with the vllm extra, or CPU with vLLM's CPU build). max_tokens_per_batch and
+    prefix_cache_gib are the transformers scorer's."""
+    gpu_memory_utilization: float = 0.4
+    """vllm only: fraction of GPU memory the PRM's engine may take (with the policy's, at most 1)."""
     prefix_cache_gib: float | None = None
     """token_classification PRMs: memory (on the PRM's device) for the keys and values of scored solutions, so a
     tree-search candidate is scored by a forward over its new step only; 0 turns it off, null keeps the scorer's
@@ -261,6 +268,27 @@ class PRMConfig:
             raise ConfigError(f"prm.max_tokens_per_batch must be >= 1, got {self.max_tokens_per_batch}")
         if self.prefix_cache_gib is not None and not self.prefix_cache_gib >= 0:
             raise ConfigError(f"prm.prefix_cache_gib must be >= 0 (0 turns the cache off), got {self.prefix_cache_gib}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ConfigError(f"prm.gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+        if self.backend == "vllm":
+            if self.prefix_cache_gib is not None:
+                raise ConfigError("prm.prefix_cache_gib is the transformers scorer's cache; vLLM keeps its own "
+                                  "prefix cache, remove it with prm.backend vllm")
+            if self.device != "auto":
+                from inference.generation.vllm_backend import vllm_cpu_build, vllm_device_refusal
+
+                refusal = vllm_device_refusal(self.device, vllm_cpu_build())
+                if refusal:
+                    raise ConfigError(f"prm.device={self.device!r} with backend vllm: {refusal}")
+        elif self.gpu_memory_utilization != PRMConfig.__dataclass_fields__["gpu_memory_utilization"].default:
+            raise ConfigError("prm.gpu_memory_utilization applies to the vllm backend only; remove it or set "
+                              "prm.backend: vllm")
+
+    def backend_options(self) -> dict[str, Any]:
+        """`load_scorer`'s backend options: none for transformers (its default), the engine's for vllm."""
+        if self.backend == "transformers":
+            return {}
+        return {"backend": self.backend, "gpu_memory_utilization": self.gpu_memory_utilization}
 
 
 def powers_of_two(max_n: int) -> tuple[int, ...]:

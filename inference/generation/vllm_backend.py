@@ -117,7 +117,18 @@ def platform_is_cpu() -> bool:
     return bool(current_platform.is_cpu())
 
 
-def _import_vllm() -> Any:
+def check_engine_platform(model: str, device: str) -> None:
+    """Before an engine starts for `model`: the imported vLLM runs on `device`, and on CPU has kernels for its
+    head size."""
+    on_cpu = platform_is_cpu()
+    refusal = vllm_device_refusal(device, "its platform is CPU" if on_cpu else None)
+    if refusal:
+        raise ValueError(f"device {device!r} with the vllm backend: {refusal}")
+    if on_cpu:
+        check_cpu_head_size(model, cpu_attention_head_sizes())
+
+
+def import_vllm() -> Any:
     try:
         import vllm
     except ImportError as error:
@@ -168,13 +179,8 @@ class VLLMGenerator(PromptedBackend):
         if tensor_parallel_size < 1:
             raise ValueError(f"tensor_parallel_size must be >= 1, got {tensor_parallel_size}")
         check_choice("device", device, ("auto", "cpu", "cuda"))
-        self._vllm = _import_vllm()
-        on_cpu = platform_is_cpu()
-        refusal = vllm_device_refusal(device, "its platform is CPU" if on_cpu else None)
-        if refusal:
-            raise ValueError(f"device {device!r} with the vllm backend: {refusal}")
-        if on_cpu:
-            check_cpu_head_size(model, cpu_attention_head_sizes())
+        self._vllm = import_vllm()
+        check_engine_platform(model, device)
         engine_args: dict[str, Any] = {
             "model": model,
             "dtype": dtype,
