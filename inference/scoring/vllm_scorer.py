@@ -7,10 +7,12 @@ Two readings, by style:
   token (or at the step tokens alone, where vLLM's model pools STEP); the scorer's own softmax reads them.
 - prompt log-probabilities (`chat_plus_minus`, `step_tag`, `lm_likelihood`): one `generate` with
   `SamplingParams(max_tokens=1, prompt_logprobs=k)` returns, at each prompt token, the log-probability of that token
-  and of the k likeliest. The likelihood verifier needs only the former. A judged position needs the good and bad
-  tokens' log-probabilities, whose difference is the two logits' difference that the transformers scorer
-  softmaxes; one that is not among the k (or the last position, which predicts no prompt token) is read from a
-  short second prompt that ends in that token, so the score is exact whatever k is.
+  and of the k likeliest. The likelihood verifier needs only the former (k = 0). A judged position needs the good
+  and bad tokens' log-probabilities, whose difference is the two logits' difference that the transformers scorer
+  softmaxes. One not among the k is read from a second prompt: where vLLM takes `logprob_token_ids` (0.32), the
+  prompt ending at that position, which returns exactly those two tokens' and whose prefix vLLM has cached (the
+  same parameter on the first pass reads the last position); on an older vLLM, the prompt ending in that token, read
+  by `prompt_logprobs=0`. So the scores are exact whatever k is; k only saves second prompts.
 
 Compute accounting: `num_tokens` is the sequence scored; `forward_tokens` is what vLLM ran for it (its tokens and
 any second prompts', less the prompt tokens vLLM reports its prefix cache served), None where vLLM does not report.
@@ -127,15 +129,18 @@ class VLLMPooledScorer(VLLMPRMScorer):
     """Scores from a pooling model's per-token head logits; `probabilities` maps the step rows (steps x labels)
     to step scores, as the transformers scorer of the style does."""
 
-    def __init__(self, llm: Any, vllm: Any, *, probabilities: Callable[[Any], list[float]], **kwargs: Any) -> None:
+    def __init__(self, llm: Any, vllm: Any, *, probabilities: Callable[[Any], list[float]],
+                 pooling_options: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        """pooling_options: further `PoolingParams` (a STEP pooler's `step_tag_id`)."""
         super().__init__(llm, vllm, **kwargs)
         self.probabilities = probabilities
+        self.pooling_options = dict(pooling_options or {})
 
     def _read(self, inputs: list[PRMInput]) -> tuple[list[list[float]], list[int | None]]:
         import torch
 
         prompts = [{"prompt_token_ids": list(x.input_ids)} for x in inputs]
-        params = self._vllm.PoolingParams(use_activation=False)
+        params = self._vllm.PoolingParams(use_activation=False, **self.pooling_options)
         outputs = self.llm.encode(prompts, params, pooling_task="token_classify", use_tqdm=False)
         self.engine_calls += 1
         if len(outputs) != len(inputs):
@@ -156,6 +161,13 @@ class VLLMPooledScorer(VLLMPRMScorer):
         return scores, ran
 
 
+def _sampled_entry(output: Any) -> Any:
+    """The {token id: Logprob} entry of the one generated token: the distribution after the whole prompt."""
+    samples = getattr(output, "outputs", None) or []
+    logprobs = getattr(samples[0], "logprobs", None) if samples else None
+    return logprobs[0] if logprobs else None
+
+
 def _logprob(entry: Any, token_id: int) -> float | None:
     """The log-probability of `token_id` in one prompt position's {token id: Logprob} entry, None if absent."""
     if not entry or token_id not in entry:
@@ -170,45 +182,47 @@ class VLLMPromptLogprobScorer(VLLMPRMScorer):
     def __init__(self, llm: Any, vllm: Any, *, judge_ids: tuple[int, int] | None, **kwargs: Any) -> None:
         """judge_ids: (good, bad) token ids read at each score position; None reads the likelihood verifier's
         smallest token probability of each step (`LikelihoodInput.step_spans`)."""
+        import inspect
+
         super().__init__(llm, vllm, **kwargs)
         self.judge_ids = judge_ids
+        # vLLM with `logprob_token_ids` returns exactly the asked tokens' log-probabilities at the next position.
+        self.named_logprobs = "logprob_token_ids" in inspect.signature(vllm.SamplingParams).parameters
 
-    def _prompt_logprobs(self, prompts: list[list[int]], top: int) -> list[Any]:
-        params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=top)
-        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=False)
+    def _generate_one(self, prompts: list[list[int]], **params: Any) -> list[Any]:
+        sampling = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, **params)
+        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts], sampling, use_tqdm=False)
         self.engine_calls += 1
         if len(outputs) != len(prompts):
             raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(prompts)} prompts")
         return outputs
 
     def _read(self, inputs: list[PRMInput]) -> tuple[list[list[float]], list[int | None]]:
-        top = JUDGE_TOP_LOGPROBS if self.judge_ids is not None else 0
-        outputs = self._prompt_logprobs([list(x.input_ids) for x in inputs], top)
-        ran = [ran_tokens(output, len(x.input_ids)) for x, output in zip(inputs, outputs, strict=True)]
+        prompts = [list(x.input_ids) for x in inputs]
         if self.judge_ids is None:
+            outputs = self._generate_one(prompts, prompt_logprobs=0)
+            ran = [ran_tokens(output, len(ids)) for ids, output in zip(prompts, outputs, strict=True)]
             return [self._likelihood_scores(x, output.prompt_logprobs) for x, output in zip(inputs, outputs)], ran
-        # (pair, position, token) -> log-probability; a missing one is asked of a prompt ending in that token.
+        named = {"logprob_token_ids": list(self.judge_ids)} if self.named_logprobs else {}
+        outputs = self._generate_one(prompts, prompt_logprobs=JUDGE_TOP_LOGPROBS, **named)
+        ran = [ran_tokens(output, len(ids)) for ids, output in zip(prompts, outputs, strict=True)]
+        # (pair, position, token) -> log-probability; a missing one is read from a prompt that ends at its position.
         found: dict[tuple[int, int, int], float] = {}
-        missing: list[tuple[int, int, int]] = []
+        missing: dict[tuple[int, int], list[int]] = {}
         for pair, (prm_input, output) in enumerate(zip(inputs, outputs, strict=True)):
-            entries = output.prompt_logprobs or []
+            entries = list(output.prompt_logprobs or [])
+            if named:
+                entries.append(_sampled_entry(output))  # the last position's, for the token after the prompt
             for position in prm_input.score_positions:
                 entry = entries[position + 1] if position + 1 < len(entries) else None
                 for token_id in self.judge_ids:
                     value = _logprob(entry, token_id)
                     if value is None:
-                        missing.append((pair, position, token_id))
+                        missing.setdefault((pair, position), []).append(token_id)
                     else:
                         found[(pair, position, token_id)] = value
         if missing:
-            follow_ups = [list(inputs[pair].input_ids[: position + 1]) + [token_id]
-                          for pair, position, token_id in missing]
-            for key, ids, output in zip(missing, follow_ups, self._prompt_logprobs(follow_ups, 0), strict=True):
-                value = _logprob((output.prompt_logprobs or [None])[-1], key[2])
-                if value is None:
-                    raise RuntimeError(f"vLLM returned no log-probability for prompt token {key[2]}")
-                found[key] = value
-                ran[key[0]] = _add(ran[key[0]], ran_tokens(output, len(ids)))
+            self._read_missing(inputs, missing, found, ran)
         good, bad = self.judge_ids
         scores = []
         for pair, prm_input in enumerate(inputs):
@@ -216,6 +230,31 @@ class VLLMPromptLogprobScorer(VLLMPRMScorer):
             scores.append([1.0 / (1.0 + math.exp(found[(pair, p, bad)] - found[(pair, p, good)]))
                            for p in prm_input.score_positions])
         return scores, ran
+
+    def _read_missing(self, inputs: list[PRMInput], missing: dict[tuple[int, int], list[int]],
+                      found: dict[tuple[int, int, int], float], ran: list[int | None]) -> None:
+        """Log-probabilities the first pass did not return. With `logprob_token_ids`: one prompt per position,
+        ending there (its prefix is in vLLM's cache); without: one per token, ending in it, read by
+        `prompt_logprobs=0`."""
+        if self.named_logprobs:
+            keys = list(missing)
+            prompts = [list(inputs[pair].input_ids[: position + 1]) for pair, position in keys]
+            outputs = self._generate_one(prompts, logprob_token_ids=list(self.judge_ids))
+            entries = [_sampled_entry(output) for output in outputs]
+            asked = [(key, tokens) for key, tokens in zip(keys, (missing[k] for k in keys), strict=True)]
+        else:
+            asked = [((pair, position), [token]) for (pair, position), tokens in missing.items() for token in tokens]
+            prompts = [list(inputs[pair].input_ids[: position + 1]) + tokens for (pair, position), tokens in asked]
+            outputs = self._generate_one(prompts, prompt_logprobs=0)
+            entries = [(output.prompt_logprobs or [None])[-1] for output in outputs]
+        for ((pair, position), tokens), ids, output, entry in zip(asked, prompts, outputs, entries, strict=True):
+            for token_id in tokens:
+                value = _logprob(entry, token_id)
+                if value is None:
+                    raise RuntimeError(f"vLLM returned no log-probability for token {token_id} at position "
+                                       f"{position}")
+                found[(pair, position, token_id)] = value
+            ran[pair] = _add(ran[pair], ran_tokens(output, len(ids)))
 
     @staticmethod
     def _likelihood_scores(prm_input: Any, entries: Sequence[Any] | None) -> list[float]:
@@ -298,14 +337,15 @@ def load_vllm_scorer(
     common = {"path": str(directory), "layout": layout, "num_parameters": stored_parameter_count(directory),
               "max_length": context_length(directory, max_model_len)}
     if reading == "pooled":
-        return VLLMPooledScorer(llm, vllm, probabilities=extra, **common)
+        probabilities, pooling_options = extra
+        return VLLMPooledScorer(llm, vllm, probabilities=probabilities, pooling_options=pooling_options, **common)
     return VLLMPromptLogprobScorer(llm, vllm, judge_ids=extra, **common)
 
 
 def _layout(style: str, directory: Path, metadata: PRMMetadata | None, options: dict[str, Any], tokenizer: Any,
             resolve_option: Callable[..., Any]) -> tuple[Layout, Any]:
-    """The style's layout function, and what its reading needs: the pooled head's probabilities, or the judged
-    (good, bad) token ids (None for the likelihood verifier)."""
+    """The style's layout function, and what its reading needs: the pooled head's probabilities and further
+    PoolingParams, or the judged (good, bad) token ids (None for the likelihood verifier)."""
     name = directory.name
 
     def judgement_tokens() -> tuple[str, int, int]:
@@ -345,7 +385,7 @@ def _layout(style: str, directory: Path, metadata: PRMMetadata | None, options: 
             ids, positions = build_prm_input_ids(tokenizer, problem, steps, separator)
             return PRMInput(input_ids=tuple(ids), score_positions=tuple(positions))
 
-        return token_classification, _pooled_probabilities(num_labels, positive)
+        return token_classification, (_pooled_probabilities(num_labels, positive), {})
     if style == "qwen_prm":
         from inference.scoring.qwen_prm import GOOD_CLASS, qwen_prm_input, step_token_id
 
@@ -353,8 +393,9 @@ def _layout(style: str, directory: Path, metadata: PRMMetadata | None, options: 
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError(f"{directory}: the tokenizer has no chat template; prm_style 'qwen_prm' renders the "
                              "model card's conversation with it (use the tokenizer shipped with Qwen2.5-Math-PRM)")
+        # vLLM's Qwen2ForProcessRewardModel pools STEP at Qwen's own <extra_0> id unless told the tokenizer's.
         return (lambda problem, steps: qwen_prm_input(tokenizer, step_id, problem, steps, name),
-                _pooled_probabilities(2, GOOD_CLASS))
+                (_pooled_probabilities(2, GOOD_CLASS), {"step_tag_id": step_id}))
     if style == "chat_plus_minus":
         from data_prep.judgement import plus_minus_layout
 

@@ -38,18 +38,19 @@ class FakeEngine:
         self.reports_cache = reports_cache
         self.seen: list[list[int]] = []
 
-    def _cached(self, ids):
+    def _cached(self, ids, reads_cache=True):
         longest = max((next((i for i, (a, b) in enumerate(zip(ids, seen)) if a != b), min(len(ids), len(seen)))
                        for seen in self.seen), default=0)
         self.seen.append(ids)
-        cached = min(longest, len(ids) - 1) // BLOCK * BLOCK
+        # vLLM serves whole blocks of a cached prefix, never the last token; a prompt-logprobs request reads none.
+        cached = min(longest, len(ids) - 1) // BLOCK * BLOCK if reads_cache else 0
         self.record["ran"].append(len(ids) - cached)
         return cached
 
-    def _output(self, ids, **fields):
+    def _output(self, ids, reads_cache=True, **fields):
         output = types.SimpleNamespace(prompt_token_ids=ids, **fields)
         if self.reports_cache:
-            output.num_cached_tokens = self._cached(ids)
+            output.num_cached_tokens = self._cached(ids, reads_cache)
         return output
 
     def encode(self, prompts, params, *, pooling_task, use_tqdm=True):
@@ -65,20 +66,35 @@ class FakeEngine:
         return outputs
 
     def generate(self, prompts, params, use_tqdm=True):
-        top = params.kwargs["prompt_logprobs"]
+        top = params.kwargs.get("prompt_logprobs")
+        named = params.kwargs.get("logprob_token_ids")
         self.record["generate"].append({"params": params.kwargs, "prompts": [p["prompt_token_ids"] for p in prompts]})
         outputs = []
         for prompt in prompts:
             ids = prompt["prompt_token_ids"]
             with torch.no_grad():
                 log_probs = torch.log_softmax(self.forward(ids).float(), dim=-1)
-            entries = [None]
-            for t in range(1, len(ids)):
-                # vLLM's entry t: the top-k tokens at position t - 1 and the prompt's own token t.
-                keep = set(torch.topk(log_probs[t - 1], min(top, log_probs.shape[-1])).indices.tolist()) if top else set()
-                entries.append({token: Logprob(log_probs[t - 1, token].item()) for token in keep | {ids[t]}})
-            outputs.append(self._output(ids, prompt_logprobs=entries))
+            entries = None
+            if top is not None:
+                entries = [None]
+                for t in range(1, len(ids)):
+                    # vLLM's entry t: the top-k tokens at position t - 1 and the prompt's own token t.
+                    keep = set(torch.topk(log_probs[t - 1], min(top, log_probs.shape[-1])).indices.tolist())
+                    entries.append({token: Logprob(log_probs[t - 1, token].item()) for token in keep | {ids[t]}})
+            # The generated token's entry: the greedy token and, where asked, exactly the named tokens.
+            last = log_probs[-1]
+            sample = {int(last.argmax()): None} | dict.fromkeys(named or [])
+            sample = {token: Logprob(last[token].item()) for token in sample}
+            outputs.append(self._output(ids, reads_cache=top is None, prompt_logprobs=entries,
+                                        outputs=[types.SimpleNamespace(logprobs=[sample] if named else None)]))
         return outputs
+
+
+class NamedLogprobParams:
+    """SamplingParams of a vLLM with `logprob_token_ids` (0.32 and later)."""
+
+    def __init__(self, *, max_tokens=None, temperature=None, prompt_logprobs=None, logprob_token_ids=None):
+        self.kwargs = {key: value for key, value in locals().items() if key != "self" and value is not None}
 
 
 @pytest.fixture
@@ -126,25 +142,53 @@ def assert_same_scores(reference, scorer):
 
 @pytest.mark.parametrize("style", ["chat_plus_minus", "step_tag"])
 @pytest.mark.parametrize("top", [0, 20, 10_000])
-def test_judged_styles_score_as_transformers_with_any_number_of_logprobs(fake_vllm, causal_lm_dir, style, top,
-                                                                         monkeypatch):
-    # top 0: every judged token from a follow-up prompt; 10,000 (the whole vocabulary): none.
+def test_judged_styles_score_as_transformers_from_prompt_logprobs_and_follow_ups(fake_vllm, causal_lm_dir, style,
+                                                                                top, monkeypatch):
+    """A vLLM without `logprob_token_ids`: a judged token outside the top k is read from a prompt ending in it."""
+    # top 0: every judged token from a follow-up prompt; 10,000 (the whole vocabulary): the last position's only.
     monkeypatch.setattr(vllm_scorer, "JUDGE_TOP_LOGPROBS", top)
     reference, scorer = transformers_and_vllm(fake_vllm, causal_lm_dir, style, causal_forward)
-    assert isinstance(scorer, VLLMPromptLogprobScorer)
+    assert isinstance(scorer, VLLMPromptLogprobScorer) and not scorer.named_logprobs
     assert fake_vllm["engines"][0]["max_logprobs"] == top
     got = assert_same_scores(reference, scorer)
-    first = fake_vllm["generate"][0]
+    first, *follow_ups = fake_vllm["generate"]
     assert first["params"] == {"max_tokens": 1, "temperature": 0.0, "prompt_logprobs": top}
-    follow_ups = fake_vllm["generate"][1:]
     if top == 10_000 and style == "chat_plus_minus":
-        assert follow_ups == []  # every judged position has an entry holding both tokens
+        assert follow_ups == []  # each judged position has an entry, holding both tokens
     else:
         (call,) = follow_ups
-        # Each follow-up is a scored prefix ending in the good or bad token, its entry read for that token.
         good, bad = scorer.judge_ids
-        assert {prompt[-1] for prompt in call["prompts"]} <= {good, bad}
+        assert call["params"] == {"max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
+        # The +/- layout answers every step with the good token: its entry always holds it, so only bad is asked.
+        assert {prompt[-1] for prompt in call["prompts"]} == ({bad} if style == "chat_plus_minus" else {good, bad})
     # Every prompt the engine ran, follow-ups included, is charged to its pair, less what the cache served.
+    assert sum(s.forward_tokens for s in got) == sum(fake_vllm["ran"]) == scorer.forward_tokens
+
+
+@pytest.mark.parametrize("style", ["chat_plus_minus", "step_tag"])
+@pytest.mark.parametrize("top", [0, 20])
+def test_judged_styles_with_named_logprobs_read_a_missing_position_from_its_cached_prefix(
+        fake_vllm, causal_lm_dir, style, top, monkeypatch):
+    """A vLLM with `logprob_token_ids`: the last position is read from the generated token's entry, a missing
+    one from a prompt that ends at that position (a prefix the engine has cached)."""
+    monkeypatch.setattr(vllm_scorer, "JUDGE_TOP_LOGPROBS", top)
+    monkeypatch.setattr(sys.modules["vllm"], "SamplingParams", NamedLogprobParams)
+    reference, scorer = transformers_and_vllm(fake_vllm, causal_lm_dir, style, causal_forward)
+    assert scorer.named_logprobs
+    got = assert_same_scores(reference, scorer)
+    first, *follow_ups = fake_vllm["generate"]
+    good, bad = scorer.judge_ids
+    assert first["params"] == {"max_tokens": 1, "temperature": 0.0, "prompt_logprobs": top,
+                               "logprob_token_ids": [good, bad]}
+    inputs = [scorer.layout(problem, steps) for problem, steps in PAIRS]
+    judged = {tuple(x.input_ids[: p + 1]) for x in inputs for p in x.score_positions if p + 1 < len(x.input_ids)}
+    (call,) = follow_ups  # the tiny random LM rarely ranks both judged tokens in its top k
+    assert call["params"] == {"max_tokens": 1, "temperature": 0.0, "logprob_token_ids": [good, bad]}
+    assert {tuple(prompt) for prompt in call["prompts"]} <= judged
+    if top == 0:
+        assert {tuple(prompt) for prompt in call["prompts"]} == judged
+    # The follow-ups read the cached prefixes: each ran at most a block and its last token.
+    assert all(ran <= BLOCK for ran in fake_vllm["ran"][len(PAIRS):])
     assert sum(s.forward_tokens for s in got) == sum(fake_vllm["ran"]) == scorer.forward_tokens
 
 
@@ -174,6 +218,8 @@ def test_qwen_prm_scores_as_transformers_from_all_rows_or_a_step_pooler(fake_vll
     reference, scorer = transformers_and_vllm(fake_vllm, checkpoint.directory, "qwen_prm",
                                               lambda model: lambda ids: model(torch.tensor([ids]))[0])
     assert_same_scores(reference, scorer)
+    step_id = tokenizer.convert_tokens_to_ids("<extra_0>")
+    assert fake_vllm["encode"][0]["params"] == {"use_activation": False, "step_tag_id": step_id}
     assert scorer.num_parameters == reference.num_parameters
 
 
