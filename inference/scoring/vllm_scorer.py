@@ -52,8 +52,8 @@ def stored_parameter_count(directory: Path) -> int:
     total = 0
     for path in sorted(directory.glob("*.safetensors")):
         with safe_open(str(path), framework="np") as handle:
-            for name in handle.keys():
-                total += math.prod(handle.get_slice(name).get_shape())
+            names = handle.keys()  # safe_open lists its tensors with keys()
+            total += sum(math.prod(handle.get_slice(name).get_shape()) for name in names)
     return total
 
 

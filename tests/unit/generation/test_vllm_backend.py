@@ -9,8 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from inference.generation import load_generator
-from inference.generation import vllm_backend
+from inference.generation import load_generator, vllm_backend
 from inference.generation.vllm_backend import CPU_ATTENTION_HEAD_SIZES, VLLMGenerator, finish_reason_of
 from inference.types import Completion, GenerationRequest, SamplingParams
 

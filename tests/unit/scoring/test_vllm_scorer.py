@@ -107,7 +107,7 @@ def fake_vllm(monkeypatch):
         def __init__(self, **kwargs):
             self.kwargs = kwargs
 
-    def LLM(**kwargs):  # noqa: N802 - vllm's name
+    def LLM(**kwargs):
         record["engines"].append(kwargs)
         return FakeEngine(record["modules"][kwargs["model"]], record, **record["engine_options"])
 
