@@ -144,11 +144,13 @@ class PolicyConfig:
     model_name_or_path: str = SHIPPED_POLICY
     """Checkpoint directory (or a hub id already in the local cache) of the policy."""
     backend: Backend = "transformers"
-    """Generation backend: `transformers` (CPU or GPU) or `vllm` (GPU, needs the vllm extra)."""
+    """Generation backend: `transformers` (CPU or GPU) or `vllm` (GPU with the vllm extra, or CPU with vLLM's CPU
+    build from scripts/vllm_cpu_env.sh)."""
     dtype: DType = "auto"
     """Weights dtype; `auto` is bfloat16 on CUDA and float32 on CPU."""
     device: Device = "cpu"
-    """transformers only: `cpu`, `cuda`, or `auto` (CUDA when available); the vllm backend needs cuda or auto."""
+    """`cpu`, `cuda`, or `auto` (transformers: CUDA when available; vllm: the platform of the installed vLLM, whose
+    CPU build takes cpu and CUDA build cuda)."""
     batch_size: int = 64
     """transformers only: most sequences (requests x n) per `model.generate` call."""
     gpu_memory_utilization: float = 0.4
@@ -180,10 +182,12 @@ class PolicyConfig:
             raise ConfigError(f"policy.tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
         defaults = PolicyConfig.__dataclass_fields__
         if self.backend == "vllm":
-            if self.device not in ("auto", "cuda"):
-                raise ConfigError(
-                    f"policy.device={self.device!r} with backend vllm; vLLM runs on CUDA, set device: cuda"
-                )
+            if self.device != "auto":
+                from inference.generation.vllm_backend import vllm_cpu_build, vllm_device_refusal
+
+                refusal = vllm_device_refusal(self.device, vllm_cpu_build())
+                if refusal:
+                    raise ConfigError(f"policy.device={self.device!r} with backend vllm: {refusal}")
             if self.batch_size != defaults["batch_size"].default:
                 raise ConfigError("policy.batch_size applies to the transformers backend only; vLLM batches itself")
         else:
@@ -205,6 +209,7 @@ class PolicyConfig:
             options.update(device=self.device, batch_size=self.batch_size)
         else:
             options.update(
+                device=self.device,
                 gpu_memory_utilization=self.gpu_memory_utilization,
                 max_model_len=self.max_model_len,
                 tensor_parallel_size=self.tensor_parallel_size,
@@ -244,6 +249,13 @@ class PRMConfig:
     """Name recorded in result rows; null uses the scorer's own (the checkpoint directory's name)."""
     trust_remote_code: bool = False
     """Allow model code from the checkpoint directory."""
+    backend: Backend = "transformers"
+    """Scoring backend: `transformers` (every style) or `vllm` (token_classification and qwen_prm as a pooling model,
+    chat_plus_minus, step_tag and lm_likelihood from prompt log-probabilities; the same scores, vLLM's batching and
+    prefix cache; GPU with the vllm extra, or CPU with vLLM's CPU build). max_tokens_per_batch and
+    prefix_cache_gib are the transformers scorer's."""
+    gpu_memory_utilization: float = 0.4
+    """vllm only: fraction of GPU memory the PRM's engine may take (with the policy's, at most 1)."""
     prefix_cache_gib: float | None = None
     """token_classification PRMs: memory (on the PRM's device) for the keys and values of scored solutions, so a
     tree-search candidate is scored by a forward over its new step only; 0 turns it off, null keeps the scorer's
@@ -256,6 +268,27 @@ class PRMConfig:
             raise ConfigError(f"prm.max_tokens_per_batch must be >= 1, got {self.max_tokens_per_batch}")
         if self.prefix_cache_gib is not None and not self.prefix_cache_gib >= 0:
             raise ConfigError(f"prm.prefix_cache_gib must be >= 0 (0 turns the cache off), got {self.prefix_cache_gib}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ConfigError(f"prm.gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+        if self.backend == "vllm":
+            if self.prefix_cache_gib is not None:
+                raise ConfigError("prm.prefix_cache_gib is the transformers scorer's cache; vLLM keeps its own "
+                                  "prefix cache, remove it with prm.backend vllm")
+            if self.device != "auto":
+                from inference.generation.vllm_backend import vllm_cpu_build, vllm_device_refusal
+
+                refusal = vllm_device_refusal(self.device, vllm_cpu_build())
+                if refusal:
+                    raise ConfigError(f"prm.device={self.device!r} with backend vllm: {refusal}")
+        elif self.gpu_memory_utilization != PRMConfig.__dataclass_fields__["gpu_memory_utilization"].default:
+            raise ConfigError("prm.gpu_memory_utilization applies to the vllm backend only; remove it or set "
+                              "prm.backend: vllm")
+
+    def backend_options(self) -> dict[str, Any]:
+        """`load_scorer`'s backend options: none for transformers (its default), the engine's for vllm."""
+        if self.backend == "transformers":
+            return {}
+        return {"backend": self.backend, "gpu_memory_utilization": self.gpu_memory_utilization}
 
 
 def powers_of_two(max_n: int) -> tuple[int, ...]:

@@ -40,7 +40,7 @@ def load_generator(backend: str, model: str, **options: Any) -> Generator:
 
     transformers options: dtype, device, batch_size, seed, system_prompt, trust_remote_code, chat_template,
     prompt_date.
-    vllm options: dtype, gpu_memory_utilization, max_model_len, seed, system_prompt, trust_remote_code,
+    vllm options: dtype, device, gpu_memory_utilization, max_model_len, seed, system_prompt, trust_remote_code,
     tensor_parallel_size, enable_prefix_caching, chat_template, prompt_date.
     """
     cls = _backend_class(backend)

