@@ -119,6 +119,7 @@ def build_scorer(config: RunConfig) -> PRMScorer | None:
             options[key] = getattr(prm, key)
     if prm.prefix_cache_gib is not None:  # token-classification PRMs only: the loader refuses it for the others
         options["prefix_cache_bytes"] = int(prm.prefix_cache_gib * 2**30)
+    options.update(prm.backend_options())  # prm.backend: vllm serves the PRM on a vLLM engine
     scorer = load_scorer(prm.path, **options)
     if prm.name is not None:
         scorer.name = prm.name

@@ -325,3 +325,18 @@ def test_prm_path_is_checked_only_when_a_strategy_uses_the_prm(tmp_path):
     assert not needs_prm(vote_only)
     check_prm_path(vote_only)
     assert needs_prm(config(**{"sweep.strategies": "majority"}))
+
+
+def test_prm_backend_reaches_the_scorer_loader(monkeypatch):
+    import inference.scoring.loader as loader
+    from inference.runner import build_scorer
+
+    seen = {}
+    monkeypatch.setattr(loader, "load_scorer", lambda path, **options: seen.update(options, path=path) or
+                        TablePRMScorer(scores))
+    build_scorer(config(**{"sweep.strategies": "best_of_n", "prm.path": "some/prm", "prm.backend": "vllm",
+                           "prm.device": "cuda", "prm.gpu_memory_utilization": "0.3"}))
+    assert (seen["path"], seen["backend"], seen["gpu_memory_utilization"]) == ("some/prm", "vllm", 0.3)
+    seen.clear()
+    build_scorer(config(**{"sweep.strategies": "best_of_n", "prm.path": "some/prm"}))
+    assert "backend" not in seen  # the transformers scorer is the loader's default
