@@ -77,9 +77,10 @@ class Settings(StrategySettings):
     """Merge a sample whose steps equal an existing child's into that child (a transposition) instead of adding a
     node: far fewer tokens with the exact checker, as accurate; with soft PRMs the smaller tree ends early."""
     descend: bool = True
-    """After expanding a UCT-selected leaf, keep expanding its best new child until a terminal node, each
-    expansion counting against the budget: every simulation reaches an answer (rStar-Math's rollouts, grown from
-    expansions). False expands one leaf per simulation, its value the PRM's alone."""
+    """After expanding a UCT-selected leaf, keep expanding it while it can widen, else its best child, until a
+    terminal node or a dead end, each expansion counting against the budget: every simulation reaches an answer
+    or a dead end (rStar-Math's rollouts, grown from expansions). False expands one node per simulation, its value
+    the PRM's alone."""
     final_selection: FinalSelection = "weighted"
     """How the answer is chosen among the terminal nodes and the completed best path."""
 
