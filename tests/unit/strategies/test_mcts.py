@@ -67,14 +67,14 @@ def test_a_duplicate_sample_is_a_visit_of_the_existing_child_not_a_new_node():
 def test_a_node_whose_children_are_all_dead_ends_widens_up_to_its_limit():
     root = mcts.Node(Partial(owner=0))
     (a,) = mcts.add_children(root, [leaf("A")], [0.6], max_expansions=2)
-    a1, a2 = mcts.add_children(a, [leaf("A1"), leaf("A2")], [0.0, 0.0], max_expansions=2)
-    assert mcts.can_widen(a, 2) and mcts.select_leaf(root, 1.0, 2) is a and mcts.next_in_simulation(a, 2) is a
+    dead = mcts.add_children(a, [leaf("A1"), leaf("A2")], [0.0, 0.0], max_expansions=2)
+    assert all(node.exhausted for node in dead) and mcts.can_widen(a, 2) and mcts.select_leaf(root, 1.0, 2) is a and mcts.next_in_simulation(a, 2) is a
     mcts.add_children(a, [leaf("A3"), leaf("A4")], [0.0, 0.0], max_expansions=2)
     assert not mcts.can_widen(a, 2) and a.exhausted and root.exhausted  # two expansions: the limit
     # A live child, however much worse than its parent, is descended into rather than widened past (soft PRMs).
     root = mcts.Node(Partial(owner=0))
     (b,) = mcts.add_children(root, [leaf("B")], [0.9], max_expansions=4)
-    b1, b2 = mcts.add_children(b, [leaf("B1"), leaf("B2")], [0.0, 0.1], max_expansions=4)
+    _, b2 = mcts.add_children(b, [leaf("B1"), leaf("B2")], [0.0, 0.1], max_expansions=4)
     assert not mcts.can_widen(b, 4) and mcts.next_in_simulation(b, 4) is b2 and mcts.select_leaf(root, 1.0, 4) is b2
 
 
