@@ -12,8 +12,16 @@ sharding. Particles that ended (final answer, end of sequence, max_step_tokens, 
 population with their last weight and can be drawn again; they are not extended. The search stops once every
 particle ended or after `max_iterations`.
 
+Particle Gibbs (Puri et al. 2025, their Algorithm 2), with `sweeps` > 1: the N particles are split into
+`sweeps` sweeps of N / sweeps run one after another (about the compute of one filter of N). After each sweep one
+final particle is drawn by weight as the reference; the next sweep is a conditional filter: its last slot holds the
+reference's state at each iteration (replayed, neither generated nor scored again), the other slots are sampled as
+above and resampled from all slots by weight, so a good solution found once is kept while the rest search around
+it. Each sweep's generate calls have their own seeds.
+
 The answer: the equivalence group with the largest total particle weight (`final_selection: weighted`), or the
-answer of the heaviest particle (`best`). Completions are the N final particles, duplicates included.
+answer of the heaviest particle (`best`). Completions are the final particles (of the last sweep), duplicates
+included.
 """
 
 from __future__ import annotations
@@ -58,6 +66,9 @@ class Settings(StrategySettings):
     """Most extension rounds (steps per particle)."""
     final_selection: FinalSelection = "weighted"
     """How the answer is chosen among the final particles: total particle weight per answer, or the heaviest."""
+    sweeps: int = 1
+    """Particle Gibbs: more than 1 runs this many sweeps of n / sweeps particles, each after the first conditioned
+    on a reference particle drawn from the previous sweep; 1 is the plain filter."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -79,6 +90,17 @@ class Settings(StrategySettings):
             self.final_selection in ("weighted", "best"),
             f"final_selection must be 'weighted' or 'best', got {self.final_selection!r}",
         )
+        require(isinstance(self.sweeps, int) and self.sweeps >= 1, f"sweeps must be an integer >= 1, got {self.sweeps!r}")
+        require(
+            self.sweeps == 1 or (self.n % self.sweeps == 0 and self.n // self.sweeps >= 2),
+            f"n={self.n} must be a multiple of sweeps={self.sweeps} with at least 2 particles per sweep "
+            f"(the reference and one more); e.g. n={2 * self.sweeps}",
+        )
+
+    @property
+    def particles_per_sweep(self) -> int:
+        """Particles of each sweep: n / sweeps."""
+        return self.n // self.sweeps
 
 
 def particle_weights(scores: Sequence[float | None], temperature: float) -> np.ndarray:
@@ -94,9 +116,11 @@ def effective_sample_size(weights: np.ndarray) -> float:
     return float(1.0 / np.sum(np.square(weights)))
 
 
-def resample_indices(weights: np.ndarray, how: Resampling, rng: np.random.Generator) -> list[int]:
-    """N ancestor indices (ascending) drawn by `weights`: multinomial, or systematic with one uniform draw."""
-    n = len(weights)
+def resample_indices(weights: np.ndarray, how: Resampling, rng: np.random.Generator, count: int | None = None
+                     ) -> list[int]:
+    """`count` (default len(weights)) ancestor indices (ascending) drawn by `weights`: multinomial, or systematic
+    with one uniform draw."""
+    n = len(weights) if count is None else count
     cumulative = np.cumsum(weights)
     cumulative[-1] = 1.0  # no index past the end from rounding
     if how == "systematic":
@@ -125,6 +149,8 @@ class Population:
 
     particles: list[Partial] = field(default_factory=list)
     history: list[FilterStep] = field(default_factory=list)
+    snapshots: list[list[Partial]] = field(default_factory=list)
+    """The particles after each iteration (after any resampling): where a reference's trajectory is read."""
 
     def weights(self, settings: Settings) -> np.ndarray:
         return particle_weights([p.rank for p in self.particles], settings.weight_temperature)
@@ -148,38 +174,75 @@ def _problem_rng(seed: int, problem: Problem) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(problem.id.encode())])
 
 
-def search(ledger: Ledger, settings: Settings) -> list[Population]:
-    """Run the filter on every problem of `ledger` at once; one Population per problem, in problem order."""
+def reference_trajectory(population: Population, index: int) -> list[Partial]:
+    """The states of final particle `index` after each iteration: per snapshot, the particle itself once it is
+    there, else its longest ancestor (of equal ones, one still running)."""
+    final = population.particles[index]
+
+    def state(snapshot: list[Partial]) -> Partial:
+        if any(p is final for p in snapshot):
+            return final
+        ancestors = [p for p in snapshot if final.steps[:len(p.steps)] == p.steps]
+        return max(ancestors, key=lambda p: (len(p.steps), not p.ended))
+
+    return [state(snapshot) for snapshot in population.snapshots]
+
+
+def _sweep(ledger: Ledger, settings: Settings, size: int, references: list[list[Partial]] | None,
+           rngs: list[np.random.Generator], call_offset: int) -> list[Population]:
+    """One filter of `size` particles per problem; with `references`, conditioned on each problem's reference
+    trajectory, which takes the last slot (its state at each iteration, not generated or scored)."""
     problems = ledger.problems
-    rngs = [_problem_rng(settings.seed, problem) for problem in problems]
+    free = size - 1 if references is not None else size
     populations = [Population() for _ in problems]
     for iteration in range(settings.max_iterations):
         if iteration == 0:
-            grown = expand(ledger, [Partial(owner=i) for i in range(len(problems))], settings.n, settings, 0)
+            grown = expand(ledger, [Partial(owner=i) for i in range(len(problems))], free, settings, call_offset)
             for partial in _score(ledger, grown, settings):
                 populations[partial.owner].particles.append(partial)
             moved = set(range(len(problems)))
         else:
-            live = [(owner, k) for owner, pop in enumerate(populations) for k, p in enumerate(pop.particles)
+            live = [(owner, k) for owner, pop in enumerate(populations) for k, p in enumerate(pop.particles[:free])
                     if not p.ended]
-            if not live:
+            replaying = {owner for owner, trajectory in enumerate(references or []) if iteration < len(trajectory)}
+            if not live and not replaying:
                 break
             parents = [populations[owner].particles[k] for owner, k in live]
-            for (owner, k), child in zip(live, _score(ledger, expand(ledger, parents, 1, settings, iteration),
-                                                       settings)):
+            children = _score(ledger, expand(ledger, parents, 1, settings, call_offset + iteration), settings)
+            for (owner, k), child in zip(live, children):
                 populations[owner].particles[k] = child
-            moved = {owner for owner, _ in live}
+            moved = {owner for owner, _ in live} | replaying
+        if references is not None:
+            for owner, trajectory in enumerate(references):
+                populations[owner].particles[free:] = [trajectory[min(iteration, len(trajectory) - 1)]]
         for owner in sorted(moved):
             population = populations[owner]
             weights = population.weights(settings)
             ess = effective_sample_size(weights)
-            resampled = ess / settings.n < settings.ess_threshold
-            ancestors = (resample_indices(weights, settings.resampling, rngs[owner]) if resampled
-                         else list(range(settings.n)))
-            if resampled:
-                population.particles = [population.particles[a] for a in ancestors]
+            resampled = ess / size < settings.ess_threshold
+            ancestors = (resample_indices(weights, settings.resampling, rngs[owner], free) if resampled
+                         else list(range(free)))
+            population.particles = [population.particles[a] for a in ancestors] + population.particles[free:]
+            ancestors += list(range(free, size))
             population.history.append(FilterStep(iteration, ess, resampled, tuple(ancestors)))
+        for population in populations:
+            population.snapshots.append(list(population.particles))
         logger.debug("particle filtering iteration %d: %d problems moved", iteration, len(moved))
+    return populations
+
+
+def search(ledger: Ledger, settings: Settings) -> list[Population]:
+    """Run the filter (or particle Gibbs' sweeps) on every problem of `ledger` at once; the final Population per
+    problem, in problem order."""
+    rngs = [_problem_rng(settings.seed, problem) for problem in ledger.problems]
+    size = settings.particles_per_sweep if settings.sweeps > 1 else settings.n
+    references = None
+    for sweep in range(settings.sweeps):
+        populations = _sweep(ledger, settings, size, references, rngs, sweep * (settings.max_iterations + 1))
+        if sweep + 1 < settings.sweeps:
+            # The reference: one final particle drawn by weight (Puri et al.), from the problem's own stream.
+            references = [reference_trajectory(pop, int(rngs[owner].choice(size, p=pop.weights(settings))))
+                          for owner, pop in enumerate(populations)]
     return populations
 
 
@@ -206,6 +269,6 @@ def run(problems: list[Problem], generator: Generator, scorer: PRMScorer, settin
                              ledger.compute[index], policy=generator.name, prm=scorer.name))
     if populations:
         mean = sum(p.resamplings for p in populations) / len(populations)
-        logger.info("particle filtering: %d problems x %d particles, %.1f resamplings per problem",
-                    len(problems), settings.n, mean)
+        logger.info("particle filtering: %d problems x %d particles in %d sweep(s), %.1f resamplings per problem "
+                    "(last sweep)", len(problems), settings.n, settings.sweeps, mean)
     return rows

@@ -149,3 +149,49 @@ def test_default_threshold_resamples_every_step_unless_weights_are_equal(scores,
     (population,) = pf.search(Ledger([P], generator, TablePRMScorer(table)), pf.Settings(n=4))
     (step,) = population.history  # every particle answered at once: one iteration
     assert step.resampled is resampled and (step.ess == pytest.approx(4.0)) is not resampled
+
+
+GIBBS_STEPS = {
+    # The k-th ask of a prefix (across calls) gets its k-th step: the second sweep's only new first step is W.
+    "": ["W s\n\n", "R s\n\n", "W s\n\n"],
+    "R s\n\n": ["R $\\boxed{5}$"] * 3,
+}
+GIBBS_SCORES = {"W s": 1e-9, "R s": 1 - 1e-9, "R $\\boxed{5}$": 1 - 1e-9}
+
+
+def test_particle_gibbs_replays_the_reference_and_samples_only_the_other_slots():
+    asked = Counter()
+
+    def script(problem, prefix, n):
+        start = asked[prefix]
+        asked[prefix] += n
+        return GIBBS_STEPS[prefix][start:start + n]
+
+    generator, scorer = ScriptedGenerator(script), TablePRMScorer(GIBBS_SCORES)
+    settings = pf.Settings(n=4, sweeps=2, seed=3)
+    row = pf.run([P], generator, scorer, settings)[0]
+    # Sweep 1 (2 particles): W and R; W's weight (clipped odds 1e-6 / (1 - 1e-6) against its inverse) is ~1e-12,
+    # so both slots resample to R, which answers. Sweep 2: one free slot samples W next to the replayed reference
+    # R, resamples to R (the reference's state) and extends that copy; the reference is never asked for or scored.
+    assert [([r.prefix for r in call.requests], call.n) for call in generator.calls] == [
+        ([""], 2), (["R s\n\n", "R s\n\n"], 1), ([""], 1), (["R s\n\n"], 1)]
+    assert [call.step_lists for call in scorer.calls] == [
+        (("W s",), ("R s",)), (("R s", "R $\\boxed{5}$"),) * 2, (("W s",),), (("R s", "R $\\boxed{5}$"),)]
+    # Each sweep's calls have their own seeds: sweep 2 starts at call index max_iterations + 1.
+    assert [call.params.seed for call in generator.calls] == [
+        call_seed(3, 0), call_seed(3, 1), call_seed(3, 41), call_seed(3, 42)]
+    assert [c.text for c in row.completions] == ["R s\n\nR $\\boxed{5}$"] * 2 and row.pred == "5"
+    # Policy tokens: 2 words per sample, 6 samples; PRM: the 5 problem words + the steps' words per scored solution.
+    assert (row.compute.policy_tokens, row.compute.prm_tokens) == (12, 3 * (5 + 2) + 3 * (5 + 4))
+    assert row.settings["sweeps"] == 2
+
+
+def test_one_sweep_is_the_plain_filter_and_bad_sweeps_name_the_rule():
+    plain = pf.run([P], scripted(), TablePRMScorer(SCORES), pf.Settings(n=4, seed=2))[0]
+    one = pf.run([P], scripted(), TablePRMScorer(SCORES), pf.Settings(n=4, seed=2, sweeps=1))[0]
+    assert (plain.completions, plain.pred, plain.compute.policy_tokens) == (one.completions, one.pred,
+                                                                            one.compute.policy_tokens)
+    with pytest.raises(ValueError, match="n=4 must be a multiple of sweeps=4 with at least 2 particles per sweep"):
+        make_settings("particle_filtering", {"n": 4, "sweeps": 4})
+    with pytest.raises(ValueError, match="sweeps must be an integer >= 1, got 0"):
+        make_settings("particle_filtering", {"n": 4, "sweeps": 0})
