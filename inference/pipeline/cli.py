@@ -6,7 +6,7 @@ run as a subprocess so the training and inference arms stay independent. A stage
 the key recorded when it last finished; so a second run starts at the first changed stage, and a run stopped
 with Ctrl-C resumes at the interrupted stage (whose own command resumes where it can). `--force` redoes all.
 
-    python scripts/pipeline.py                    # default scale, about 20 minutes on 2 CPU cores
+    python scripts/pipeline.py                    # default scale, about 8 minutes on 2 CPU cores
     python scripts/pipeline.py --scale smoke      # every stage on a handful of problems (tests)
     python scripts/pipeline.py --scale large      # more problems and a larger budget, for a patient user
 """
@@ -68,7 +68,7 @@ def make_parser() -> argparse.ArgumentParser:
         epilog=f"Stages: {', '.join(stage_names())}. Logs: <run_dir>/logs/<stage>.log.",
     )
     parser.add_argument("--scale", choices=sorted(SCALES), default="default",
-                        help="how much work: smoke (tests, ~2 min), default (~20 min on 2 cores), large (patient users)")
+                        help="how much work: smoke (tests, ~2 min), default (~8 min on 2 cores), large (patient users)")
     parser.add_argument("--run_dir", default=None, help="where everything goes (default: runs/<scale>)")
     parser.add_argument("--small_policy", default="checkpoints/policy-small", help="the policy that searches")
     parser.add_argument("--large_policy", default="checkpoints/policy-large",
