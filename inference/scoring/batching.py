@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,28 @@ def token_budget_batches(lengths: Sequence[int], max_tokens_per_batch: int) -> l
         else:
             batches.append([index])
     return batches
+
+
+def checked_inputs(problems: Sequence[str], step_lists: Sequence[Sequence[str]],
+                   build: Callable[[str, Sequence[str]], PRMInput], max_length: int | None) -> list[PRMInput]:
+    """The PRM input of each (problem, steps) pair, built by `build`: ValueError for mismatched lists, a pair without
+    steps or one longer than `max_length` (the PRM's context), naming the pair."""
+    if len(problems) != len(step_lists):
+        raise ValueError(f"{len(problems)} problems but {len(step_lists)} step lists; pass one step list per problem")
+    inputs = []
+    for index, (problem, steps) in enumerate(zip(problems, step_lists, strict=True)):
+        if not steps:
+            raise ValueError(f"pair {index} has no steps; a PRM scores at least one step")
+        prm_input = build(problem, steps)
+        if len(prm_input.score_positions) != len(steps):
+            raise RuntimeError(f"pair {index}: {len(prm_input.score_positions)} score positions for {len(steps)} steps")
+        if max_length is not None and len(prm_input.input_ids) > max_length:
+            raise ValueError(
+                f"pair {index} is {len(prm_input.input_ids)} tokens, longer than the PRM's context "
+                f"({max_length}); shorten the solution (max_tokens) or use a longer-context PRM"
+            )
+        inputs.append(prm_input)
+    return inputs
 
 
 class BatchedPRMScorer:
@@ -84,21 +106,7 @@ class BatchedPRMScorer:
 
     def score(self, problems: list[str], step_lists: list[list[str]]) -> list[PRMScore]:
         """Per-step scores in [0, 1] for each (problem, steps) pair, in input order."""
-        if len(problems) != len(step_lists):
-            raise ValueError(f"{len(problems)} problems but {len(step_lists)} step lists; pass one step list per problem")
-        inputs = []
-        for index, (problem, steps) in enumerate(zip(problems, step_lists, strict=True)):
-            if not steps:
-                raise ValueError(f"pair {index} has no steps; a PRM scores at least one step")
-            prm_input = self.build_input(problem, steps)
-            if len(prm_input.score_positions) != len(steps):
-                raise RuntimeError(f"pair {index}: {len(prm_input.score_positions)} score positions for {len(steps)} steps")
-            if self.max_length is not None and len(prm_input.input_ids) > self.max_length:
-                raise ValueError(
-                    f"pair {index} is {len(prm_input.input_ids)} tokens, longer than the PRM's context "
-                    f"({self.max_length}); shorten the solution (max_tokens) or use a longer-context PRM"
-                )
-            inputs.append(prm_input)
+        inputs = checked_inputs(problems, step_lists, self.build_input, self.max_length)
         results: list[PRMScore | None] = [None] * len(inputs)
         for batch_indices in token_budget_batches([len(x.input_ids) for x in inputs], self.max_tokens_per_batch):
             longest = max(len(inputs[index].input_ids) for index in batch_indices)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.prm_metadata import PRMMetadata
-from inference.scoring.batching import PRMInput
+from inference.scoring.batching import PRMInput, checked_inputs
 from inference.types import PRMScore
 
 VLLM_READINGS = {
@@ -84,21 +84,7 @@ class VLLMPRMScorer:
     def score(self, problems: list[str], step_lists: list[list[str]]) -> list[PRMScore]:
         """Per-step scores in [0, 1] for each (problem, steps) pair, in input order, from one engine call (two
         where a judged token needs its own prompt)."""
-        if len(problems) != len(step_lists):
-            raise ValueError(f"{len(problems)} problems but {len(step_lists)} step lists; pass one step list per problem")
-        inputs = []
-        for index, (problem, steps) in enumerate(zip(problems, step_lists, strict=True)):
-            if not steps:
-                raise ValueError(f"pair {index} has no steps; a PRM scores at least one step")
-            prm_input = self.layout(problem, steps)
-            if len(prm_input.score_positions) != len(steps):
-                raise RuntimeError(f"pair {index}: {len(prm_input.score_positions)} score positions for {len(steps)} steps")
-            if self.max_length is not None and len(prm_input.input_ids) > self.max_length:
-                raise ValueError(
-                    f"pair {index} is {len(prm_input.input_ids)} tokens, longer than the PRM's context "
-                    f"({self.max_length}); shorten the solution (max_tokens) or use a longer-context PRM"
-                )
-            inputs.append(prm_input)
+        inputs = checked_inputs(problems, step_lists, self.layout, self.max_length)
         if not inputs:
             return []
         scores, ran = self._read(inputs)
