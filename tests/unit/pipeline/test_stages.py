@@ -154,3 +154,44 @@ def test_trained_prm_stages_run_the_strategies_beyond_the_reference_at_the_large
         assert tree[tree.index(f"--strategies.{name}.aggregation") + 1] == "min"
     for other in ("tree-likelihood", "tree-oracle", "search-likelihood", "search-oracle", "tree-checker"):
         assert not {"particle_filtering", "mcts", "adaptive_majority"} & set(stages[other].command)
+
+
+def _paths_in(command: list[str]) -> set[str]:
+    """Every argument of a command that names a path under the run, JSON maps' values included."""
+    paths = set()
+    for token in command:
+        values = [token]
+        if token.startswith("{"):
+            values = [v for v in json.loads(token).values() if isinstance(v, str)]
+        paths.update(v for v in values if v.startswith("runs/x/"))
+    return paths
+
+
+def test_every_stage_runs_after_the_stages_whose_outputs_it_reads():
+    """With --jobs a stage starts once the stages it runs `after` are done: one that reads another's output but
+    does not name it could start before that output exists."""
+    stages = _stages()
+    owner = {}
+    for stage in stages.values():
+        command = stage.command
+        outputs = set(stage.clean_on_rerun)
+        outputs.update(command[i + 1] for i, token in enumerate(command) if token in ("--output_dir", "--out"))
+        for path in outputs:
+            owner[path.rstrip("/")] = stage.name
+
+    def needs(name, seen=None):
+        seen = set() if seen is None else seen
+        for dependency in stages[name].after:
+            if dependency not in seen:
+                seen.add(dependency)
+                needs(dependency, seen)
+        return seen
+
+    checked = 0
+    for stage in stages.values():
+        for path in _paths_in(stage.command):
+            makers = {maker for output, maker in owner.items() if path == output or path.startswith(output + "/")}
+            for maker in makers - {stage.name}:
+                checked += 1
+                assert maker in needs(stage.name), f"{stage.name} reads {path} ({maker}'s output) but does not run after it"
+    assert checked >= 20  # the search, processbench, eval and report stages all read earlier outputs
