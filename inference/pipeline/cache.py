@@ -24,6 +24,8 @@ from inference.child_processes import stop_with_parent
 from inference.pipeline.stages import REPO_ROOT, PipelineOptions, Stage
 
 STAGE_MARKER_DIR = ".stages"
+HEARTBEAT_SECONDS = 60.0
+"""With stages running at once (their output in their logs), how often the pipeline names the running ones."""
 
 
 class StageFailed(RuntimeError):
@@ -191,6 +193,7 @@ def _run_concurrently(todo: list[tuple[str, Stage]], opts: PipelineOptions, keys
     unfinished = {stage.name for _, stage in todo}
     running: dict[subprocess.Popen, tuple[str, Stage, Path, float]] = {}
     failure: StageFailed | None = None
+    heard = time.time()
     try:
         while waiting or running:
             for item in list(waiting) if failure is None else []:
@@ -213,6 +216,10 @@ def _run_concurrently(todo: list[tuple[str, Stage]], opts: PipelineOptions, keys
                 break
             finished = [process for process in running if process.poll() is not None]
             if not finished:
+                if time.time() - heard >= HEARTBEAT_SECONDS:  # the logs hold the progress bars; say who is busy
+                    heard = time.time()
+                    busy = ", ".join(f"{entry[1].name} ({heard - entry[3]:.0f}s)" for entry in running.values())
+                    print(f"  running: {busy}  (elapsed {heard - started:.0f}s)", flush=True)
                 time.sleep(0.1)
                 continue
             for process in finished:

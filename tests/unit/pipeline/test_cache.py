@@ -159,3 +159,14 @@ def test_a_stage_of_a_killed_pipeline_stops_with_it(tmp_path):
     else:
         os.kill(child, signal.SIGKILL)
         pytest.fail("the stage kept running after its pipeline was killed")
+
+
+def test_running_stages_are_named_while_their_output_goes_to_their_logs(tmp_path, capsys, monkeypatch):
+    import inference.pipeline.cache as cache
+
+    monkeypatch.setattr(cache, "HEARTBEAT_SECONDS", 0.2)
+    stages = [_script("slow", "import time; print('progress 50%'); time.sleep(1.0)"), _script("quick", "pass")]
+    run_stages(stages, _parallel(tmp_path))
+    out = capsys.readouterr().out
+    assert "  running: slow (" in out and "progress 50%" not in out
+    assert "progress 50%" in (tmp_path / "logs" / "slow.log").read_text()
