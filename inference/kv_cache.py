@@ -1,10 +1,13 @@
 """Key/value-cache plumbing the policy backend and the PRM scorers share: the keyword a model takes its cache under,
-the cache a forward returned, whether a plain cache reproduces the model's attention, and room reserved for decoding."""
+the cache a forward returned, whether a plain cache reproduces the model's attention, room reserved for decoding, and
+the keys and values of sequences already run, kept for later prompts that start with them."""
 
 from __future__ import annotations
 
 import functools
 import inspect
+from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -93,3 +96,88 @@ def _buffered_layer() -> type:
 
     return BufferedLayer
 
+
+
+class SequenceStore:
+    """Keys and values of token sequences already run, least recently used dropped first past `max_bytes`.
+
+    `longest_prefix` finds, for a new prompt, the stored sequence sharing the longest common token prefix with it
+    (not an exact key: a prompt re-tokenized from text may diverge from the generated ids at a step boundary). Every
+    stored sequence is indexed by the hash of each whole block of `BLOCK` first tokens, so a lookup walks the
+    prompt's blocks while some sequence shares them and compares tokens only with the sequences of the deepest one.
+    Each entry holds one (keys, values) pair per layer, shaped [kv_heads, length, head_dim].
+    """
+
+    BLOCK = 16
+
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0 (0 keeps nothing), got {max_bytes}")
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[tuple[int, ...], list[tuple[Any, Any]]] = OrderedDict()
+        self._blocks: dict[int, set[tuple[int, ...]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _block_hashes(self, tokens: Sequence[int]) -> list[int]:
+        return [hash(tuple(tokens[:end])) for end in range(self.BLOCK, len(tokens) + 1, self.BLOCK)]
+
+    def add(self, tokens: Sequence[int], layers: list[tuple[Any, Any]]) -> None:
+        """Keep `layers` (copies owned by the store) as the keys and values of `tokens`; drop the oldest past the cap."""
+        key = tuple(tokens)
+        size = sum(keys.numel() * keys.element_size() + values.numel() * values.element_size() for keys, values in layers)
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return
+        if len(key) < self.BLOCK or size > self.max_bytes:
+            return
+        self._entries[key] = layers
+        self.bytes += size
+        for block in self._block_hashes(key):
+            self._blocks.setdefault(block, set()).add(key)
+        while self.bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: tuple[int, ...]) -> None:
+        layers = self._entries.pop(key)
+        self.bytes -= sum(keys.numel() * keys.element_size() + values.numel() * values.element_size()
+                          for keys, values in layers)
+        for block in self._block_hashes(key):
+            holders = self._blocks.get(block)
+            if holders is not None:
+                holders.discard(key)
+                if not holders:
+                    del self._blocks[block]
+
+    def longest_prefix(self, tokens: Sequence[int]) -> tuple[list[tuple[Any, Any]] | None, int]:
+        """The stored layers sharing the longest common prefix with `tokens` and its length ((None, 0) for none);
+        the entry becomes the most recently used."""
+        tokens = tuple(tokens)
+        candidates: set[tuple[int, ...]] | None = None
+        shared = 0
+        for end in range(self.BLOCK, len(tokens) + 1, self.BLOCK):
+            holders = self._blocks.get(hash(tokens[:end]))
+            if not holders:
+                break
+            candidates, shared = holders, end
+        best, best_length = None, 0
+        for key in candidates or ():
+            if key[:shared] != tokens[:shared]:  # a hash collision
+                continue
+            length = shared
+            limit = min(len(key), len(tokens))
+            while length < limit and key[length] == tokens[length]:
+                length += 1
+            if length > best_length:
+                best, best_length = key, length
+        if best is None:
+            return None, 0
+        self._entries.move_to_end(best)
+        return self._entries[best], best_length
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._blocks.clear()
+        self.bytes = 0
