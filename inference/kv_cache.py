@@ -105,7 +105,7 @@ class SequenceStore:
     (not an exact key: a prompt re-tokenized from text may diverge from the generated ids at a step boundary). Every
     stored sequence is indexed by the hash of each whole block of `BLOCK` first tokens, so a lookup walks the
     prompt's blocks while some sequence shares them and compares tokens only with the sequences of the deepest one.
-    Each entry holds one (keys, values) pair per layer, shaped [kv_heads, length, head_dim].
+    Each entry is one tensor of the sequence's keys then values per layer, [2 x layers, kv_heads, length, head_dim].
     """
 
     BLOCK = 16
@@ -115,7 +115,7 @@ class SequenceStore:
             raise ValueError(f"max_bytes must be >= 0 (0 keeps nothing), got {max_bytes}")
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._entries: OrderedDict[tuple[int, ...], list[tuple[Any, Any]]] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self._blocks: dict[int, set[tuple[int, ...]]] = {}
 
     def __len__(self) -> int:
@@ -124,16 +124,25 @@ class SequenceStore:
     def _block_hashes(self, tokens: Sequence[int]) -> list[int]:
         return [hash(tuple(tokens[:end])) for end in range(self.BLOCK, len(tokens) + 1, self.BLOCK)]
 
-    def add(self, tokens: Sequence[int], layers: list[tuple[Any, Any]]) -> None:
-        """Keep `layers` (copies owned by the store) as the keys and values of `tokens`; drop the oldest past the cap."""
+    def wants(self, tokens: Sequence[int]) -> bool:
+        """Whether `add` would keep `tokens` (not too short, not stored already: a stored one becomes the most
+        recently used), so a caller can skip copying its keys and values."""
         key = tuple(tokens)
-        size = sum(keys.numel() * keys.element_size() + values.numel() * values.element_size() for keys, values in layers)
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return False
+        return len(key) >= self.BLOCK
+
+    def add(self, tokens: Sequence[int], states: Any) -> None:
+        """Keep `states` (a tensor the store owns) as the keys and values of `tokens`; drop the oldest past the cap."""
+        key = tuple(tokens)
+        size = states.numel() * states.element_size()
         if key in self._entries:
             self._entries.move_to_end(key)
             return
         if len(key) < self.BLOCK or size > self.max_bytes:
             return
-        self._entries[key] = layers
+        self._entries[key] = states
         self.bytes += size
         for block in self._block_hashes(key):
             self._blocks.setdefault(block, set()).add(key)
@@ -141,9 +150,8 @@ class SequenceStore:
             self._drop(next(iter(self._entries)))
 
     def _drop(self, key: tuple[int, ...]) -> None:
-        layers = self._entries.pop(key)
-        self.bytes -= sum(keys.numel() * keys.element_size() + values.numel() * values.element_size()
-                          for keys, values in layers)
+        states = self._entries.pop(key)
+        self.bytes -= states.numel() * states.element_size()
         for block in self._block_hashes(key):
             holders = self._blocks.get(block)
             if holders is not None:
@@ -151,8 +159,8 @@ class SequenceStore:
                 if not holders:
                     del self._blocks[block]
 
-    def longest_prefix(self, tokens: Sequence[int]) -> tuple[list[tuple[Any, Any]] | None, int]:
-        """The stored layers sharing the longest common prefix with `tokens` and its length ((None, 0) for none);
+    def longest_prefix(self, tokens: Sequence[int]) -> tuple[Any, int]:
+        """The stored keys and values sharing the longest common prefix with `tokens` and its length ((None, 0) for none);
         the entry becomes the most recently used."""
         tokens = tuple(tokens)
         candidates: set[tuple[int, ...]] | None = None

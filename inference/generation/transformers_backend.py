@@ -404,11 +404,21 @@ class TransformersGenerator(PromptedBackend):
         step `step`: the prompt and the `step` generated tokens run through the model so far, padding left out."""
         if self.kv_store is None:
             return
-        for position in positions:
-            row = live_rows[position]
-            real = mask[position, : width + step].bool()
-            layers = [(layer.keys[position][:, real], layer.values[position][:, real]) for layer in cache.layers]
-            self.kv_store.add(batch[row] + tokens[row, :step].tolist(), layers)
+        import torch
+
+        positions = list(positions)
+        generated = tokens[[live_rows[position] for position in positions], :step].tolist()
+        sequences = [batch[live_rows[position]] + new for position, new in zip(positions, generated, strict=True)]
+        wanted = [taken for taken, sequence in enumerate(sequences) if self.kv_store.wants(sequence)]
+        if not wanted:
+            return
+        index = torch.tensor([positions[taken] for taken in wanted], device=mask.device)
+        # [rows, 2 x layers, kv_heads, length, head_dim]: one gather per layer for all the rows, one copy per row.
+        states = torch.stack([layer.keys.index_select(0, index) for layer in cache.layers]
+                             + [layer.values.index_select(0, index) for layer in cache.layers], dim=1)
+        real = mask.index_select(0, index)[:, : width + step].bool()
+        for row, taken in enumerate(wanted):
+            self.kv_store.add(sequences[taken], states[row][:, :, real[row]])
 
     def _decode_mask(self, mask: Any, length: int) -> Any:
         """The attention mask of one decoding step over `length` positions: for SDPA the [rows, 1, 1, length] boolean
@@ -464,16 +474,14 @@ class TransformersGenerator(PromptedBackend):
         ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
         extra: dict[str, Any] = {}
         if past:
-            layers = []
-            for layer_index, (first_keys, _) in enumerate(next(stored for stored, length in found if length)):
-                keys = first_keys.new_zeros((len(prompts), first_keys.shape[0], past, first_keys.shape[-1]))
-                values = torch.zeros_like(keys)
-                for row, (stored, length) in enumerate(found):
-                    if length:
-                        keys[row, :, past - length :] = stored[layer_index][0][:, :length]
-                        values[row, :, past - length :] = stored[layer_index][1][:, :length]
-                layers.append((keys, values))
-            extra[self._cache_keyword] = DynamicCache(ddp_cache_data=layers)
+            example = next(stored for stored, length in found if length)
+            states = example.new_zeros((len(prompts), *example.shape[:2], past, example.shape[-1]))
+            for row, (stored, length) in enumerate(found):
+                if length:
+                    states[row, :, :, past - length :] = stored[:, :, :length]
+            layers = len(example) // 2  # keys of every layer, then values
+            extra[self._cache_keyword] = DynamicCache(
+                ddp_cache_data=[(states[:, layer], states[:, layers + layer]) for layer in range(layers)])
         output = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                             **extra, **self._last_logits_only)
         cache = returned_cache(output)
@@ -484,7 +492,7 @@ class TransformersGenerator(PromptedBackend):
         lengths = torch.tensor([len(ids) for ids in batch], device=ids.device)
         return logits, cache, lengths, mask[copies], [reused[prompt] for prompt in index]
 
-    def _stored_prefix(self, prompt: list[int]) -> tuple[list[tuple[Any, Any]] | None, int]:
+    def _stored_prefix(self, prompt: list[int]) -> tuple[Any, int]:
         """The stored keys and values sharing the longest prefix with `prompt`, and how many of them to reuse (all
         but the prompt's last token at most: its forward gives the first new token)."""
         if self.kv_store is None:

@@ -40,9 +40,9 @@ def test_reserved_buffers_give_the_plain_cache_s_logits_through_growth_and_reord
         torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
 
 
-def layers_of(length: int, value: float = 0.0) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Two layers of [1 head, length, 2] keys and values (16 bytes a position per layer)."""
-    return [(torch.full((1, length, 2), value), torch.full((1, length, 2), value)) for _ in range(2)]
+def layers_of(length: int, value: float = 0.0) -> torch.Tensor:
+    """Keys and values of two layers, [4, 1 head, length, 2] (32 bytes a position)."""
+    return torch.full((4, 1, length, 2), value)
 
 
 def test_sequence_store_finds_the_longest_common_prefix_not_only_exact_keys():
@@ -53,9 +53,9 @@ def test_sequence_store_finds_the_longest_common_prefix_not_only_exact_keys():
     store.add([5] * 10, layers_of(10))  # shorter than a block: not kept
     assert len(store) == 2
     layers, length = store.longest_prefix(base[:35] + [9, 9])  # diverges at 35 from the first
-    assert length == 35 and layers[0][0][0, 0, 0].item() == 1.0
+    assert length == 35 and layers[0, 0, 0, 0].item() == 1.0
     layers, length = store.longest_prefix(base[:20] + [7] * 5)  # a prefix of the second, shorter than it
-    assert length == 25 and layers[0][0][0, 0, 0].item() == 2.0
+    assert length == 25 and layers[0, 0, 0, 0].item() == 2.0
     assert store.longest_prefix(base[:18] + [3] * 30)[1] == 18
     assert store.longest_prefix([1] + base)[1] == 0  # the first block differs: nothing shared
     assert store.longest_prefix(base[:10]) == (None, 0)  # shorter than a block
