@@ -105,7 +105,9 @@ class SequenceStore:
     (not an exact key: a prompt re-tokenized from text may diverge from the generated ids at a step boundary). Every
     stored sequence is indexed by the hash of each whole block of `BLOCK` first tokens, so a lookup walks the
     prompt's blocks while some sequence shares them and compares tokens only with the sequences of the deepest one.
-    Each entry is one tensor of the sequence's keys then values per layer, [2 x layers, kv_heads, length, head_dim].
+    An entry is a list of segments, tensors of consecutive positions' keys then values per layer, [2 x layers,
+    kv_heads, positions, head_dim]; entries may share segments (the rows of one prompt share the prompt's), and a
+    shared segment counts once in `bytes`, while an entry holds it.
     """
 
     BLOCK = 16
@@ -115,8 +117,9 @@ class SequenceStore:
             raise ValueError(f"max_bytes must be >= 0 (0 keeps nothing), got {max_bytes}")
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._entries: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, ...], list[Any]] = OrderedDict()
         self._blocks: dict[int, set[tuple[int, ...]]] = {}
+        self._holders: dict[int, list[Any]] = {}  # id of a segment -> [segment, entries holding it]
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -133,25 +136,35 @@ class SequenceStore:
             return False
         return len(key) >= self.BLOCK
 
-    def add(self, tokens: Sequence[int], states: Any) -> None:
-        """Keep `states` (a tensor the store owns) as the keys and values of `tokens`; drop the oldest past the cap."""
+    def add(self, tokens: Sequence[int], segments: list[Any]) -> None:
+        """Keep `segments` (tensors the store owns, their positions adding up to `tokens`) as the keys and values of
+        `tokens`; drop the least recently used entries past the cap."""
         key = tuple(tokens)
-        size = states.numel() * states.element_size()
         if key in self._entries:
             self._entries.move_to_end(key)
             return
-        if len(key) < self.BLOCK or size > self.max_bytes:
+        if len(key) < self.BLOCK or sum(map(_size, segments)) > self.max_bytes:
             return
-        self._entries[key] = states
-        self.bytes += size
+        if sum(segment.shape[-2] for segment in segments) != len(key):
+            raise ValueError(f"{len(key)} tokens but keys and values of {[s.shape[-2] for s in segments]} positions")
+        self._entries[key] = segments
+        for segment in segments:
+            held = self._holders.setdefault(id(segment), [segment, 0])
+            held[1] += 1
+            if held[1] == 1:
+                self.bytes += _size(segment)
         for block in self._block_hashes(key):
             self._blocks.setdefault(block, set()).add(key)
         while self.bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
 
     def _drop(self, key: tuple[int, ...]) -> None:
-        states = self._entries.pop(key)
-        self.bytes -= states.numel() * states.element_size()
+        for segment in self._entries.pop(key):
+            held = self._holders[id(segment)]
+            held[1] -= 1
+            if held[1] == 0:
+                del self._holders[id(segment)]
+                self.bytes -= _size(segment)
         for block in self._block_hashes(key):
             holders = self._blocks.get(block)
             if holders is not None:
@@ -159,7 +172,7 @@ class SequenceStore:
                 if not holders:
                     del self._blocks[block]
 
-    def longest_prefix(self, tokens: Sequence[int]) -> tuple[Any, int]:
+    def longest_prefix(self, tokens: Sequence[int]) -> tuple[list[Any] | None, int]:
         """The stored keys and values sharing the longest common prefix with `tokens` and its length ((None, 0) for none);
         the entry becomes the most recently used."""
         tokens = tuple(tokens)
@@ -188,4 +201,9 @@ class SequenceStore:
     def clear(self) -> None:
         self._entries.clear()
         self._blocks.clear()
+        self._holders.clear()
         self.bytes = 0
+
+
+def _size(tensor: Any) -> int:
+    return tensor.numel() * tensor.element_size()

@@ -355,6 +355,7 @@ class TransformersGenerator(PromptedBackend):
             preallocate(cache, min(max_new - 1, 64))  # a reserve that doubles when full: a step rarely needs 512
             live = torch.arange(rows, device=self.device)  # the batch row of each row still decoding
             live_rows = list(range(rows))
+            kept_prompts: tuple[list[int], dict[int, Any]] = (prompt_copies(batch)[0], {})
             scores = torch.zeros((rows, logits.shape[-1]), device=self.device) if warpers is not None else None
             for step in range(max_new):
                 if warpers is not None:
@@ -372,11 +373,11 @@ class TransformersGenerator(PromptedBackend):
                             watcher.stopped_at[row] = step + 1
                             done[position] = True
                 if step + 1 == max_new:
-                    self._keep(batch, tokens, cache, mask, live_rows, range(len(live_rows)), width, step)
+                    self._keep(batch, tokens, cache, mask, live_rows, range(len(live_rows)), width, step, kept_prompts)
                     break
                 finished = done.nonzero().flatten().tolist()
                 if finished:
-                    self._keep(batch, tokens, cache, mask, live_rows, finished, width, step)
+                    self._keep(batch, tokens, cache, mask, live_rows, finished, width, step, kept_prompts)
                     for position in finished:
                         lengths[live_rows[position]] = step + 1
                     if len(finished) == len(live_rows):
@@ -399,26 +400,47 @@ class TransformersGenerator(PromptedBackend):
             watcher.stopped_at if watcher else [None] * rows), reused
 
     def _keep(self, batch: list[list[int]], tokens: Any, cache: Any, mask: Any, live_rows: list[int],
-              positions: Any, width: int, step: int) -> None:
+              positions: Any, width: int, step: int, kept_prompts: tuple[list[int], dict[int, Any]]) -> None:
         """Store the keys and values of the batch positions `positions` (rows `live_rows[position]`) at decoding
-        step `step`: the prompt and the `step` generated tokens run through the model so far, padding left out."""
+        step `step`: the prompt and the `step` generated tokens run through the model so far, padding left out.
+
+        A row's entry is two segments: its prompt's positions, copied once per distinct prompt and shared by the
+        rows of that prompt (`kept_prompts`: each row's prompt number, and the segments copied so far by number), and
+        its own generated positions.
+        """
         if self.kv_store is None:
             return
         import torch
 
         positions = list(positions)
-        generated = tokens[[live_rows[position] for position in positions], :step].tolist()
-        sequences = [batch[live_rows[position]] + new for position, new in zip(positions, generated, strict=True)]
+        rows = [live_rows[position] for position in positions]
+        generated = tokens[rows, :step].tolist()
+        sequences = [batch[row] + new for row, new in zip(rows, generated, strict=True)]
         wanted = [taken for taken, sequence in enumerate(sequences) if self.kv_store.wants(sequence)]
         if not wanted:
             return
-        index = torch.tensor([positions[taken] for taken in wanted], device=mask.device)
-        # [rows, 2 x layers, kv_heads, length, head_dim]: one gather per layer for all the rows, one copy per row.
-        states = torch.stack([layer.keys.index_select(0, index) for layer in cache.layers]
-                             + [layer.values.index_select(0, index) for layer in cache.layers], dim=1)
-        real = mask.index_select(0, index)[:, : width + step].bool()
+        prompt_of, prompt_segments = kept_prompts
+
+        def gathered(index: Any, columns: slice) -> Any:
+            # [rows, 2 x layers, kv_heads, positions, head_dim]: one gather per layer for all the rows.
+            return torch.stack([layer.keys[index, :, columns] for layer in cache.layers]
+                               + [layer.values[index, :, columns] for layer in cache.layers], dim=1)
+
+        new_prompts: dict[int, int] = {}  # prompt number -> batch position of a row holding it
+        for taken in wanted:
+            prompt = prompt_of[rows[taken]]
+            if prompt not in prompt_segments:
+                new_prompts.setdefault(prompt, positions[taken])
+        if new_prompts:
+            at = list(new_prompts.values())
+            prompt_states = gathered(torch.tensor(at, device=mask.device), slice(0, width))
+            real = mask[at, :width].bool()
+            for number, (prompt, states) in enumerate(zip(new_prompts, prompt_states, strict=True)):
+                prompt_segments[prompt] = states[:, :, real[number]]
+        own = gathered(torch.tensor([positions[taken] for taken in wanted], device=mask.device),
+                       slice(width, width + step))
         for row, taken in enumerate(wanted):
-            self.kv_store.add(sequences[taken], states[row][:, :, real[row]])
+            self.kv_store.add(sequences[taken], [prompt_segments[prompt_of[rows[taken]]], own[row].clone()])
 
     def _decode_mask(self, mask: Any, length: int) -> Any:
         """The attention mask of one decoding step over `length` positions: for SDPA the [rows, 1, 1, length] boolean
@@ -474,11 +496,17 @@ class TransformersGenerator(PromptedBackend):
         ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
         extra: dict[str, Any] = {}
         if past:
-            example = next(stored for stored, length in found if length)
+            example = next(stored for stored, length in found if length)[0]
             states = example.new_zeros((len(prompts), *example.shape[:2], past, example.shape[-1]))
             for row, (stored, length) in enumerate(found):
-                if length:
-                    states[row, :, :, past - length :] = stored[:, :, :length]
+                offset = 0  # the stored segments in order, up to the reused length
+                for segment in stored if length else ():
+                    taken = min(segment.shape[-2], length - offset)
+                    start = past - length + offset
+                    states[row, :, :, start : start + taken] = segment[:, :, :taken]
+                    offset += taken
+                    if offset == length:
+                        break
             layers = len(example) // 2  # keys of every layer, then values
             extra[self._cache_keyword] = DynamicCache(
                 ddp_cache_data=[(states[:, layer], states[:, layers + layer]) for layer in range(layers)])

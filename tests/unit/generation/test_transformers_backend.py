@@ -372,8 +372,8 @@ def test_tree_search_calls_reuse_earlier_keys_and_values_and_complete_as_without
 def test_kv_reuse_bytes_bounds_the_store_and_zero_turns_it_off(tiny_policy_dir):
     off = TransformersGenerator(str(tiny_policy_dir), device="cpu", kv_reuse_bytes=0)
     assert off.kv_store is None
-    small = TransformersGenerator(str(tiny_policy_dir), device="cpu", kv_reuse_bytes=200_000)
+    small = TransformersGenerator(str(tiny_policy_dir), device="cpu", kv_reuse_bytes=60_000)
     small.generate(REQUESTS, n=4, params=SamplingParams(temperature=1.0, max_tokens=16, seed=0))
-    assert 0 < len(small.kv_store) < 12 and small.kv_store.bytes <= 200_000
+    assert 0 < len(small.kv_store) < 12 and small.kv_store.bytes <= 60_000
     with pytest.raises(ValueError, match="kv_reuse_bytes must be >= 0 "):
         TransformersGenerator(str(tiny_policy_dir), device="cpu", kv_reuse_bytes=-1)
