@@ -40,11 +40,11 @@ from inference.generation.common import (
     resolve_dtype,
 )
 from inference.kv_cache import (
+    SequenceStore,
     cache_keyword,
     has_only_full_attention,
     preallocate,
     returned_cache,
-    SequenceStore,
 )
 from inference.memory import halve_on_oom
 from inference.prompts import PROMPT_DATE, PromptedBackend
@@ -517,7 +517,7 @@ class TransformersGenerator(PromptedBackend):
         if len(first_rows) < len(batch):
             cache.reorder_cache(copies)  # row r takes its prompt's copy
         logits = output.logits[:, -1].to(dtype=torch.float32)[copies]
-        lengths = torch.tensor([len(ids) for ids in batch], device=ids.device)
+        lengths = torch.tensor([len(prompt) for prompt in batch], device=ids.device)
         return logits, cache, lengths, mask[copies], [reused[prompt] for prompt in index]
 
     def _stored_prefix(self, prompt: list[int]) -> tuple[Any, int]:

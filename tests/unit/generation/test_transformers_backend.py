@@ -338,11 +338,12 @@ def test_tree_search_calls_reuse_earlier_keys_and_values_and_complete_as_without
     problems = [request.problem for request in tree_step_requests()[::3]]
     run: list[tuple[list[int], list[int]]] = []  # (prompt ids, generated ids fed back) of every row run so far
     prefixes = [""] * len(problems)
+    previous: list[tuple[str, list[int]]] = []  # (prefix, generated ids fed back) of the last call's requests
     diverged = False
     for call in range(4):
         if call == 3:  # the last step cut inside its first multi-character token instead
             prefixes = []
-            for (prefix, step_ids) in previous:
+            for prefix, step_ids in previous:
                 index = next(i for i, t in enumerate(step_ids) if len(reusing.tokenizer.decode([t])) > 1)
                 prefixes.append(prefix + reusing.tokenizer.decode(step_ids[: index + 1], skip_special_tokens=True)[:-1])
         requests = [GenerationRequest(problem, prefix) for problem, prefix in zip(problems, prefixes, strict=True)]
@@ -357,8 +358,8 @@ def test_tree_search_calls_reuse_earlier_keys_and_values_and_complete_as_without
             if call > 0:
                 assert reused > len(reusing.prompt_token_ids([GenerationRequest(request.problem)])[0]) - 1
             if call == 3:
-                longest = max(stored, key=lambda sequence: common_prefix(ids, sequence))
-                diverged |= common_prefix(ids, longest) < min(len(ids), len(longest))
+                closest = max(stored, key=lambda sequence: common_prefix(ids, sequence))
+                diverged |= common_prefix(ids, closest) < min(len(ids), len(closest))
             assert completion.forward_tokens == len(ids) - 1 - reused + completion.num_tokens
             assert copy.forward_tokens == 0
             generated = raw_greedy_tokens(reusing, request, completion.num_tokens)
