@@ -11,6 +11,9 @@ does what `model.generate` does (the same logits warpers, softmax and `torch.mul
 seed gives the same samples; tests check it) with less work per step:
 - rows with the same prompt (the n samples of a request, the children of one beam) are prefilled once: their keys
   and values are computed for one copy and repeated to every row;
+- the keys and values of every row run (prompt and generated tokens) are kept, bounded (`kv_reuse_bytes`, least
+  recently used dropped first), and a later prompt sharing a token prefix with one (the next step of a tree search
+  extends the prompt and a step generated before) prefills only the rest on top of them;
 - keys and values are written into buffers reserved after the prefill, not concatenated to the whole cache per token;
 - finished rows leave the batch (their keys and values are dropped), so the last long samples run alone;
 - stop strings are looked for only in rows whose new token can end one (a per-vocabulary table), instead of
@@ -37,6 +40,7 @@ from inference.generation.common import (
     resolve_dtype,
 )
 from inference.kv_cache import (
+    SequenceStore,
     cache_keyword,
     has_only_full_attention,
     preallocate,
@@ -146,6 +150,7 @@ class TransformersGenerator(PromptedBackend):
         trust_remote_code: bool = False,
         chat_template: str | None = None,
         prompt_date: str = PROMPT_DATE,
+        kv_reuse_bytes: int = 512 * 2**20,
     ) -> None:
         """Load `model` (a local checkpoint directory or a cached hub id) and its tokenizer.
 
@@ -153,11 +158,15 @@ class TransformersGenerator(PromptedBackend):
         seed: seeds the stream that gives each call a seed when `SamplingParams.seed` is None.
         chat_template: used instead of the tokenizer's own template (the tokenizer is not modified).
         prompt_date: the date a template that takes one writes into the prompt (`inference.prompts.PROMPT_DATE`).
+        kv_reuse_bytes: most bytes of keys and values of sequences already run kept for later prompts that share a
+            token prefix with them (full-attention models); 0 keeps none.
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if kv_reuse_bytes < 0:
+            raise ValueError(f"kv_reuse_bytes must be >= 0 (0 turns reuse off), got {kv_reuse_bytes}")
         self.device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
@@ -182,6 +191,8 @@ class TransformersGenerator(PromptedBackend):
         """Under which keyword the model's forward takes a cache; None decodes with `model.generate`."""
         self._stop_enders: dict[tuple[str, ...], list[bool]] = {}
         """`stop_enders` per tuple of stop strings."""
+        self.kv_store = SequenceStore(kv_reuse_bytes) if kv_reuse_bytes > 0 and self._cache_keyword else None
+        """Keys and values of the rows run so far, for prompts that start with them; None when reuse is off."""
         self._last_logits_only = (
             {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {})
 
@@ -275,8 +286,9 @@ class TransformersGenerator(PromptedBackend):
 
     def _generate_batch(self, batch: list[list[int]], params: SamplingParams, stop: list[str]) -> list[Completion]:
         """One batch's completions: token lists, then texts, finish reasons and counts by `_completion`."""
+        reused = [0] * len(batch)
         if self._cache_keyword is not None:
-            new_tokens, stopped_at = self._decode_batch(batch, params, stop)
+            new_tokens, stopped_at, reused = self._decode_batch(batch, params, stop)
             shared = True
         else:
             new_tokens, stopped_at = self._generate_with_generate(batch, params, stop)
@@ -289,8 +301,9 @@ class TransformersGenerator(PromptedBackend):
             # Forward tokens: the prompt's prefill (all but its last token, whose forward gives the first new
             # token; once per distinct prompt when it was shared) and one per generated token. (The decode loop
             # runs the last prompt token in the prefill, once, and no generated token after the last: the same
-            # total for a prompt's first row, one token fewer for each of its copies.)
-            prefill = len(ids) - 1 if row in first_rows or not shared else 0
+            # total for a prompt's first row, one token fewer for each of its copies.) Positions whose keys and values
+            # were reused from an earlier sequence did not run.
+            prefill = len(ids) - 1 - reused[row] if row in first_rows or not shared else 0
             completions.append(replace(completion, forward_tokens=prefill + completion.num_tokens))
         return completions
 
@@ -317,8 +330,9 @@ class TransformersGenerator(PromptedBackend):
 
     def _decode_batch(
         self, batch: list[list[int]], params: SamplingParams, stop: list[str]
-    ) -> tuple[list[list[int]], list[int | None]]:
-        """Each row's new tokens (through its EOS or stop-completing token) and the step its stop string completed.
+    ) -> tuple[list[list[int]], list[int | None], list[int]]:
+        """Each row's new tokens (through its EOS or stop-completing token), the step its stop string completed, and
+        how many of its prompt's positions were reused from the store (not run).
 
         `model.generate`'s sampling step by step: the same warpers, then softmax and `torch.multinomial` over a
         [rows, vocabulary] table that keeps a place for every row of the batch, so each row's draw is the one
@@ -327,21 +341,21 @@ class TransformersGenerator(PromptedBackend):
         import torch
 
         rows, max_new = len(batch), params.max_tokens
-        input_ids, attention_mask = self._left_padded(batch)
-        width = input_ids.shape[1]
-        watcher = self._watcher(stop, width, rows) if stop else None
+        watcher = self._watcher(stop, max(map(len, batch)), rows) if stop else None
         can_end = torch.tensor(watcher.can_end, device=self.device) if watcher else None
         eos = torch.tensor(sorted(self.eos_ids), device=self.device)
         warpers = self._warpers(params)
-        # The mask for every position decoding can reach, sliced per step (no concatenation per step).
-        mask = torch.cat([attention_mask, attention_mask.new_ones((rows, max_new))], dim=1)
         tokens = torch.full((rows, max_new), self.pad_id, dtype=torch.long, device=self.device)
         lengths = [max_new] * rows
         with torch.inference_mode():
-            logits, cache, positions = self._prefill(batch, input_ids, attention_mask)
+            logits, cache, positions, attention_mask, reused = self._prefill(batch)
+            width = attention_mask.shape[1]
+            # The mask for every position decoding can reach, sliced per step (no concatenation per step).
+            mask = torch.cat([attention_mask, attention_mask.new_ones((rows, max_new))], dim=1)
             preallocate(cache, min(max_new - 1, 64))  # a reserve that doubles when full: a step rarely needs 512
             live = torch.arange(rows, device=self.device)  # the batch row of each row still decoding
             live_rows = list(range(rows))
+            kept_prompts: tuple[list[int], dict[int, Any]] = (prompt_copies(batch)[0], {})
             scores = torch.zeros((rows, logits.shape[-1]), device=self.device) if warpers is not None else None
             for step in range(max_new):
                 if warpers is not None:
@@ -359,9 +373,11 @@ class TransformersGenerator(PromptedBackend):
                             watcher.stopped_at[row] = step + 1
                             done[position] = True
                 if step + 1 == max_new:
+                    self._keep(batch, tokens, cache, mask, live_rows, range(len(live_rows)), width, step, kept_prompts)
                     break
                 finished = done.nonzero().flatten().tolist()
                 if finished:
+                    self._keep(batch, tokens, cache, mask, live_rows, finished, width, step, kept_prompts)
                     for position in finished:
                         lengths[live_rows[position]] = step + 1
                     if len(finished) == len(live_rows):
@@ -381,7 +397,50 @@ class TransformersGenerator(PromptedBackend):
                 logits = output.logits[:, -1].to(dtype=torch.float32)
         new_tokens = tokens.tolist()
         return [row[:length] for row, length in zip(new_tokens, lengths, strict=True)], (
-            watcher.stopped_at if watcher else [None] * rows)
+            watcher.stopped_at if watcher else [None] * rows), reused
+
+    def _keep(self, batch: list[list[int]], tokens: Any, cache: Any, mask: Any, live_rows: list[int],
+              positions: Any, width: int, step: int, kept_prompts: tuple[list[int], dict[int, Any]]) -> None:
+        """Store the keys and values of the batch positions `positions` (rows `live_rows[position]`) at decoding
+        step `step`: the prompt and the `step` generated tokens run through the model so far, padding left out.
+
+        A row's entry is two segments: its prompt's positions, copied once per distinct prompt and shared by the
+        rows of that prompt (`kept_prompts`: each row's prompt number, and the segments copied so far by number), and
+        its own generated positions.
+        """
+        if self.kv_store is None:
+            return
+        import torch
+
+        positions = list(positions)
+        rows = [live_rows[position] for position in positions]
+        generated = tokens[rows, :step].tolist()
+        sequences = [batch[row] + new for row, new in zip(rows, generated, strict=True)]
+        wanted = [taken for taken, sequence in enumerate(sequences) if self.kv_store.wants(sequence)]
+        if not wanted:
+            return
+        prompt_of, prompt_segments = kept_prompts
+
+        def gathered(index: Any, columns: slice) -> Any:
+            # [rows, 2 x layers, kv_heads, positions, head_dim]: one gather per layer for all the rows.
+            return torch.stack([layer.keys[index, :, columns] for layer in cache.layers]
+                               + [layer.values[index, :, columns] for layer in cache.layers], dim=1)
+
+        new_prompts: dict[int, int] = {}  # prompt number -> batch position of a row holding it
+        for taken in wanted:
+            prompt = prompt_of[rows[taken]]
+            if prompt not in prompt_segments:
+                new_prompts.setdefault(prompt, positions[taken])
+        if new_prompts:
+            at = list(new_prompts.values())
+            prompt_states = gathered(torch.tensor(at, device=mask.device), slice(0, width))
+            real = mask[at, :width].bool()
+            for number, (prompt, states) in enumerate(zip(new_prompts, prompt_states, strict=True)):
+                prompt_segments[prompt] = states[:, :, real[number]]
+        own = gathered(torch.tensor([positions[taken] for taken in wanted], device=mask.device),
+                       slice(width, width + step))
+        for row, taken in enumerate(wanted):
+            self.kv_store.add(sequences[taken], [prompt_segments[prompt_of[rows[taken]]], own[row].clone()])
 
     def _decode_mask(self, mask: Any, length: int) -> Any:
         """The attention mask of one decoding step over `length` positions: for SDPA the [rows, 1, 1, length] boolean
@@ -407,24 +466,67 @@ class TransformersGenerator(PromptedBackend):
             warpers.append(TopPLogitsWarper(params.top_p))
         return warpers
 
-    def _prefill(self, batch: list[list[int]], input_ids: Any, attention_mask: Any) -> tuple[Any, Any, Any]:
-        """Every prompt through the model once per distinct prompt, repeated to its rows: the last position's
-        float32 logits, the key/value cache and the position the first new token takes, per row."""
+    def _prefill(self, batch: list[list[int]]) -> tuple[Any, Any, Any, Any, list[int]]:
+        """Every prompt through the model once per distinct prompt, repeated to its rows: the last position's float32
+        logits, the key/value cache, the position the first new token takes, the 2-D attention mask over the cache,
+        and how many positions of each row's prompt came from the store, per row.
+
+        A distinct prompt whose first r tokens a stored sequence shares starts from that sequence's keys and values
+        and runs only the rest (at least its last token, whose logits give the first new token). Prompts reusing
+        different lengths go in one forward: row i's cache is [padding, r_i reused positions] and its new part
+        [padding, rest_i], the 2-D mask marks both paddings, and the position ids count real tokens only.
+        """
         import torch
+        from transformers.cache_utils import DynamicCache
 
         index, first_rows = prompt_copies(batch)
-        first = torch.tensor(first_rows, device=input_ids.device)
-        ids, mask = input_ids[first], attention_mask[first]
-        # The positions generate gives left-padded rows: count real tokens only.
-        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+        prompts = [batch[row] for row in first_rows]
+        found = [self._stored_prefix(ids) for ids in prompts]
+        reused = [length for _, length in found]
+        past, width = max(reused), max(len(ids) - length for ids, length in zip(prompts, reused, strict=True))
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), past + width), dtype=torch.long)
+        positions = torch.ones((len(prompts), width), dtype=torch.long)  # padding's position (masked out anyway)
+        for row, (prompt, length) in enumerate(zip(prompts, reused, strict=True)):
+            rest = len(prompt) - length
+            ids[row, width - rest :] = torch.tensor(prompt[length:], dtype=torch.long)
+            mask[row, past - length : past] = 1
+            mask[row, past + width - rest :] = 1
+            positions[row, width - rest :] = torch.arange(length, len(prompt))
+        ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
+        extra: dict[str, Any] = {}
+        if past:
+            example = next(stored for stored, length in found if length)[0]
+            states = example.new_zeros((len(prompts), *example.shape[:2], past, example.shape[-1]))
+            for row, (stored, length) in enumerate(found):
+                offset = 0  # the stored segments in order, up to the reused length
+                for segment in stored if length else ():
+                    taken = min(segment.shape[-2], length - offset)
+                    start = past - length + offset
+                    states[row, :, :, start : start + taken] = segment[:, :, :taken]
+                    offset += taken
+                    if offset == length:
+                        break
+            layers = len(example) // 2  # keys of every layer, then values
+            extra[self._cache_keyword] = DynamicCache(
+                ddp_cache_data=[(states[:, layer], states[:, layers + layer]) for layer in range(layers)])
         output = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                            **self._last_logits_only)
+                            **extra, **self._last_logits_only)
         cache = returned_cache(output)
-        copies = torch.tensor(index, device=input_ids.device)
+        copies = torch.tensor(index, device=ids.device)
         if len(first_rows) < len(batch):
             cache.reorder_cache(copies)  # row r takes its prompt's copy
         logits = output.logits[:, -1].to(dtype=torch.float32)[copies]
-        return logits, cache, attention_mask.sum(-1)
+        lengths = torch.tensor([len(prompt) for prompt in batch], device=ids.device)
+        return logits, cache, lengths, mask[copies], [reused[prompt] for prompt in index]
+
+    def _stored_prefix(self, prompt: list[int]) -> tuple[Any, int]:
+        """The stored keys and values sharing the longest prefix with `prompt`, and how many of them to reuse (all
+        but the prompt's last token at most: its forward gives the first new token)."""
+        if self.kv_store is None:
+            return None, 0
+        layers, length = self.kv_store.longest_prefix(prompt)
+        return layers, min(length, len(prompt) - 1)
 
     def _completion(self, tokens: list[int], stopped_at: int | None, stop: list[str]) -> Completion:
         eos_at = next((position for position, token in enumerate(tokens) if token in self.eos_ids), None)

@@ -177,7 +177,8 @@ def test_rows_repeating_a_prompt_prefill_it_once_and_complete_as_without():
     from data_prep.synthetic import generate_problems, gold_steps
 
     policy = str(Path(__file__).resolve().parents[3] / "checkpoints" / "policy-small")
-    shared = TransformersGenerator(policy, device="cpu", seed=0)
+    # Reuse across calls off: this checks the sharing within a call (the second call would reuse the first's).
+    shared = TransformersGenerator(policy, device="cpu", seed=0, kv_reuse_bytes=0)
     plain = TransformersGenerator(policy, device="cpu", seed=0)
     plain._cache_keyword = None  # every row prefilled by generate itself
     prefills = []  # (rows, positions) of every forward over more than one position: the prefills
@@ -321,3 +322,59 @@ def test_stop_strings_are_checked_only_where_the_new_token_can_end_one(tiny_toke
     generated = sum(c.num_tokens for per in completions for c in per)
     final_decodes = sum(len(per) for per in completions)
     assert len(decodes) - final_decodes < generated / 4
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def test_tree_search_calls_reuse_earlier_keys_and_values_and_complete_as_without():
+    # Beam-search-shaped calls: a prompt, then prefixes extending its output by whole generated steps, and one
+    # prefix cut inside a generated token (its re-tokenization diverges from the generated ids there).
+    reusing, fresh = shipped_policy(), shipped_policy()
+    fresh.kv_store = None
+    assert reusing.kv_store is not None and len(reusing.kv_store) == 0
+    params = SamplingParams(temperature=0.0, max_tokens=48)
+    problems = [request.problem for request in tree_step_requests()[::3]]
+    run: list[tuple[list[int], list[int]]] = []  # (prompt ids, generated ids fed back) of every row run so far
+    prefixes = [""] * len(problems)
+    previous: list[tuple[str, list[int]]] = []  # (prefix, generated ids fed back) of the last call's requests
+    diverged = False
+    for call in range(4):
+        if call == 3:  # the last step cut inside its first multi-character token instead
+            prefixes = []
+            for prefix, step_ids in previous:
+                index = next(i for i, t in enumerate(step_ids) if len(reusing.tokenizer.decode([t])) > 1)
+                prefixes.append(prefix + reusing.tokenizer.decode(step_ids[: index + 1], skip_special_tokens=True)[:-1])
+        requests = [GenerationRequest(problem, prefix) for problem, prefix in zip(problems, prefixes, strict=True)]
+        completions = reusing.generate(requests, n=2, params=params, stop=["\n\n"])
+        assert completions == fresh.generate(requests, n=2, params=params, stop=["\n\n"])
+        stored = [prompt + generated for prompt, generated in run]  # before this call (its rows share one prefill)
+        for request, (completion, copy) in zip(requests, completions, strict=True):
+            ids = reusing.prompt_token_ids([request])[0]
+            # The store finds a sequence sharing at least one whole block of first tokens, and the longest such.
+            longest = max((common_prefix(ids, sequence) for sequence in stored), default=0)
+            reused = min(longest, len(ids) - 1) if longest >= reusing.kv_store.BLOCK else 0
+            if call > 0:
+                assert reused > len(reusing.prompt_token_ids([GenerationRequest(request.problem)])[0]) - 1
+            if call == 3:
+                closest = max(stored, key=lambda sequence: common_prefix(ids, sequence))
+                diverged |= common_prefix(ids, closest) < min(len(ids), len(closest))
+            assert completion.forward_tokens == len(ids) - 1 - reused + completion.num_tokens
+            assert copy.forward_tokens == 0
+            generated = raw_greedy_tokens(reusing, request, completion.num_tokens)
+            run.append((ids, generated[: completion.num_tokens - 1]))  # the last token is never fed back
+        previous = [(prefix, generated) for prefix, (_, generated) in zip(prefixes, run[-len(problems):], strict=True)]
+        prefixes = [prefix + per[0].text for prefix, per in zip(prefixes, completions, strict=True)]
+    assert diverged
+    assert len(reusing.kv_store) == len(run)  # one sequence per distinct row (greedy copies are not decoded)
+
+
+def test_kv_reuse_bytes_bounds_the_store_and_zero_turns_it_off(tiny_policy_dir):
+    off = TransformersGenerator(str(tiny_policy_dir), device="cpu", kv_reuse_bytes=0)
+    assert off.kv_store is None
+    small = TransformersGenerator(str(tiny_policy_dir), device="cpu", kv_reuse_bytes=60_000)
+    small.generate(REQUESTS, n=4, params=SamplingParams(temperature=1.0, max_tokens=16, seed=0))
+    assert 0 < len(small.kv_store) < 12 and small.kv_store.bytes <= 60_000
+    with pytest.raises(ValueError, match="kv_reuse_bytes must be >= 0 "):
+        TransformersGenerator(str(tiny_policy_dir), device="cpu", kv_reuse_bytes=-1)
