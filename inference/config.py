@@ -153,6 +153,9 @@ class PolicyConfig:
     CPU build takes cpu and CUDA build cuda)."""
     batch_size: int = 64
     """transformers only: most sequences (requests x n) per `model.generate` call."""
+    kv_reuse_gib: float = 0.5
+    """transformers only: most GiB of keys and values of sequences already run that later calls reuse (a tree
+    search's next step starts from its beam's); 0 turns the reuse off."""
     gpu_memory_utilization: float = 0.4
     """vllm only: fraction of GPU memory the engine may take (leave room for the PRM on the same GPU)."""
     max_model_len: int | None = None
@@ -174,6 +177,8 @@ class PolicyConfig:
             raise ConfigError("policy.model_name_or_path is empty; set it to a checkpoint directory")
         if self.batch_size < 1:
             raise ConfigError(f"policy.batch_size must be >= 1, got {self.batch_size}")
+        if not self.kv_reuse_gib >= 0:
+            raise ConfigError(f"policy.kv_reuse_gib must be >= 0 (0 turns the reuse off), got {self.kv_reuse_gib}")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ConfigError(f"policy.gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
         if self.max_model_len is not None and self.max_model_len < 1:
@@ -206,7 +211,8 @@ class PolicyConfig:
             "prompt_date": self.prompt_date,
         }
         if self.backend == "transformers":
-            options.update(device=self.device, batch_size=self.batch_size)
+            options.update(device=self.device, batch_size=self.batch_size,
+                           kv_reuse_bytes=int(self.kv_reuse_gib * 2**30))
         else:
             options.update(
                 device=self.device,

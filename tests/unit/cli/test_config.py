@@ -255,7 +255,11 @@ def test_policy_generator_options_hold_only_the_backends_own():
     }
     assert set(RunConfig().policy.generator_options(0)) == {
         "dtype", "seed", "system_prompt", "trust_remote_code", "chat_template", "prompt_date", "device", "batch_size",
+        "kv_reuse_bytes",
     }
+    assert RunConfig().policy.generator_options(0)["kv_reuse_bytes"] == 2**29
+    with pytest.raises(ConfigError, match="policy.kv_reuse_gib must be >= 0"):
+        parse_config(RunConfig, None, {"policy.kv_reuse_gib": CliValue("-1")})
 
 
 @pytest.mark.parametrize("shard, expected", [("0/1", (0, 1)), ("3/4", (3, 4)), (" 2/8", (2, 8))])
