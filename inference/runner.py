@@ -292,6 +292,16 @@ def _chunks(items: Sequence[Problem], size: int) -> list[list[Problem]]:
     return [list(items[start : start + size]) for start in range(0, len(items), size)]
 
 
+def forget_cached(*models: Any) -> None:
+    """Drop what the models keep from earlier calls (the policy's reused keys and values, the PRM's cached
+    prefixes), at the start of each resume unit: a chunk then runs, and counts its forward tokens, the same whether
+    the run started there or ran the chunks before it."""
+    for model in models:
+        forget = getattr(model, "forget_cached", None)
+        if forget is not None:
+            forget()
+
+
 def _run_job(job: Job, problems: list[Problem], generator: Generator, scorer: PRMScorer | None) -> list:
     rows = get_strategy(job.strategy).run(problems, generator, scorer, job.settings)
     got = [row_key(row) for row in rows]
@@ -335,6 +345,7 @@ def _run_shared(jobs: list[Job], problems: Sequence[Problem], generator: Generat
     replayed = drawn = 0
     with _bar(len(todo), f"{names} N<={max(j.n for j in jobs)}", progress) as bar:
         for chunk in _chunks(todo, chunk_size):
+            forget_cached(generator, scorer)
             pool = SamplePool.wrap(generator, scorer, stored)
             rows = []
             for job in sorted(jobs, key=lambda j: -j.n):  # smaller N reuse the samples of the largest
@@ -355,6 +366,7 @@ def _run_alone(job: Job, problems: Sequence[Problem], generator: Generator, scor
     todo = [p for p in problems if job.key(p) not in writer.done]
     with _bar(len(todo), job.label, progress) as bar:
         for chunk in _chunks(todo, chunk_size):
+            forget_cached(generator, scorer)
             writer.write(_run_job(job, chunk, generator, scorer))
             bar.update(len(chunk))
 

@@ -196,6 +196,12 @@ class TransformersGenerator(PromptedBackend):
         self._last_logits_only = (
             {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {})
 
+    def forget_cached(self) -> None:
+        """Drop the kept keys and values (the runner calls it at each resume unit, so a chunk's forward-token counts
+        do not depend on what ran before it in this process)."""
+        if self.kv_store is not None:
+            self.kv_store.clear()
+
     def _eos_ids(self) -> set[int]:
         configured = self.model.generation_config.eos_token_id
         if configured is None:

@@ -65,6 +65,11 @@ class PrefixKVCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def clear(self) -> None:
+        """Drop every entry (the hit and miss counts stay)."""
+        self._entries.clear()
+        self.bytes = 0
+
     def get(self, input_ids: tuple[int, ...]) -> CachedSequence | None:
         entry = self._entries.get(input_ids)
         if entry is not None:
@@ -198,6 +203,11 @@ class PrefixCachedScoring:
         """None until the first batch decides (see `_use_prefix_cache`)."""
         self._cache_keyword: str | None = None
         """The keyword under which `_cached_module()` takes the cache, found with that decision."""
+
+    def forget_cached(self) -> None:
+        """Drop every cached prefix (the runner calls it at each resume unit, so a chunk's forward-token counts do
+        not depend on what ran before it in this process)."""
+        self.prefix_cache.clear()
 
     def _cached_module(self) -> Any:
         """The module whose forward takes the cache and gives what `_new_step_scores` reads (the model itself)."""

@@ -129,6 +129,46 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, crash_at)
     assert essence(path) == essence(whole)
 
 
+class RememberingGenerator(ScriptedGenerator):
+    """Runs fewer forward tokens for a prompt it saw since its cache was last dropped, like the transformers
+    backend's reused keys and values; `forget_cached` drops them."""
+
+    def __init__(self, crash_at: int | None = None) -> None:
+        super().__init__(script)
+        self.seen: set[tuple[str, str]] = set()
+        self.crash_at = crash_at
+
+    def forget_cached(self) -> None:
+        self.seen.clear()
+
+    def generate(self, requests, *, n, params, stop=None):
+        if self.crash_at is not None and len(self.calls) + 1 == self.crash_at:
+            raise Crash()
+        outputs = super().generate(requests, n=n, params=params, stop=stop)
+        result = []
+        for request, completions in zip(requests, outputs):
+            prefill = 0 if (request.problem, request.prefix) in self.seen else 10
+            self.seen.add((request.problem, request.prefix))
+            result.append([dataclasses.replace(c, forward_tokens=c.num_tokens + prefill) for c in completions])
+        return result
+
+
+@pytest.mark.parametrize("crash_at", [2, 5])
+def test_a_resumed_run_counts_the_forward_tokens_of_an_uninterrupted_one(tmp_path, crash_at):
+    """A policy that keeps state between calls forgets it at each chunk, so a chunk's counters do not depend on
+    whether the run started there."""
+    settings = config(**{"sweep.strategies": "majority,beam_search", "strategies.beam_search.beam_width": "2"})
+    whole = tmp_path / "whole.jsonl"
+    run_sweep(settings, problems(), RememberingGenerator(), TablePRMScorer(scores), whole, progress=False)
+    path = tmp_path / "results.jsonl"
+    with pytest.raises(Crash):
+        run_sweep(settings, problems(), RememberingGenerator(crash_at), TablePRMScorer(scores), path, progress=False)
+    run_sweep(settings, problems(), RememberingGenerator(), TablePRMScorer(scores), path, progress=False)
+    assert essence(path) == essence(whole)
+    forward = [data["compute"]["policy_forward_tokens"] for _, data in read_result_dicts(whole)]
+    assert len(set(forward)) > 1  # the counters do depend on the cache, so the comparison can fail
+
+
 def test_torn_tail_from_a_kill_is_recomputed_not_duplicated(tmp_path):
     whole = tmp_path / "whole.jsonl"
     run_sweep(config(), problems(), *fakes(), whole, progress=False)
