@@ -133,8 +133,8 @@ class _PoolGenerator:
     """A Generator that answers repeated (request, params, stop) asks from its cache, cutting to the first n.
 
     `stored` (samples read from an earlier run, `inference/samples.py`) answers an ask the cache lacks when it
-    holds at least n completions for it; the policy draws the rest. `used` lists every ask's samples once, in
-    order, for the run's own samples file.
+    holds at least n completions for it; the policy draws the rest. The cache holds every ask's samples once, in
+    order: the run's own samples file is written from it (`SamplePool.used_samples`).
     """
 
     def __init__(self, generator: Generator, stored: Mapping[SampleKey, list[Completion]] | None = None) -> None:
@@ -407,7 +407,7 @@ def run_sweep(
     shared = [j for j in jobs if config.share_samples and is_subsampled(j.strategy)]
     stored = None  # read before anything is written, so a bad samples file leaves the output directory as it was
     if shared and config.samples_from:
-        stored = load_samples([config.samples_from], generator.name, [p.problem for p in problems])
+        stored = load_samples(config.samples_from, generator.name, [p.problem for p in problems])
     if write_config_copy:  # only once the rows already there are known to fit this config
         logger.info("config in %s", write_run_config(config))
     skipped = sum(1 for job in jobs for p in problems if job.key(p) in writer.done)

@@ -116,8 +116,8 @@ def from_line(data: dict, where: str) -> tuple[str, SampleKey, list[Completion]]
     return data["policy"], key, completions
 
 
-def load_samples(sources: Iterable[str | Path], policy: str, problems: Iterable[str]) -> dict[SampleKey, list[Completion]]:
-    """The stored samples of `policy` for `problems` (their texts), read line by line from each source.
+def load_samples(source: str | Path, policy: str, problems: Iterable[str]) -> dict[SampleKey, list[Completion]]:
+    """The stored samples of `policy` for `problems` (their texts), read line by line from the source's files.
 
     Lines of other problems are skipped unkept, so memory follows this run's problems, not the file's. A line of
     another policy is refused (its samples are not this policy's), naming the file and line; of two lines with
@@ -125,17 +125,16 @@ def load_samples(sources: Iterable[str | Path], policy: str, problems: Iterable[
     """
     wanted = set(problems)
     samples: dict[SampleKey, list[Completion]] = {}
-    for source in sources:
-        for path in sample_files(source):
-            for line_no, data in read_jsonl(path, skip_torn_tail=True, max_row_bytes=None):
-                where = f"{path}: line {line_no}"
-                stored_policy, key, completions = from_line(data, where)
-                if stored_policy != policy:
-                    raise ValueError(
-                        f"{where}: samples of policy {stored_policy!r}, but this run's policy is {policy!r}; "
-                        "samples_from must name a run of the same policy")
-                if key[0].problem in wanted and len(completions) > len(samples.get(key, ())):
-                    samples[key] = completions
+    for path in sample_files(source):
+        for line_no, data in read_jsonl(path, skip_torn_tail=True, max_row_bytes=None):
+            where = f"{path}: line {line_no}"
+            stored_policy, key, completions = from_line(data, where)
+            if stored_policy != policy:
+                raise ValueError(
+                    f"{where}: samples of policy {stored_policy!r}, but this run's policy is {policy!r}; "
+                    "samples_from must name a run of the same policy")
+            if key[0].problem in wanted and len(completions) > len(samples.get(key, ())):
+                samples[key] = completions
     return samples
 
 

@@ -184,6 +184,17 @@ def _prepare(stage: Stage, opts: PipelineOptions, keys: dict[str, str], prefix: 
     print(f"{prefix}: {stage.description}  (elapsed {time.time() - started:.0f}s)", flush=True)
 
 
+def _launch(stage: Stage, opts: PipelineOptions) -> tuple[subprocess.Popen, Path]:
+    """Start the stage's command with its output appended to its log only; (the process, the log)."""
+    command = _command(stage, opts)
+    log_path = _open_log(stage, opts, command)
+    with open(log_path, "ab") as log:
+        # A child writing to its log would outlive a killed pipeline and run beside the rerun.
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=_environment(opts.threads_per_stage), stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=stop_with_parent)
+    return process, log_path
+
+
 def _run_concurrently(todo: list[tuple[str, Stage]], opts: PipelineOptions, keys: dict[str, str],
                       started: float) -> None:
     """Up to `opts.jobs` stages at a time, each once the stages it runs after are done; their output goes to their
@@ -204,13 +215,7 @@ def _run_concurrently(todo: list[tuple[str, Stage]], opts: PipelineOptions, keys
                     continue
                 waiting.remove(item)
                 _prepare(stage, opts, keys, prefix, started)
-                command = _command(stage, opts)
-                log_path = _open_log(stage, opts, command)
-                with open(log_path, "ab") as log:
-                    # A child writing to its log would outlive a killed pipeline and run beside the rerun.
-                    process = subprocess.Popen(command, cwd=REPO_ROOT, env=_environment(opts.threads_per_stage),
-                                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                               preexec_fn=stop_with_parent)
+                process, log_path = _launch(stage, opts)
                 running[process] = (prefix, stage, log_path, time.time())
             if not running:
                 break

@@ -308,7 +308,7 @@ def test_a_malformed_samples_line_is_refused_naming_file_line_and_field(tmp_path
     path.write_text('{"policy": "p", "problem": "y", "prefix": "", "temperature": 0.8, "top_p": 1, "max_tokens": 9, '
                     '"seed": 0, "stop": null, "occurrence": 0, "completions": []}\n' + line + "\n")
     with pytest.raises(ValueError, match=rf"samples\.jsonl: line 2: .*{message}"):
-        load_samples([path], "p", ["x"])
+        load_samples(path, "p", ["x"])
 
 
 def test_samples_from_a_directory_without_samples_or_without_sharing_is_refused(tmp_path):
