@@ -195,6 +195,9 @@ class PolicyConfig:
                     raise ConfigError(f"policy.device={self.device!r} with backend vllm: {refusal}")
             if self.batch_size != defaults["batch_size"].default:
                 raise ConfigError("policy.batch_size applies to the transformers backend only; vLLM batches itself")
+            if self.kv_reuse_gib != defaults["kv_reuse_gib"].default:
+                raise ConfigError("policy.kv_reuse_gib applies to the transformers backend only; vLLM's prefix "
+                                  "caching reuses keys and values itself")
         else:
             for key in ("gpu_memory_utilization", "max_model_len", "tensor_parallel_size"):
                 if getattr(self, key) != defaults[key].default:
@@ -415,6 +418,13 @@ class RunConfig:
         for name in self.sweep.strategies:
             if name not in STRATEGIES:
                 raise ConfigError(unknown_message(f"sweep.strategies: strategy {name!r}", name, STRATEGIES))
+        if self.samples_from is not None:
+            from inference.strategies import is_subsampled
+
+            if not any(is_subsampled(name) for name in self.sweep.strategies):
+                sharing = ", ".join(name for name in STRATEGIES if is_subsampled(name))
+                raise ConfigError(f"samples_from feeds the sampling strategies that share samples ({sharing}); the "
+                                  "sweep runs none of them: drop samples_from or add one")
         for key, names in (("strategies", self.strategies), ("sweep.min_n_by_strategy", self.sweep.min_n_by_strategy)):
             for name in names:
                 if name not in STRATEGIES:

@@ -260,6 +260,9 @@ def test_policy_generator_options_hold_only_the_backends_own():
     assert RunConfig().policy.generator_options(0)["kv_reuse_bytes"] == 2**29
     with pytest.raises(ConfigError, match="policy.kv_reuse_gib must be >= 0"):
         parse_config(RunConfig, None, {"policy.kv_reuse_gib": CliValue("-1")})
+    with pytest.raises(ConfigError, match="policy.kv_reuse_gib applies to the transformers backend only"):
+        parse_config(RunConfig, None, {"policy.backend": CliValue("vllm"), "policy.device": CliValue("auto"),
+                                       "policy.kv_reuse_gib": CliValue("0")})
 
 
 @pytest.mark.parametrize("shard, expected", [("0/1", (0, 1)), ("3/4", (3, 4)), (" 2/8", (2, 8))])

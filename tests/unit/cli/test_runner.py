@@ -319,6 +319,8 @@ def test_samples_from_a_directory_without_samples_or_without_sharing_is_refused(
         sample_files(tmp_path)
     with pytest.raises(ConfigError, match="samples_from needs share_samples: true"):
         config(**{"samples_from": str(tmp_path), "share_samples": "false"})
+    with pytest.raises(ConfigError, match="the sweep runs none of them"):
+        config(**{"samples_from": str(tmp_path), "sweep.strategies": "beam_search"})
 
 
 def test_chunks_bound_the_problems_per_model_call(tmp_path):
