@@ -6,9 +6,10 @@ the token that completed the first stop string (finish "stop"; that token may ru
 whose overhang is cut from the text), the EOS token (finish "eos"), or the last token (finish "length").
 Stop strings are matched in the generated text only, never across the prompt/prefix boundary.
 
-Models whose layers all use full attention are decoded by `_decode_batch`, a loop over the model's forward that
-does what `model.generate` does (the same logits warpers, softmax and `torch.multinomial` over the whole batch, so a
-seed gives the same samples; tests check it) with less work per step:
+Models whose layers all use full attention are decoded by `_decode_batch`, a loop over the model's forward with
+`model.generate`'s logits warpers and softmax, whose draws come from each sample's own uniforms
+(`inference.generation.sampling`: a sample depends on the call's seed, its prompt, the prompt's occurrence in the call
+and its number, not on the batch), with less work per step than `generate`:
 - rows with the same prompt (the n samples of a request, the children of one beam) are prefilled once: their keys
   and values are computed for one copy and repeated to every row;
 - the keys and values of every row run (prompt and generated tokens) are kept, bounded (`kv_reuse_bytes`, least
@@ -39,6 +40,7 @@ from inference.generation.common import (
     resolve_device,
     resolve_dtype,
 )
+from inference.generation.sampling import draw_tokens, row_uniforms
 from inference.kv_cache import (
     SequenceStore,
     cache_keyword,
@@ -232,14 +234,18 @@ class TransformersGenerator(PromptedBackend):
         # Longest prompts first so each batch holds similar lengths (less padding); the sort is stable.
         order = sorted(range(len(rows)), key=lambda row: -len(prompt_ids[rows[row][0]]))
         results: list[list[Completion | None]] = [[None] * n for _ in requests]
+        seed = self._seeds.next(params.seed)
+        # Each sampled row's own uniforms (`inference.generation.sampling`): its samples do not depend on the batch.
+        uniforms = row_uniforms(seed, prompt_ids, rows, params.max_tokens) if params.temperature > 0 else None
         fork_devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(self._seeds.next(params.seed))
+            torch.manual_seed(seed)  # what `model.generate` draws from (models the decode loop does not run)
             start = 0
             while start < len(order):
                 def attempt(size: int, start: int = start) -> tuple[list[int], list[Completion]]:
                     chunk = order[start : start + size]
-                    return chunk, self._generate_batch([prompt_ids[rows[row][0]] for row in chunk], params, stop)
+                    return chunk, self._generate_batch([prompt_ids[rows[row][0]] for row in chunk], params, stop,
+                                                       None if uniforms is None else uniforms[chunk])
 
                 # Out of memory halves the batch for this and every later batch (rows already done are kept).
                 (chunk, completions), self.batch_size = halve_on_oom(
@@ -290,11 +296,15 @@ class TransformersGenerator(PromptedBackend):
             self._stop_enders[key] = stop_enders(self.tokenizer, stop, int(self.model.config.vocab_size or 0))
         return _StopStringWatcher(self.tokenizer, stop, prompt_length, self.eos_ids, batch, self._stop_enders[key])
 
-    def _generate_batch(self, batch: list[list[int]], params: SamplingParams, stop: list[str]) -> list[Completion]:
-        """One batch's completions: token lists, then texts, finish reasons and counts by `_completion`."""
+    def _generate_batch(self, batch: list[list[int]], params: SamplingParams, stop: list[str],
+                        uniforms: Any = None) -> list[Completion]:
+        """One batch's completions: token lists, then texts, finish reasons and counts by `_completion`.
+
+        uniforms: each row's uniforms per step when sampling (`row_uniforms`), None when greedy.
+        """
         reused = [0] * len(batch)
         if self._cache_keyword is not None:
-            new_tokens, stopped_at, reused = self._decode_batch(batch, params, stop)
+            new_tokens, stopped_at, reused = self._decode_batch(batch, params, stop, uniforms)
             shared = True
         else:
             new_tokens, stopped_at = self._generate_with_generate(batch, params, stop)
@@ -335,14 +345,13 @@ class TransformersGenerator(PromptedBackend):
         return output[:, width:].tolist(), stopped_at
 
     def _decode_batch(
-        self, batch: list[list[int]], params: SamplingParams, stop: list[str]
+        self, batch: list[list[int]], params: SamplingParams, stop: list[str], uniforms: Any = None
     ) -> tuple[list[list[int]], list[int | None], list[int]]:
         """Each row's new tokens (through its EOS or stop-completing token), the step its stop string completed, and
         how many of its prompt's positions were reused from the store (not run).
 
-        `model.generate`'s sampling step by step: the same warpers, then softmax and `torch.multinomial` over a
-        [rows, vocabulary] table that keeps a place for every row of the batch, so each row's draw is the one
-        `generate` would make (`multinomial` draws per element) even after finished rows left the model's batch.
+        Sampling applies `generate`'s warpers and softmax, then draws each row's token from its own uniform of the
+        step (`draw_tokens`), so a row's samples are the same whatever rows share its batch or leave it.
         """
         import torch
 
@@ -362,11 +371,11 @@ class TransformersGenerator(PromptedBackend):
             live = torch.arange(rows, device=self.device)  # the batch row of each row still decoding
             live_rows = list(range(rows))
             kept_prompts: tuple[list[int], dict[int, Any]] = (prompt_copies(batch)[0], {})
-            scores = torch.zeros((rows, logits.shape[-1]), device=self.device) if warpers is not None else None
+            if warpers is not None:
+                uniforms = uniforms.to(self.device)
             for step in range(max_new):
                 if warpers is not None:
-                    scores[live] = warpers(None, logits)
-                    picked = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)[live]
+                    picked = draw_tokens(torch.softmax(warpers(None, logits), dim=-1), uniforms[live, step])
                 else:
                     picked = logits.argmax(dim=-1)
                 tokens[live, step] = picked

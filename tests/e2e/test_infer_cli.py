@@ -181,6 +181,23 @@ def test_stopped_run_resumes_to_the_uninterrupted_result(models, uninterrupted, 
     assert essence(results) == essence(uninterrupted)
 
 
+def test_sampled_solutions_do_not_depend_on_chunk_size_or_batch_size(models, uninterrupted, tmp_path):
+    # Each sample draws from its own uniforms (call seed, prompt, occurrence, sample number), so three problems per
+    # strategy call in batches of 5 sequences draw the solutions one problem per call in batches of 64 drew.
+    sampling = ["majority", "best_of_n", "weighted_best_of_n"]
+    config = write_config(tmp_path, models, chunk_size=3)
+    result = run_cli("run", "--config", str(config), "--policy.batch_size", "5", "--sweep.strategies", *sampling)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    def texts(path: Path) -> dict[tuple, list[str]]:
+        return {key: [c["text"] for c in row["completions"]] for key, row in zip(keys(path), rows(path))
+                if row["strategy"] in sampling}
+
+    chunked = texts(tmp_path / "out" / "results.jsonl")
+    assert len(chunked) == NUM_PROBLEMS * len(sampling) * 2
+    assert chunked == texts(uninterrupted)
+
+
 @pytest.mark.skipif(not MATH500.is_file(), reason=f"MATH-500 file {MATH500} is not present")
 def test_math500_plumbing_with_tiny_random_models(models, tmp_path):
     from data_prep.grading import answers_match

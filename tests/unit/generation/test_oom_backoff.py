@@ -57,15 +57,22 @@ def test_the_generator_halves_its_batch_on_oom_and_returns_every_completion(tiny
     real_batch = generator._generate_batch
     sizes: list[int] = []
 
-    def fake_device(batch, params, stop):  # a device that holds 2 sequences at a time
+    def fake_device(batch, params, stop, uniforms=None):  # a device that holds 2 sequences at a time
         sizes.append(len(batch))
         if len(batch) > 2:
             raise torch.OutOfMemoryError("CUDA out of memory")
-        return real_batch(batch, params, stop)
+        return real_batch(batch, params, stop, uniforms)
 
     monkeypatch.setattr(generator, "_generate_batch", fake_device)
     assert generator.generate(requests, n=1, params=GREEDY) == reference  # greedy: the same text whatever the batch
     assert sizes == [5, 4, 2, 2, 1] and generator.batch_size == 2  # 8 -> 4 -> 2, then kept
+    # Samples do not depend on the batch either: the halved batches draw what one batch of 8 draws.
+    sampled = SamplingParams(temperature=1.0, max_tokens=12, seed=3)
+    whole = TransformersGenerator(str(tiny_policy_dir), device="cpu", batch_size=8, kv_reuse_bytes=0)
+    generator.batch_size, generator.kv_store, sizes[:] = 8, None, []
+    texts = [[c.text for c in per] for per in generator.generate(requests, n=2, params=sampled)]
+    assert sizes[:2] == [8, 4] and texts == [[c.text for c in per] for per in whole.generate(requests, n=2,
+                                                                                             params=sampled)]
     with pytest.raises(OutOfMemory, match="out of memory even at policy.batch_size=1"):
         monkeypatch.setattr(generator, "_generate_batch", lambda *a: (_ for _ in ()).throw(torch.OutOfMemoryError()))
         generator.generate(requests, n=1, params=GREEDY)

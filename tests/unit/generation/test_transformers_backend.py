@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 import shutil
 import string
 from pathlib import Path
@@ -179,8 +180,10 @@ def test_rows_repeating_a_prompt_prefill_it_once_and_complete_as_without():
     policy = str(Path(__file__).resolve().parents[3] / "checkpoints" / "policy-small")
     # Reuse across calls off: this checks the sharing within a call (the second call would reuse the first's).
     shared = TransformersGenerator(policy, device="cpu", seed=0, kv_reuse_bytes=0)
+    # One row per batch: every row prefills its own prompt (samples do not depend on the batch).
+    alone = TransformersGenerator(policy, device="cpu", seed=0, kv_reuse_bytes=0, batch_size=1)
     plain = TransformersGenerator(policy, device="cpu", seed=0)
-    plain._cache_keyword = None  # every row prefilled by generate itself
+    plain._cache_keyword = None  # greedy reference: model.generate
     prefills = []  # (rows, positions) of every forward over more than one position: the prefills
     shared.model.register_forward_pre_hook(
         lambda module, args, kwargs: prefills.append(tuple(kwargs["input_ids"].shape))
@@ -192,8 +195,9 @@ def test_rows_repeating_a_prompt_prefill_it_once_and_complete_as_without():
     requests += [beam, beam]
     sampled = SamplingParams(temperature=0.8, top_p=1.0, max_tokens=40, seed=4)
     with_sharing = shared.generate(requests, n=3, params=sampled, stop=["\n\n"])
-    without = plain.generate(requests, n=3, params=sampled, stop=["\n\n"])
-    assert with_sharing == without
+    without = alone.generate(requests, n=3, params=sampled, stop=["\n\n"])
+    assert [[(c.text, c.num_tokens, c.finish_reason) for c in per] for per in with_sharing] == [
+        [(c.text, c.num_tokens, c.finish_reason) for c in per] for per in without]
     greedy = SamplingParams(temperature=0.0, max_tokens=40)
     assert shared.generate(requests, n=1, params=greedy) == plain.generate(requests, n=1, params=greedy)
     # Both calls prefilled the 4 distinct prompts once (the 15 and 5 rows took copies of their keys and values).
@@ -268,11 +272,11 @@ def test_decode_loop_equals_plain_generate_per_prompt_on_greedy_decoding():
     assert all(later <= earlier for earlier, later in itertools.pairwise(decode_rows) if later != len(requests))
 
 
-def test_seeded_samples_equal_generate_s_although_rows_leave_the_batch():
-    # model.generate keeps finished rows in the batch (padded) and draws its multinomial over all of them; the loop
-    # drops them but keeps every row's place in the table it samples from, so the same seed gives the same samples.
-    looped, generated = shipped_policy(), shipped_policy()
-    generated._cache_keyword = None  # model.generate
+def test_seeded_samples_do_not_depend_on_the_batch_although_rows_leave_it():
+    # Each sample draws from its own uniforms (call seed, prompt, occurrence, sample number): the batch size, the
+    # other requests of the call, their order and which rows left the batch first do not change it.
+    one_batch, small_batches = shipped_policy(), shipped_policy()
+    small_batches.batch_size = 5
     requests = tree_step_requests()
     params = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=40, seed=7)
     from inference.kv_cache import _buffered_layer
@@ -287,12 +291,27 @@ def test_seeded_samples_equal_generate_s_although_rows_leave_the_batch():
 
     layer.reorder_cache = recording
     try:
-        completions = looped.generate(requests, n=3, params=params, stop=["\n\n"])
+        completions = one_batch.generate(requests, n=3, params=params, stop=["\n\n"])
     finally:
         layer.reorder_cache = original
     assert compactions and min(compactions) < len(requests) * 3  # rows did leave the batch
-    assert completions == generated.generate(requests, n=3, params=params, stop=["\n\n"])
-    assert len({c.text for per in completions for c in per}) > len(requests)  # samples, not copies
+    texts = [[c.text for c in per] for per in completions]
+
+    def sampled_texts(generator, asked, seed=7):
+        generator.forget_cached()  # no keys and values reused from the calls before (float-level differences)
+        return [[c.text for c in per]
+                for per in generator.generate(asked, n=3, params=replace(params, seed=seed), stop=["\n\n"])]
+
+    assert sampled_texts(small_batches, requests) == texts
+    assert sampled_texts(one_batch, requests[::-1])[::-1] == texts
+    assert sampled_texts(one_batch, requests[:1]) == texts[:1]
+    assert len({text for per in texts for text in per}) > len(requests)  # samples, not copies
+    # A prompt asked twice in one call gets two different sets of samples (its occurrence), the first as alone.
+    varied = max(range(len(requests)), key=lambda index: len(set(texts[index])))  # the least confident request
+    twice = sampled_texts(one_batch, [requests[varied]] * 2)
+    assert twice[0] == texts[varied] and twice[1] != texts[varied]
+    # Another seed, other samples.
+    assert sampled_texts(one_batch, requests, seed=8) != texts
 
 
 def test_stop_strings_are_checked_only_where_the_new_token_can_end_one(tiny_tokenizer):
