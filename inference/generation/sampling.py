@@ -27,18 +27,25 @@ def prompt_occurrences(prompts: Sequence[Sequence[int]]) -> list[int]:
     return occurrences
 
 
-def row_uniforms(seed: int, prompts: Sequence[Sequence[int]], rows: Sequence[tuple[int, int]], steps: int) -> Any:
-    """A float64 [len(rows), steps] tensor: row (request index, sample number)'s uniforms in [0, 1) for steps 0..."""
+def request_keys(seed: int, prompts: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Per prompt of a call, the key its samples' streams start from: the call's seed, a hash of the prompt's token
+    ids, and the prompt's occurrence in the call."""
+    import numpy as np
+
+    return [[seed % 2**63, int.from_bytes(hashlib.blake2b(np.asarray(ids, dtype=np.int64).tobytes(),
+                                                         digest_size=8).digest(), "little"), occurrence]
+            for ids, occurrence in zip(prompts, prompt_occurrences(prompts), strict=True)]
+
+
+def row_uniforms(keys: Sequence[Sequence[int]], rows: Sequence[tuple[int, int]], steps: int) -> Any:
+    """A float64 [len(rows), steps] tensor: row (request index, sample number)'s uniforms in [0, 1) for steps 0...,
+    from its request's key (`request_keys`) and its sample number."""
     import numpy as np
     import torch
 
-    occurrences = prompt_occurrences(prompts)
-    digests = [int.from_bytes(hashlib.blake2b(np.asarray(ids, dtype=np.int64).tobytes(), digest_size=8).digest(),
-                              "little") for ids in prompts]
     table = np.empty((len(rows), steps), dtype=np.float64)
     for row, (index, sample) in enumerate(rows):
-        key = [seed % 2**63, digests[index], occurrences[index], sample]
-        table[row] = np.random.default_rng(key).random(steps)
+        table[row] = np.random.default_rng([*keys[index], sample]).random(steps)
     return torch.from_numpy(table)
 
 

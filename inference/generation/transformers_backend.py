@@ -40,7 +40,7 @@ from inference.generation.common import (
     resolve_device,
     resolve_dtype,
 )
-from inference.generation.sampling import draw_tokens, row_uniforms
+from inference.generation.sampling import draw_tokens, request_keys, row_uniforms
 from inference.kv_cache import (
     SequenceStore,
     cache_keyword,
@@ -235,8 +235,8 @@ class TransformersGenerator(PromptedBackend):
         order = sorted(range(len(rows)), key=lambda row: -len(prompt_ids[rows[row][0]]))
         results: list[list[Completion | None]] = [[None] * n for _ in requests]
         seed = self._seeds.next(params.seed)
-        # Each sampled row's own uniforms (`inference.generation.sampling`): its samples do not depend on the batch.
-        uniforms = row_uniforms(seed, prompt_ids, rows, params.max_tokens) if params.temperature > 0 else None
+        # Each sampled row draws from its own uniforms (`inference.generation.sampling`), made per batch.
+        keys = request_keys(seed, prompt_ids) if params.temperature > 0 else None
         fork_devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed)  # what `model.generate` draws from (models the decode loop does not run)
@@ -244,8 +244,10 @@ class TransformersGenerator(PromptedBackend):
             while start < len(order):
                 def attempt(size: int, start: int = start) -> tuple[list[int], list[Completion]]:
                     chunk = order[start : start + size]
+                    uniforms = None if keys is None else row_uniforms(
+                        keys, [rows[row] for row in chunk], params.max_tokens)
                     return chunk, self._generate_batch([prompt_ids[rows[row][0]] for row in chunk], params, stop,
-                                                       None if uniforms is None else uniforms[chunk])
+                                                       uniforms)
 
                 # Out of memory halves the batch for this and every later batch (rows already done are kept).
                 (chunk, completions), self.batch_size = halve_on_oom(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from inference.generation.sampling import draw_tokens, prompt_occurrences, row_uniforms
+from inference.generation.sampling import draw_tokens, prompt_occurrences, request_keys, row_uniforms
 
 
 def test_draws_follow_the_probabilities_exactly_on_a_grid_of_uniforms():
@@ -31,14 +31,15 @@ def test_prompt_occurrences_count_earlier_copies():
 def test_a_sample_s_uniforms_depend_on_seed_prompt_occurrence_and_number_only():
     prompts = [[5, 6, 7], [8, 9], [5, 6, 7]]
     rows = [(0, 0), (0, 1), (1, 0), (2, 0)]
-    table = row_uniforms(3, prompts, rows, 6)
+    table = row_uniforms(request_keys(3, prompts), rows, 6)
     assert table.shape == (4, 6) and table.dtype == torch.float64
     assert bool(((table >= 0) & (table < 1)).all())
-    # The same prompt and sample number elsewhere in another call: the same stream.
-    alone = row_uniforms(3, [[8, 9], [5, 6, 7]], [(1, 1), (1, 0), (0, 0)], 6)
+    # The same prompt and sample number elsewhere in another call, or in a batch of its own: the same stream.
+    alone = row_uniforms(request_keys(3, [[8, 9], [5, 6, 7]]), [(1, 1), (1, 0), (0, 0)], 6)
     assert torch.equal(alone[1], table[0]) and torch.equal(alone[0], table[1]) and torch.equal(alone[2], table[2])
+    assert torch.equal(row_uniforms(request_keys(3, prompts), rows[3:], 6)[0], table[3])
     # The second copy of a prompt, another sample number or another seed: other streams.
     assert not torch.equal(table[3], table[0]) and not torch.equal(table[1], table[0])
-    assert not torch.equal(row_uniforms(4, prompts, rows, 6), table)
+    assert not torch.equal(row_uniforms(request_keys(4, prompts), rows, 6), table)
     # A longer table extends the same stream.
-    assert torch.equal(row_uniforms(3, prompts, rows, 9)[:, :6], table)
+    assert torch.equal(row_uniforms(request_keys(3, prompts), rows, 9)[:, :6], table)
