@@ -277,27 +277,41 @@ class PRMConfig:
             raise ConfigError(f"prm.max_tokens_per_batch must be >= 1, got {self.max_tokens_per_batch}")
         if self.prefix_cache_gib is not None and not self.prefix_cache_gib >= 0:
             raise ConfigError(f"prm.prefix_cache_gib must be >= 0 (0 turns the cache off), got {self.prefix_cache_gib}")
-        if not 0 < self.gpu_memory_utilization <= 1:
-            raise ConfigError(f"prm.gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
-        if self.backend == "vllm":
-            if self.prefix_cache_gib is not None:
-                raise ConfigError("prm.prefix_cache_gib is the transformers scorer's cache; vLLM keeps its own "
-                                  "prefix cache, remove it with prm.backend vllm")
-            if self.device != "auto":
-                from inference.generation.vllm_backend import vllm_cpu_build, vllm_device_refusal
-
-                refusal = vllm_device_refusal(self.device, vllm_cpu_build())
-                if refusal:
-                    raise ConfigError(f"prm.device={self.device!r} with backend vllm: {refusal}")
-        elif self.gpu_memory_utilization != PRMConfig.__dataclass_fields__["gpu_memory_utilization"].default:
-            raise ConfigError("prm.gpu_memory_utilization applies to the vllm backend only; remove it or set "
-                              "prm.backend: vllm")
+        if self.backend == "vllm" and self.prefix_cache_gib is not None:
+            raise ConfigError("prm.prefix_cache_gib is the transformers scorer's cache; vLLM keeps its own "
+                              "prefix cache, remove it with prm.backend vllm")
+        default_share = PRMConfig.__dataclass_fields__["gpu_memory_utilization"].default
+        check_scoring_backend(self.backend, self.device, self.gpu_memory_utilization,
+                              is_set=self.gpu_memory_utilization != default_share, prefix="prm.")
 
     def backend_options(self) -> dict[str, Any]:
         """`load_scorer`'s backend options: none for transformers (its default), the engine's for vllm."""
-        if self.backend == "transformers":
-            return {}
-        return {"backend": self.backend, "gpu_memory_utilization": self.gpu_memory_utilization}
+        return scoring_backend_options(self.backend, self.gpu_memory_utilization)
+
+
+def check_scoring_backend(backend: str, device: str, gpu_memory_utilization: float, *, is_set: bool,
+                          prefix: str) -> None:
+    """The checks of a PRM's scoring backend wherever one is configured (a run's `prm.`, `ttc-infer processbench`):
+    the engine's memory share in (0, 1] and set (`is_set`) only for vllm, and a device vLLM can run on."""
+    if not 0 < gpu_memory_utilization <= 1:
+        raise ConfigError(f"{prefix}gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+    if backend == "vllm":
+        if device != "auto":
+            from inference.generation.vllm_backend import vllm_cpu_build, vllm_device_refusal
+
+            refusal = vllm_device_refusal(device, vllm_cpu_build())
+            if refusal:
+                raise ConfigError(f"{prefix}device={device!r} with backend vllm: {refusal}")
+    elif is_set:
+        raise ConfigError(f"{prefix}gpu_memory_utilization applies to the vllm backend only; remove it or set "
+                          f"{prefix}backend: vllm")
+
+
+def scoring_backend_options(backend: str, gpu_memory_utilization: float) -> dict[str, Any]:
+    """`load_scorer`'s backend options: none for transformers (its default), the engine's for vllm."""
+    if backend == "transformers":
+        return {}
+    return {"backend": backend, "gpu_memory_utilization": gpu_memory_utilization}
 
 
 def powers_of_two(max_n: int) -> tuple[int, ...]:

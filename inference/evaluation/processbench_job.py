@@ -13,7 +13,16 @@ from typing import Any, Literal
 from data_prep.io import atomic_write_text
 from data_prep.labels import STEPWISE_FIELDS, iter_rows, parse_stepwise_row
 from data_prep.records import StepLabels
-from inference.config import ConfigError, DType, Device, PRMStyleName, dump_config
+from inference.config import (
+    Backend,
+    ConfigError,
+    Device,
+    DType,
+    PRMStyleName,
+    check_scoring_backend,
+    dump_config,
+    scoring_backend_options,
+)
 from inference.evaluation.processbench import (
     FIXED_THRESHOLD,
     ProcessBenchRecord,
@@ -55,6 +64,13 @@ class ProcessBenchConfig:
     """Weights dtype; `auto` is bfloat16 on CUDA and float32 on CPU."""
     device: Device = "auto"
     """`cpu`, `cuda`, or `auto` (CUDA when available)."""
+    backend: Backend = "transformers"
+    """Scoring backend, as a run's `prm.backend`: `transformers` (every style) or `vllm` (token_classification and
+    qwen_prm as a pooling model, chat_plus_minus, step_tag and lm_likelihood from prompt log-probabilities; GPU with
+    the vllm extra, or CPU with vLLM's CPU build). max_tokens_per_batch is the transformers scorer's."""
+    gpu_memory_utilization: float | None = None
+    """vllm only: fraction of GPU memory each PRM's engine may take; null shares 0.9 among the PRMs (an engine may
+    keep its memory until the job ends, so their shares must add up to at most 1)."""
     max_tokens_per_batch: int = 8192
     """Token budget of one PRM forward pass (solutions are packed up to it)."""
     batch_size: int = 16
@@ -86,6 +102,20 @@ class ProcessBenchConfig:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         if not 0 < self.fit_fraction < 1:
             raise ConfigError(f"fit_fraction must be in (0, 1), got {self.fit_fraction}; e.g. 0.5")
+        share = self.engine_share()
+        check_scoring_backend(self.backend, self.device, share, is_set=self.gpu_memory_utilization is not None,
+                              prefix="")
+        if self.backend == "vllm" and share * len(self.prms) > 1:
+            raise ConfigError(
+                f"{len(self.prms)} PRMs on vllm at gpu_memory_utilization {share} each need {share * len(self.prms):.2f}"
+                f" of the GPU (an engine may keep its memory until the job ends); set it to at most "
+                f"{math.floor(100 / len(self.prms)) / 100}, or leave it unset")
+
+    def engine_share(self) -> float:
+        """The GPU memory share of each PRM's vLLM engine: `gpu_memory_utilization`, else 0.9 shared by the PRMs."""
+        if self.gpu_memory_utilization is not None:
+            return self.gpu_memory_utilization
+        return round(0.9 / max(1, len(self.prms)), 4)
 
     def report_path(self, name: str) -> Path:
         """Where the report of PRM `name` is written."""
@@ -197,7 +227,8 @@ def _load_scorer(config: ProcessBenchConfig, name: str, path: str) -> Any:
     from inference.scoring.loader import load_scorer
 
     scorer = load_scorer(path, prm_style=config.prm_style, dtype=config.dtype, device=config.device,
-                         max_tokens_per_batch=config.max_tokens_per_batch)
+                         max_tokens_per_batch=config.max_tokens_per_batch,
+                         **scoring_backend_options(config.backend, config.engine_share()))
     scorer.name = name
     return scorer
 

@@ -281,3 +281,30 @@ def test_missing_prm_directory_is_reported_before_any_work(tmp_path, stepwise_fi
     assert main(argv) == 1
     assert f"PRM directories not found: gone={tmp_path / 'nope'}" in one_line_error(capsys)
     assert not (tmp_path / "out").exists()
+
+
+def test_processbench_backend_reaches_the_scorer_loader_and_engine_shares_add_up(monkeypatch):
+    import types
+
+    import inference.scoring.loader as loader
+    from inference.config import ConfigError
+
+    seen = []
+    monkeypatch.setattr(loader, "load_scorer", lambda path, **options: seen.append((path, options)) or
+                        types.SimpleNamespace())
+    common = {"prms": {"a": "prm/a", "b": "prm/b"}, "data": "labels.jsonl", "output_dir": "out"}
+    shared = ProcessBenchConfig(**common, backend="vllm", device="cuda")
+    assert _load_scorer(shared, "a", "prm/a").name == "a"
+    assert seen[-1][0] == "prm/a" and seen[-1][1]["backend"] == "vllm"
+    assert seen[-1][1]["gpu_memory_utilization"] == 0.45  # 0.9 shared by the two PRMs' engines
+    _load_scorer(ProcessBenchConfig(**common, backend="vllm", device="cuda", gpu_memory_utilization=0.3), "b", "prm/b")
+    assert seen[-1][1]["gpu_memory_utilization"] == 0.3
+    _load_scorer(ProcessBenchConfig(**common), "a", "prm/a")
+    assert "backend" not in seen[-1][1] and "gpu_memory_utilization" not in seen[-1][1]  # the transformers default
+    with pytest.raises(ConfigError, match=r"2 PRMs on vllm at gpu_memory_utilization 0.6 each need 1.20 of the GPU"
+                                          r".*at most 0.5"):
+        ProcessBenchConfig(**common, backend="vllm", gpu_memory_utilization=0.6)
+    with pytest.raises(ConfigError, match="gpu_memory_utilization applies to the vllm backend only"):
+        ProcessBenchConfig(**common, gpu_memory_utilization=0.3)
+    with pytest.raises(ConfigError, match=r"gpu_memory_utilization must be in \(0, 1\]"):
+        ProcessBenchConfig(**common, backend="vllm", gpu_memory_utilization=1.5)
