@@ -19,7 +19,8 @@ and its number, not on the batch), with less work per step than `generate`:
 - finished rows leave the batch (their keys and values are dropped), so the last long samples run alone;
 - stop strings are looked for only in rows whose new token can end one (a per-vocabulary table), instead of
   decoding every row every step.
-Other models (sliding-window or hybrid attention) go through `model.generate` with a stop-string criterion.
+Other models (sliding-window or hybrid attention) go through `model.generate` with a stop-string criterion, and
+sample with its seeded `torch.multinomial`, whose draws do depend on the batch.
 """
 
 from __future__ import annotations
