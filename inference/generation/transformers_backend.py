@@ -300,7 +300,7 @@ class TransformersGenerator(PromptedBackend):
         return _StopStringWatcher(self.tokenizer, stop, prompt_length, self.eos_ids, batch, self._stop_enders[key])
 
     def _generate_batch(self, batch: list[list[int]], params: SamplingParams, stop: list[str],
-                        uniforms: Any = None) -> list[Completion]:
+                        uniforms: Any) -> list[Completion]:
         """One batch's completions: token lists, then texts, finish reasons and counts by `_completion`.
 
         uniforms: each row's uniforms per step when sampling (`row_uniforms`), None when greedy.
@@ -348,7 +348,7 @@ class TransformersGenerator(PromptedBackend):
         return output[:, width:].tolist(), stopped_at
 
     def _decode_batch(
-        self, batch: list[list[int]], params: SamplingParams, stop: list[str], uniforms: Any = None
+        self, batch: list[list[int]], params: SamplingParams, stop: list[str], uniforms: Any
     ) -> tuple[list[list[int]], list[int | None], list[int]]:
         """Each row's new tokens (through its EOS or stop-completing token), the step its stop string completed, and
         how many of its prompt's positions were reused from the store (not run).
