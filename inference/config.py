@@ -260,8 +260,9 @@ class PRMConfig:
     """Allow model code from the checkpoint directory."""
     backend: Backend = "transformers"
     """Scoring backend: `transformers` (every style) or `vllm` (token_classification and qwen_prm as a pooling model,
-    chat_plus_minus, step_tag and lm_likelihood from prompt log-probabilities; the same scores, vLLM's batching and
-    prefix cache; GPU with the vllm extra, or CPU with vLLM's CPU build). max_tokens_per_batch and
+    chat_plus_minus, step_tag and lm_likelihood from prompt log-probabilities, implicit from those of two engines,
+    the PRM's and its reference model's, with half of gpu_memory_utilization each; the same scores, vLLM's batching
+    and prefix cache; GPU with the vllm extra, or CPU with vLLM's CPU build). max_tokens_per_batch and
     prefix_cache_gib are the transformers scorer's."""
     gpu_memory_utilization: float = 0.4
     """vllm only: fraction of GPU memory the PRM's engine may take (with the policy's, at most 1)."""

@@ -33,8 +33,8 @@ class EvalConfig:
     policy_params: int | None = None
     """Parameters of the policy, for FLOPs (2 x parameters x tokens); null leaves FLOPs out."""
     prm_params: dict[str, int] | None = None
-    """Parameters of each PRM by its name in the rows, for FLOPs (0 for the exact checker); null leaves PRM FLOPs
-    out."""
+    """Parameters of each PRM by its name in the rows, for FLOPs (0 for the exact checker; an implicit PRM's model
+    and reference model together, both run every token); null leaves PRM FLOPs out."""
     compute_optimal: bool = True
     """Fit and compare compute-optimal routing (oracle bins, and predicted bins when predicted_k is set)."""
     folds: int | None = 5

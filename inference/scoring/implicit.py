@@ -22,6 +22,8 @@ class ImplicitPRMScorer(LikelihoodScorer):
             raise ValueError(f"{self.name}: beta must be > 0, got {beta}")
         self.reference = reference.to(self.device).eval()
         self.beta = beta
+        # Both models run every scored token, so FLOPs per forward token count both.
+        self.num_parameters += int(reference.num_parameters())
 
     def _token_log_probs(self, model: Any, model_inputs: dict[str, Any]) -> Any:
         import torch

@@ -160,21 +160,29 @@ def load_likelihood_head(request: StyleRequest) -> PRMScorer:
                                 **_prefix_cache_option(request), **request.scorer_options)
 
 
-def load_implicit(request: StyleRequest) -> PRMScorer:
+def implicit_reference(directory: Path, metadata: PRMMetadata | None) -> Path:
+    """The reference model directory of an implicit PRM (its ttc_prm.json's `reference_model`), checked: both
+    backends subtract that model's log-probabilities, so a missing or wrong one is refused before weights load."""
     from data_prep.checkpoints import architectures, require_safetensors
+
+    if metadata is None or not metadata.reference_model or not metadata.beta:
+        raise ValueError(f"{directory}: an implicit PRM needs reference_model and beta in its "
+                         f"{METADATA_FILENAME} (written by training/train_prm.py)")
+    reference_dir = Path(metadata.reference_model)
+    if not (reference_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{directory}/{METADATA_FILENAME}: reference_model {reference_dir} is not a "
+                                "checkpoint directory; the implicit PRM's rewards subtract its log-probabilities")
+    check_architecture(reference_dir, "implicit", architectures(reference_dir))
+    require_safetensors(reference_dir, f"{directory}/{METADATA_FILENAME} reference_model")
+    return reference_dir
+
+
+def load_implicit(request: StyleRequest) -> PRMScorer:
     from inference.scoring.checkpoint import load_auto_model
     from inference.scoring.implicit import ImplicitPRMScorer
 
     metadata = request.metadata
-    if metadata is None or not metadata.reference_model or not metadata.beta:
-        raise ValueError(f"{request.directory}: an implicit PRM needs reference_model and beta in its "
-                         f"{METADATA_FILENAME} (written by training/train_prm.py)")
-    reference_dir = Path(metadata.reference_model)
-    if not (reference_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{request.directory}/{METADATA_FILENAME}: reference_model {reference_dir} is not a "
-                                "checkpoint directory; the implicit PRM's rewards subtract its log-probabilities")
-    check_architecture(reference_dir, "implicit", architectures(reference_dir))
-    require_safetensors(reference_dir, f"{request.directory}/{METADATA_FILENAME} reference_model")
+    reference_dir = implicit_reference(request.directory, metadata)
     model, tokenizer = _causal_lm(request)
     reference = load_auto_model(reference_dir, "AutoModelForCausalLM", None, request.dtype, request.trust_remote_code)
     return ImplicitPRMScorer(model, tokenizer, reference=reference, beta=metadata.beta,

@@ -5,17 +5,20 @@ Two readings, by style:
 - pooled (`token_classification`, `qwen_prm`): the engine runs as a pooling model (`runner="pooling"`) and
   `LLM.encode(..., pooling_task="token_classify")` returns the head's raw logits (`use_activation=False`) at every
   token (or at the step tokens alone, where vLLM's model pools STEP); the scorer's own softmax reads them.
-- prompt log-probabilities (`chat_plus_minus`, `step_tag`, `lm_likelihood`): one `generate` with
+- prompt log-probabilities (`chat_plus_minus`, `step_tag`, `lm_likelihood`, `implicit`): one `generate` with
   `SamplingParams(max_tokens=1, prompt_logprobs=k)` returns, at each prompt token, the log-probability of that token
   and of the k likeliest. The likelihood verifier needs only the former (k = 0). A judged position needs the good
   and bad tokens' log-probabilities, whose difference is the two logits' difference that the transformers scorer
   softmaxes. One not among the k is read from a second prompt: where vLLM takes `logprob_token_ids` (0.32), the
   prompt ending at that position, which returns exactly those two tokens' and whose prefix vLLM has cached (the
   same parameter on the first pass reads the last position); on an older vLLM, the prompt ending in that token, read
-  by `prompt_logprobs=0`. So the scores are exact whatever k is; k only saves second prompts.
+  by `prompt_logprobs=0`. So the scores are exact whatever k is; k only saves second prompts. An implicit PRM runs
+  two engines, its own and its reference model's, each with k = 0: a step's reward is beta times the sum over its
+  tokens of the two log-probabilities' difference, as in the transformers scorer.
 
 Compute accounting: `num_tokens` is the sequence scored; `forward_tokens` is what vLLM ran for it (its tokens and
 any second prompts', less the prompt tokens vLLM reports its prefix cache served), None where vLLM does not report.
+An implicit PRM's `num_parameters` counts both models, whose engines both run every token.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ VLLM_READINGS = {
     "chat_plus_minus": "judge",
     "step_tag": "judge",
     "lm_likelihood": "likelihood",
+    "implicit": "implicit",
 }
 """The PRM styles vLLM can serve, and how their scores are read from it."""
 
@@ -175,9 +179,11 @@ class VLLMPromptLogprobScorer(VLLMPRMScorer):
         # vLLM with `logprob_token_ids` returns exactly the asked tokens' log-probabilities at the next position.
         self.named_logprobs = "logprob_token_ids" in inspect.signature(vllm.SamplingParams).parameters
 
-    def _generate_one(self, prompts: list[list[int]], **params: Any) -> list[Any]:
+    def _generate_one(self, prompts: list[list[int]], llm: Any = None, **params: Any) -> list[Any]:
+        """One token after each prompt on `llm` (this scorer's engine by default), for its log-probabilities."""
         sampling = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, **params)
-        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts], sampling, use_tqdm=False)
+        engine = self.llm if llm is None else llm
+        outputs = engine.generate([{"prompt_token_ids": ids} for ids in prompts], sampling, use_tqdm=False)
         self.engine_calls += 1
         if len(outputs) != len(prompts):
             raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(prompts)} prompts")
@@ -245,15 +251,56 @@ class VLLMPromptLogprobScorer(VLLMPRMScorer):
     @staticmethod
     def _likelihood_scores(prm_input: Any, entries: Sequence[Any] | None) -> list[float]:
         """exp(min over a step's tokens t of log P(token t | tokens before t)); entry t holds that of token t."""
-        entries = entries or []
-        ids = prm_input.input_ids
-        scores = []
-        for first, last in prm_input.step_spans:
-            values = [_logprob(entries[t] if t < len(entries) else None, ids[t]) for t in range(first, last + 1)]
-            if any(value is None for value in values):
-                raise RuntimeError(f"vLLM returned no log-probability for a prompt token of span {first}..{last}")
-            scores.append(math.exp(min(values)))
-        return scores
+        return [math.exp(min(values)) for values in _step_token_logprobs(prm_input, entries)]
+
+
+class VLLMImplicitScorer(VLLMPromptLogprobScorer):
+    """An implicit PRM on two engines: the trained model's (`llm`) and its reference model's (`reference_llm`).
+
+    Step score = sigmoid(beta x the sum over the step's tokens of log P_model(token) - log P_reference(token)),
+    each log-probability read from its engine's prompt log-probabilities (`prompt_logprobs=0`).
+    """
+
+    def __init__(self, llm: Any, vllm: Any, *, reference_llm: Any, beta: float, **kwargs: Any) -> None:
+        super().__init__(llm, vllm, judge_ids=None, **kwargs)
+        if beta <= 0:
+            raise ValueError(f"{self.name}: beta must be > 0, got {beta}")
+        self.reference_llm = reference_llm
+        self.beta = beta
+
+    def _read(self, inputs: list[PRMInput]) -> tuple[list[list[float]], list[int | None]]:
+        prompts = [list(x.input_ids) for x in inputs]
+        trained = self._generate_one(prompts, prompt_logprobs=0)
+        reference = self._generate_one(prompts, self.reference_llm, prompt_logprobs=0)
+        scores, ran = [], []
+        for prm_input, ids, mine, theirs in zip(inputs, prompts, trained, reference, strict=True):
+            steps = zip(_step_token_logprobs(prm_input, mine.prompt_logprobs),
+                        _step_token_logprobs(prm_input, theirs.prompt_logprobs), strict=True)
+            scores.append([_sigmoid(self.beta * (sum(own) - sum(base))) for own, base in steps])
+            ran.append(_add(ran_tokens(mine, len(ids)), ran_tokens(theirs, len(ids))))
+        return scores, ran
+
+
+def _step_token_logprobs(prm_input: Any, entries: Sequence[Any] | None) -> list[list[float]]:
+    """Per step span (`LikelihoodInput.step_spans`), log P(token t | tokens before t) of each of its tokens t, from
+    vLLM's prompt log-probabilities (entry t holds token t's)."""
+    entries = entries or []
+    ids = prm_input.input_ids
+    steps = []
+    for first, last in prm_input.step_spans:
+        values = [_logprob(entries[t] if t < len(entries) else None, ids[t]) for t in range(first, last + 1)]
+        if any(value is None for value in values):
+            raise RuntimeError(f"vLLM returned no log-probability for a prompt token of span {first}..{last}")
+        steps.append(values)
+    return steps
+
+
+def _sigmoid(value: float) -> float:
+    """1 / (1 + e^-value) without overflow at large |value| (a long step's summed log-ratio can be hundreds)."""
+    if value >= 0:
+        return 1.0 / (1.0 + math.exp(-value))
+    exp = math.exp(value)
+    return exp / (1.0 + exp)
 
 
 # --------------------------------------------------------------------------- building one from a checkpoint
@@ -285,11 +332,12 @@ def load_vllm_scorer(
     seed: int = 0,
 ) -> VLLMPRMScorer:
     """The vLLM scorer of `style` for a checked checkpoint directory (`inference.scoring.loader.load_scorer` with
-    backend vllm): the same layout as the style's transformers scorer, the engine started once here."""
+    backend vllm): the same layout as the style's transformers scorer, the engine started once here (an implicit
+    PRM's two engines, its own and its reference model's, take half of `gpu_memory_utilization` each)."""
     from inference.generation.common import DTYPES, check_choice
     from inference.generation.vllm_backend import check_engine_platform, import_vllm
     from inference.scoring.checkpoint import load_tokenizer
-    from inference.scoring.styles import resolve_option
+    from inference.scoring.styles import implicit_reference, resolve_option
 
     if style not in VLLM_READINGS:
         raise ValueError(f"prm_style {style!r} has no vLLM reading; prm.backend vllm serves "
@@ -303,6 +351,8 @@ def load_vllm_scorer(
     check_choice("dtype", dtype, DTYPES)
     if not 0 < gpu_memory_utilization <= 1:
         raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+    # Checked before any engine starts: an implicit PRM without a usable reference model is refused by name.
+    reference_dir = implicit_reference(directory, metadata) if style == "implicit" else None
     tokenizer = load_tokenizer(directory, None, trust_remote_code)
     reading = VLLM_READINGS[style]
     layout, extra = _layout(style, directory, metadata, options, tokenizer, resolve_option)
@@ -319,9 +369,16 @@ def load_vllm_scorer(
         engine_args["runner"] = "pooling"
     elif reading == "judge":
         engine_args["max_logprobs"] = JUDGE_TOP_LOGPROBS
+    if reference_dir is not None:
+        engine_args["gpu_memory_utilization"] = gpu_memory_utilization / 2
     llm = vllm.LLM(**engine_args)
     common = {"path": str(directory), "layout": layout, "num_parameters": stored_parameter_count(directory),
               "max_length": context_length(directory, max_model_len)}
+    if reference_dir is not None:
+        assert metadata is not None  # implicit_reference refused a PRM without its metadata
+        reference_llm = vllm.LLM(**{**engine_args, "model": str(reference_dir)})
+        common["num_parameters"] += stored_parameter_count(reference_dir)
+        return VLLMImplicitScorer(llm, vllm, reference_llm=reference_llm, beta=metadata.beta, **common)
     if reading == "pooled":
         probabilities, pooling_options = extra
         return VLLMPooledScorer(llm, vllm, probabilities=probabilities, pooling_options=pooling_options, **common)
@@ -331,7 +388,8 @@ def load_vllm_scorer(
 def _layout(style: str, directory: Path, metadata: PRMMetadata | None, options: dict[str, Any], tokenizer: Any,
             resolve_option: Callable[..., Any]) -> tuple[Layout, Any]:
     """The style's layout function, and what its reading needs: the pooled head's probabilities and further
-    PoolingParams, or the judged (good, bad) token ids (None for the likelihood verifier)."""
+    PoolingParams, or the judged (good, bad) token ids (None for the likelihood verifier and the implicit PRM, which
+    read the prompt's own tokens, after the system prompt of the transformers scorer)."""
     name = directory.name
 
     def judgement_tokens() -> tuple[str, int, int]:
@@ -406,11 +464,14 @@ def _layout(style: str, directory: Path, metadata: PRMMetadata | None, options: 
     from data_prep.steps import SYSTEM_PROMPT
     from inference.scoring.likelihood import LikelihoodInput
 
+    # The implicit PRM reads the solution after the prompt it was trained with (its ttc_prm.json's).
+    system_prompt = metadata.system_prompt if style == "implicit" and metadata is not None else SYSTEM_PROMPT
+
     def likelihood(problem: str, steps: Sequence[str]) -> PRMInput:
         from data_prep.judgement import JudgementLayoutError
 
         try:
-            input_ids, spans = likelihood_layout(tokenizer, problem, steps, SYSTEM_PROMPT)
+            input_ids, spans = likelihood_layout(tokenizer, problem, steps, system_prompt)
         except JudgementLayoutError as error:
             raise ValueError(f"{name}: {error}") from None
         return LikelihoodInput(input_ids=tuple(input_ids), score_positions=tuple(last for _, last in spans),

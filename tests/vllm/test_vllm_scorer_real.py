@@ -1,5 +1,5 @@
 """The vLLM PRM backend on the real engine (CPU build) with tiny random PRMs of head size 32: the same step scores as
-the transformers scorers; device cpu taken; a head size the CPU kernels lack refused before an engine starts;
+the transformers scorers (an implicit PRM on two engines); device cpu taken; a head size the CPU kernels lack refused before an engine starts;
 `ttc-infer processbench` on two engines in one job.
 
 Needs the separate venv from scripts/vllm_cpu_env.sh:
@@ -109,6 +109,24 @@ def test_prompt_logprob_styles_match_transformers(causal_dir, style):
     scorer, first = assert_same_scores(causal_dir, style, prefix_cache_bytes=0)
     for repeat, original in zip(scores_of(scorer), first, strict=True):
         assert repeat.step_scores == pytest.approx(original.step_scores, abs=1e-6)
+
+
+def test_implicit_prm_scores_match_transformers_on_two_engines(tmp_path, tokenizer, causal_dir):
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from data_prep.steps import SYSTEM_PROMPT
+    from tests.unit.generation.tiny_models import tiny_config
+
+    trained = tmp_path / "implicit"
+    torch.manual_seed(3)
+    LlamaForCausalLM(tiny_config(tokenizer, **HEAD_32)).save_pretrained(trained, safe_serialization=True)
+    tokenizer.save_pretrained(trained)
+    PRMMetadata(prm_style="implicit", reference_model=str(causal_dir), beta=0.5,
+                system_prompt=SYSTEM_PROMPT).save(trained)
+    scorer, got = assert_same_scores(trained, "implicit", prefix_cache_bytes=0)
+    assert scorer.engine_calls == 2  # one prompt-logprobs call on each model's engine
+    assert not all(score == pytest.approx(0.5) for s in got for score in s.step_scores)
 
 
 def test_qwen_prm_scores_match_transformers(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ scores as the transformers scorers (positions and arithmetic), the follow-up pro
 
 from __future__ import annotations
 
+import math
 import sys
 import types
 from dataclasses import dataclass
@@ -11,9 +12,11 @@ import pytest
 import torch
 
 from data_prep.prm_metadata import PRMMetadata
+from data_prep.steps import SYSTEM_PROMPT
 from inference.config import ConfigError, PRMConfig
 from inference.scoring import load_scorer, vllm_scorer
-from inference.scoring.vllm_scorer import VLLMPooledScorer, VLLMPromptLogprobScorer
+from inference.scoring.vllm_scorer import VLLMImplicitScorer, VLLMPooledScorer, VLLMPromptLogprobScorer
+from tests.unit.generation.tiny_models import save_causal_lm
 from tests.unit.scoring.public_checkpoints import save_qwen_prm, tokenizer_with_extra_0
 
 PROBLEM = "Tom has 3 apples and buys 4 more. How many apples does he have?"
@@ -199,6 +202,71 @@ def test_likelihood_scores_as_transformers_from_the_prompt_tokens_own_logprobs(f
     assert "max_logprobs" not in fake_vllm["engines"][0]
 
 
+@pytest.fixture
+def implicit_dir(causal_lm_dir, tiny_tokenizer, tmp_path):
+    """An implicit PRM as train_prm.py writes it: a causal LM whose ttc_prm.json names its reference model."""
+    trained = save_causal_lm(tmp_path / "implicit", tiny_tokenizer, seed=7)
+    PRMMetadata(prm_style="implicit", reference_model=str(causal_lm_dir), beta=0.5,
+                system_prompt=SYSTEM_PROMPT).save(trained)
+    return trained
+
+
+def test_implicit_scores_as_transformers_from_two_engines_prompt_logprobs(fake_vllm, implicit_dir, causal_lm_dir):
+    reference = load_scorer(implicit_dir, device="cpu", prefix_cache_bytes=0)
+    fake_vllm["modules"][str(implicit_dir)] = causal_forward(reference.model)
+    fake_vllm["modules"][str(causal_lm_dir)] = causal_forward(reference.reference)
+    scorer = load_scorer(implicit_dir, device="auto", backend="vllm", gpu_memory_utilization=0.5)
+    assert isinstance(scorer, VLLMImplicitScorer)
+    # Two engines, the PRM's and its reference's, sharing the PRM's memory share.
+    assert [(e["model"], e["gpu_memory_utilization"]) for e in fake_vllm["engines"]] == [
+        (str(implicit_dir), 0.25), (str(causal_lm_dir), 0.25)]
+    got = assert_same_scores(reference, scorer)
+    assert not all(score == pytest.approx(0.5) for s in got for score in s.step_scores)  # the two models differ
+    trained, base = fake_vllm["generate"]
+    assert trained["params"] == base["params"] == {"max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
+    assert trained["prompts"] == base["prompts"]
+    # Both engines ran every token; both models' parameters are charged per token.
+    assert sum(s.forward_tokens for s in got) == sum(fake_vllm["ran"]) == scorer.forward_tokens
+    assert scorer.num_parameters == reference.num_parameters == (
+        reference.model.num_parameters() + reference.reference.num_parameters())
+
+
+def test_implicit_step_is_beta_times_its_tokens_summed_log_ratio():
+    from inference.scoring.likelihood import LikelihoodInput
+
+    ids = (1, 7, 8, 9, 5, 6)
+    own = [None, -0.1, -3.0, -0.2, -0.5, -0.05]
+    base = [None, -0.2, -1.0, -0.9, -0.1, -0.05]
+
+    class Engine:
+        def __init__(self, values):
+            self.values = values
+
+        def generate(self, prompts, params, use_tqdm=True):
+            entries = [None] + [{token: Logprob(self.values[t]), 99: Logprob(-9.0)} for t, token in enumerate(ids) if t]
+            return [types.SimpleNamespace(prompt_logprobs=entries, num_cached_tokens=0) for _ in prompts]
+
+    params = types.SimpleNamespace(SamplingParams=lambda **kwargs: kwargs)
+    prm_input = LikelihoodInput(input_ids=ids, score_positions=(3, 5), step_spans=((2, 3), (4, 5)))
+    scorer = VLLMImplicitScorer(Engine(own), params, reference_llm=Engine(base), beta=2.0, path="implicit",
+                                layout=lambda problem, steps: prm_input, num_parameters=1, max_length=None)
+    (score,) = scorer.score(["p"], [["a", "b"]])
+    first, second = 2.0 * ((-3.0 - 0.2) - (-1.0 - 0.9)), 2.0 * ((-0.5 - 0.05) - (-0.1 - 0.05))
+    assert score.step_scores == pytest.approx([1 / (1 + math.exp(-first)), 1 / (1 + math.exp(-second))])
+    assert score.forward_tokens == 2 * len(ids) and scorer.engine_calls == 2
+    # A long step's summed log-ratio does not overflow the sigmoid.
+    assert (vllm_scorer._sigmoid(-1000.0), vllm_scorer._sigmoid(0.0), vllm_scorer._sigmoid(1000.0)) == (0.0, 0.5, 1.0)
+
+
+def test_implicit_without_a_reference_is_refused_before_an_engine_starts(fake_vllm, causal_lm_dir, tmp_path):
+    with pytest.raises(ValueError, match="an implicit PRM needs reference_model and beta in its ttc_prm.json"):
+        vllm_scorer.load_vllm_scorer("implicit", causal_lm_dir, None, {})
+    missing = PRMMetadata(prm_style="implicit", reference_model=str(tmp_path / "gone"), beta=0.5)
+    with pytest.raises(FileNotFoundError, match="reference_model .*gone is not a checkpoint directory"):
+        vllm_scorer.load_vllm_scorer("implicit", causal_lm_dir, missing, {})
+    assert fake_vllm["engines"] == []
+
+
 def test_token_classification_scores_as_transformers_from_raw_pooled_logits(fake_vllm, token_classifier_dir):
     reference, scorer = transformers_and_vllm(fake_vllm, token_classifier_dir, "token_classification",
                                               classifier_forward)
@@ -244,9 +312,10 @@ def test_forward_tokens_are_none_where_vllm_does_not_report_its_cache(fake_vllm,
 
 
 def test_styles_and_options_vllm_does_not_serve_are_refused(fake_vllm, causal_lm_dir, token_classifier_dir, tmp_path):
-    with pytest.raises(ValueError, match="prm_style 'implicit' has no vLLM reading; prm.backend vllm serves "
-                                         "token_classification, qwen_prm, chat_plus_minus, step_tag, lm_likelihood"):
-        vllm_scorer.load_vllm_scorer("implicit", causal_lm_dir, None, {})
+    with pytest.raises(ValueError, match="prm_style 'likelihood_head' has no vLLM reading; prm.backend vllm serves "
+                                         "token_classification, qwen_prm, chat_plus_minus, step_tag, lm_likelihood, "
+                                         "implicit"):
+        vllm_scorer.load_vllm_scorer("likelihood_head", causal_lm_dir, None, {})
     with pytest.raises(ValueError, match="prefix_cache_bytes is the transformers scorer's cache"):
         load_scorer(token_classifier_dir, backend="vllm", prefix_cache_bytes=0)
     with pytest.raises(ValueError, match="PRM backend 'sglang' is not one of transformers, vllm"):
