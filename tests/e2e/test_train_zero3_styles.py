@@ -1,6 +1,6 @@
 """train_prm.py under one-process DeepSpeed ZeRO-3 for the likelihood-head, implicit and +/- PRM styles: on the tiny
-policy (the gathered checkpoint is whole and scores) and with the 8B recipes' LoRA configs on a 2-layer
-Llama-3.1-8B-shaped LM."""
+policy (the gathered checkpoint is whole and scores), and the 8B recipes' LoRA configs: the implicit one on a 2-layer
+Llama-3.1-8B-shaped LM, the +/- one on the tiny policy (its adapter scored)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ ZERO3 = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
          str(REPO / "configs" / "accelerate" / "deepspeed_zero3.yaml")]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
 # The generative styles save through the Trainer's own gathered save, which the token-classification ZeRO-3 test
-# and the 8B-shape +/- run below cover; these two write their own layout from the gathered state dict.
+# and the +/- recipe's run below cover; these two write their own layout from the gathered state dict.
 TINY_CONFIGS = {"likelihood_head": "tiny_likelihood_head.yaml", "implicit": "tiny_implicit.yaml"}
 
 
@@ -115,12 +115,11 @@ def llama8b_shape(tmp_path_factory) -> Path:
     shutil.rmtree(directory)  # pytest keeps the last three tmp dirs; 3 GB of random weights need not stay
 
 
-@pytest.mark.parametrize("config", ["llama31_8b_plus_minus_lora", "llama31_8b_implicit_lora"])
-def test_the_8b_recipes_train_under_zero3_on_the_8b_shape(tmp_path: Path, train_file: Path, llama8b_shape: Path,
-                                                          config: str) -> None:
-    out = tmp_path / config
+def _train_8b_recipe(config: str, model: Path, out: Path, train_file: Path, dtype: str) -> float:
+    """One step of an 8B recipe's LoRA config under ZeRO-3 on `model`; checks the gathered adapter, returns the
+    step's loss."""
     _train_zero3(str(REPO / "configs" / "prm" / f"{config}.yaml"), out, train_file, "--model_name_or_path",
-                 str(llama8b_shape), "--torch_dtype", "bfloat16", "--bf16", "false", "--gradient_checkpointing",
+                 str(model), "--torch_dtype", dtype, "--bf16", "false", "--gradient_checkpointing",
                  "false", "--use_cpu", "true", "--max_steps", "1", "--max_length", "130",
                  "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1", "--save_strategy", "no")
     loss = _final_train_loss(out)  # one step: the loss of that step
@@ -128,8 +127,27 @@ def test_the_8b_recipes_train_under_zero3_on_the_8b_shape(tmp_path: Path, train_
     metadata = PRMMetadata.load(out)
     assert metadata.train_config["config_name"] == config
     adapter = json.loads((out / "adapter_config.json").read_text())
-    assert (adapter["r"], adapter["base_model_name_or_path"]) == (16, str(llama8b_shape.resolve()))
+    assert (adapter["r"], adapter["base_model_name_or_path"]) == (16, str(model.resolve()))
     lora = load_file(str(out / "adapter_model.safetensors"))
     assert lora and all(tensor.numel() > 0 for tensor in lora.values())  # gathered, not empty partitions
-    if config == "llama31_8b_implicit_lora":
-        assert loss == pytest.approx(math.log(2), abs=1e-4)  # LoRA B starts at 0: the reference itself
+    return loss
+
+
+def test_the_8b_implicit_recipe_trains_under_zero3_on_the_8b_shape(tmp_path: Path, train_file: Path,
+                                                                   llama8b_shape: Path) -> None:
+    # The 8B shape (hidden 4096, 128,256-token vocabulary, 32/8 heads) with the trained LM and its reference both
+    # partitioned: the recipe with the most state.
+    loss = _train_8b_recipe("llama31_8b_implicit_lora", llama8b_shape, tmp_path / "implicit", train_file, "bfloat16")
+    assert loss == pytest.approx(math.log(2), abs=1e-4)  # LoRA B starts at 0: the reference itself
+
+
+def test_the_8b_plus_minus_recipe_trains_under_zero3_and_its_adapter_scores(tmp_path: Path,
+                                                                            train_file: Path) -> None:
+    # The +/- recipe saves through the Trainer's own gathered save; on the tiny policy (its chat template) the
+    # saved adapter is also scored.
+    from inference.scoring import load_scorer
+
+    out = tmp_path / "plus_minus"
+    _train_8b_recipe("llama31_8b_plus_minus_lora", POLICY, out, train_file, "float32")
+    (scored,) = load_scorer(out, device="cpu").score([PROBLEM], [STEPS])
+    assert len(scored.step_scores) == len(STEPS) and all(0 < score < 1 for score in scored.step_scores)
