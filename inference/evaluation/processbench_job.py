@@ -66,8 +66,9 @@ class ProcessBenchConfig:
     """`cpu`, `cuda`, or `auto` (CUDA when available)."""
     backend: Backend = "transformers"
     """Scoring backend, as a run's `prm.backend`: `transformers` (every style) or `vllm` (token_classification and
-    qwen_prm as a pooling model, chat_plus_minus, step_tag and lm_likelihood from prompt log-probabilities; GPU with
-    the vllm extra, or CPU with vLLM's CPU build). max_tokens_per_batch is the transformers scorer's."""
+    qwen_prm as a pooling model, chat_plus_minus, step_tag and lm_likelihood from prompt log-probabilities, implicit
+    from those of its two engines, which split the PRM's share; GPU with the vllm extra, or CPU with vLLM's CPU
+    build). max_tokens_per_batch is the transformers scorer's."""
     gpu_memory_utilization: float | None = None
     """vllm only: fraction of GPU memory each PRM's engine may take; null shares 0.9 among the PRMs (an engine may
     keep its memory until the job ends, so their shares must add up to at most 1)."""
