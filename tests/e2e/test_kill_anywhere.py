@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
        "WANDB_MODE": "offline", "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 INFER = [sys.executable, "-m", "inference.cli"]
-KILLS = 5
-"""Interrupted runs per command: SIGKILL and SIGTERM in turn, each at a seeded random point."""
+KILLS = 4
+"""Interrupted runs per command: SIGKILL and SIGTERM in turn (two of each), each at a seeded random point."""
 
 
 def count_lines(path: Path) -> int:

@@ -1,5 +1,5 @@
 """train_prm.py under one-process DeepSpeed ZeRO-3 for the likelihood-head, implicit and +/- PRM styles: on the tiny
-policy (the gathered checkpoint is whole and scores), and the 8B recipes' LoRA configs: the implicit one on a 2-layer
+policy (the gathered checkpoint is whole and scores), and the 8B recipes' LoRA configs: the implicit one on a 1-layer
 Llama-3.1-8B-shaped LM, the +/- one on the tiny policy (its adapter scored)."""
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def test_zero3_saves_whole_weights_that_score(tmp_path: Path, train_file: Path, 
 
 @pytest.fixture(scope="module")
 def llama8b_shape(tmp_path_factory) -> Path:
-    """A random Llama-3.1-8B-shaped causal LM cut to 2 layers (hidden 4096, vocabulary 128,256; about 3 GB in
+    """A random Llama-3.1-8B-shaped causal LM cut to 1 layer (hidden 4096, vocabulary 128,256; about 2.5 GB in
     bf16) with the tiny policy's tokenizer and chat template."""
     from transformers import AutoTokenizer
 
@@ -106,7 +106,7 @@ def llama8b_shape(tmp_path_factory) -> Path:
 
     directory = tmp_path_factory.mktemp("llama8b_shape")
     tokenizer = AutoTokenizer.from_pretrained(POLICY)
-    model = build_random_model(ModelArguments(init_from_config="llama31_8b", num_hidden_layers=2,
+    model = build_random_model(ModelArguments(init_from_config="llama31_8b", num_hidden_layers=1,
                                               torch_dtype="bfloat16"), tokenizer, seed=0, causal_lm=True)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
