@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.deepspeed]
+# DeepSpeed runs rendezvous on one fixed local port: under -n their tests share one worker.
+pytestmark = [pytest.mark.slow, pytest.mark.deepspeed, pytest.mark.xdist_group("deepspeed")]
 
 REPO = Path(__file__).resolve().parents[2]
 MATH500 = REPO.parent / "shared" / "data" / "math500_test.jsonl"

@@ -22,7 +22,8 @@ from data_prep.prm_metadata import PRMMetadata
 from data_prep.records import StepLabels
 from data_prep.synthetic import generate_problems, gold_steps
 
-pytestmark = pytest.mark.slow
+# DeepSpeed runs rendezvous on one fixed local port: under -n their tests share one worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("deepspeed")]
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = str(REPO / "training" / "train_prm.py")

@@ -22,8 +22,10 @@ from data_prep.labels import write_step_labels
 from data_prep.prm_metadata import LIKELIHOOD_HEAD_FILE, PRMMetadata
 from tests.e2e.labelled_rows import PROBLEM, STEPS, labelled_rows
 
+# DeepSpeed runs rendezvous on one fixed local port: under -n their tests share one worker.
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.xdist_group("deepspeed"),
     pytest.mark.deepspeed,
     pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed extra not installed"),
 ]
